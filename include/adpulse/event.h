@@ -1,0 +1,57 @@
+// The validated ad event as it travels from the decoder through the shard router to a worker.
+// String fields are views into the arena of the request that carried the event (IngestBatch), so an
+// Event lives exactly as long as its batch. Money is integer micro-units.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace adpulse {
+
+enum class EventType : uint8_t { kImpression = 0, kClick = 1, kConversion = 2 };
+
+std::string_view EventTypeName(EventType type);
+std::optional<EventType> ParseEventType(std::string_view name);
+
+// The dimensions queries can group and filter by (API.md "Dimensions"), in a fixed order.
+enum class Dim : uint8_t {
+  kCampaignId = 0,
+  kAdId,
+  kAdvertiserId,
+  kPublisherId,
+  kPlacementId,
+  kCountry,
+  kCity,
+  kDeviceType,
+  kOs,
+  kBrowser,
+  kCurrency,
+};
+inline constexpr int kDimCount = 11;
+
+std::string_view DimName(Dim dim);
+std::optional<Dim> ParseDim(std::string_view name);
+
+// Fraud verdict bits; nonzero means the event is invalid traffic and is counted in fraud_* only.
+using FraudFlags = uint8_t;
+
+struct Event {
+  std::string_view event_id;
+  EventType type = EventType::kImpression;
+  int64_t timestamp_ms = 0;
+  int64_t bid_micros = 0;
+  std::array<std::string_view, kDimCount> dims{};
+  std::string_view user_id;
+  std::string_view session_id;
+  std::string_view ip_address;
+  std::string_view user_agent;
+  std::string_view page_url;
+  std::string_view click_id;
+  FraudFlags fraud_flags = 0;
+
+  std::string_view dim(Dim d) const { return dims[static_cast<int>(d)]; }
+  std::string_view& dim(Dim d) { return dims[static_cast<int>(d)]; }
+};
+
+}  // namespace adpulse

@@ -1,0 +1,213 @@
+#include "app/application.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "app/config.h"
+#include "base/status_macros.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "http/api.h"
+#include "http/server.h"
+#include "ingest/pipeline.h"
+
+namespace adpulse {
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+constexpr const char* kUsage = R"(adpulse: a single-binary stream engine for ad events
+
+Usage:
+  adpulse [serve] [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--log-level LEVEL]
+  adpulse --help | --version
+
+Takes impression, click and conversion events over HTTP (POST /v1/events) and answers
+aggregate queries (GET /v1/metrics, /v1/metrics/realtime, /v1/top, /v1/funnel, /v1/billing).
+
+Options:
+  --config FILE        TOML configuration (see config/adpulse.toml); overrides the defaults
+  --listen HOST:PORT   address to listen on (default 127.0.0.1:8080)
+  --data-dir DIR       where data is kept (default ./data)
+  --log-level LEVEL    debug, info, warn or error (default info)
+  --workers N          worker threads (shards); 0 = one per core
+  -h, --help           show this help
+  --version            print the version
+
+Flags override the config file; the config file overrides the embedded defaults.
+SIGTERM or SIGINT stops accepting, drains in-flight requests and exits 0.
+)";
+
+struct Flags {
+  std::optional<std::string> config;
+  std::optional<std::string> listen;
+  std::optional<std::string> data_dir;
+  std::optional<std::string> log_level;
+  std::optional<std::string> workers;
+  bool help = false;
+  bool version = false;
+};
+
+// Returns an error message for a bad command line.
+std::string ParseFlags(int argc, char** argv, Flags& flags) {
+  int i = 1;
+  if (i < argc && std::strcmp(argv[i], "serve") == 0) ++i;
+  for (; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      flags.help = true;
+      continue;
+    }
+    if (arg == "--version") {
+      flags.version = true;
+      continue;
+    }
+    std::string name = arg;
+    std::optional<std::string> value;
+    size_t eq = arg.find('=');
+    if (arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    }
+    std::optional<std::string>* target = nullptr;
+    if (name == "--config") target = &flags.config;
+    if (name == "--listen") target = &flags.listen;
+    if (name == "--data-dir") target = &flags.data_dir;
+    if (name == "--log-level") target = &flags.log_level;
+    if (name == "--workers") target = &flags.workers;
+    if (!target) return "unknown argument '" + arg + "' (see adpulse --help)";
+    if (!value) {
+      if (i + 1 >= argc) return name + " needs a value (see adpulse --help)";
+      value = argv[++i];
+    }
+    *target = *value;
+  }
+  return {};
+}
+
+// Creates the data directory and takes an exclusive lock on it, so two daemons never share one.
+absl::StatusOr<int> PrepareDataDir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(
+        fmt::format("data dir {} cannot be created: {}", dir, ec.message()));
+  }
+  std::string lock_path = (std::filesystem::path(dir) / "LOCK").string();
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return absl::PermissionDeniedError(
+        fmt::format("data dir {} is not writable: {}", dir, std::strerror(errno)));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return absl::FailedPreconditionError(
+        fmt::format("data dir {} is in use by another adpulse process", dir));
+  }
+  return fd;
+}
+
+}  // namespace
+
+int RunApplication(int argc, char** argv) {
+  Flags flags;
+  std::string error = ParseFlags(argc, argv, flags);
+  if (!error.empty()) {
+    fmt::print(stderr, "adpulse: {}\n", error);
+    return 2;
+  }
+  if (flags.help) {
+    fmt::print("{}", kUsage);
+    return 0;
+  }
+  if (flags.version) {
+    fmt::print("adpulse {}\n", kVersion);
+    return 0;
+  }
+  auto fail = [](const absl::Status& s) {
+    fmt::print(stderr, "adpulse: {}\n", Message(s));
+    return 1;
+  };
+  auto loaded = LoadConfig(flags.config);
+  if (!loaded.ok()) return fail(loaded.status());
+  Config config = std::move(*loaded);
+  if (flags.listen) {
+    absl::Status s = ParseListen(*flags.listen, &config.server.host, &config.server.port);
+    if (!s.ok()) return fail(s);
+  }
+  if (flags.data_dir) config.data_dir = *flags.data_dir;
+  if (flags.log_level) config.log_level = *flags.log_level;
+  if (flags.workers) {
+    char* end = nullptr;
+    long v = std::strtol(flags.workers->c_str(), &end, 10);
+    if (flags.workers->empty() || *end != '\0' || v < 0 || v > 256) {
+      return fail(absl::InvalidArgumentError(
+          fmt::format("--workers '{}' must be a number from 0 to 256", *flags.workers)));
+    }
+    config.workers = static_cast<int>(v);
+  }
+  auto level = ParseLogLevel(config.log_level);
+  if (!level.ok()) return fail(level.status());
+  SetLogLevel(*level);
+
+  auto lock_fd = PrepareDataDir(config.data_dir);
+  if (!lock_fd.ok()) return fail(lock_fd.status());
+
+  auto catalog = CubeCatalog::Create(config.cubes);
+  if (!catalog.ok()) return fail(catalog.status());
+
+  PipelineOptions pipeline_options;
+  pipeline_options.workers =
+      config.workers > 0 ? config.workers
+                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  pipeline_options.max_producers = config.server.threads + 2;  // room for more sources
+  pipeline_options.ring_capacity_tasks = static_cast<size_t>(config.ring_capacity_tasks);
+  pipeline_options.pin_workers = config.pin_workers;
+  pipeline_options.dedup_horizon_ms = config.dedup_horizon_s * 1000;
+  pipeline_options.max_inflight_requests = static_cast<size_t>(config.max_inflight_requests);
+  if (pipeline_options.ring_capacity_tasks < pipeline_options.max_inflight_requests) {
+    // One task per request per ring: a ring this size never fills under admission control.
+    pipeline_options.ring_capacity_tasks = pipeline_options.max_inflight_requests;
+  }
+
+  MetricsRegistry metrics;
+  Pipeline pipeline(*catalog, pipeline_options);
+  metrics.AddGauge("adpulse_ingest_inflight_requests", "Ingest and query requests in flight.",
+                   [&pipeline] { return static_cast<double>(pipeline.inflight()); });
+  metrics.AddGauge("adpulse_ring_queued_tasks", "Tasks waiting on producer-to-worker rings.",
+                   [&pipeline] { return static_cast<double>(pipeline.QueuedTasks()); });
+  metrics.AddGauge("adpulse_workers", "Worker threads (shards).",
+                   [&pipeline] { return static_cast<double>(pipeline.shard_count()); });
+
+  ApiOptions api_options;
+  api_options.max_body_bytes = config.server.max_body_bytes;
+  api_options.max_decoded_body_bytes = static_cast<size_t>(config.max_decoded_body_bytes);
+  api_options.validation.max_future_ms = config.max_future_s * 1000;
+  api_options.validation.max_age_ms = config.max_age_s * 1000;
+  api_options.max_query_buckets = config.max_query_buckets;
+  Api api(api_options, *catalog, pipeline, metrics);
+
+  HttpServer server(config.server, api, pipeline, metrics);
+  absl::Status listening = server.Listen();
+  if (!listening.ok()) return fail(listening);
+
+  pipeline.Start();
+  api.SetReady(true);
+  LOG_INFO("adpulse {} listening on http://{}:{} (data dir {}, {} workers, {} cubes)", kVersion,
+           config.server.host, server.port(), config.data_dir, pipeline.shard_count(),
+           catalog->cubes().size());
+  server.Run();
+  pipeline.Stop();
+  ::close(*lock_fd);
+  LOG_INFO("stopped cleanly");
+  return 0;
+}
+
+}  // namespace adpulse

@@ -1,0 +1,240 @@
+#include "app/config.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <fstream>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "base/status_macros.h"
+#include "default_config.h"
+
+namespace adpulse {
+
+absl::Status ParseListen(std::string_view text, std::string* host, uint16_t* port) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size()) {
+    return absl::InvalidArgumentError(
+        fmt::format("listen '{}' must be HOST:PORT, e.g. 127.0.0.1:8080", text));
+  }
+  std::string_view h = text.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  std::string_view p = text.substr(colon + 1);
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
+  if (ec != std::errc() || ptr != p.data() + p.size() || value > 65535) {
+    return absl::InvalidArgumentError(
+        fmt::format("listen '{}': port '{}' is not a number from 0 to 65535", text, p));
+  }
+  *host = std::string(h);
+  *port = static_cast<uint16_t>(value);
+  return absl::OkStatus();
+}
+
+namespace {
+
+std::string Where(std::string_view source, const toml::node& node) {
+  const auto& src = node.source();
+  return fmt::format("{}:{}", source, src.begin.line);
+}
+
+// Reads table[key] into `out` if present, with type and range checks.
+absl::Status ReadInt(const toml::table& table, std::string_view section, std::string_view key,
+                     std::string_view source, int64_t min, int64_t max, int64_t& out) {
+  const toml::node* node = table.get(key);
+  if (!node) return absl::OkStatus();
+  auto v = node->value<int64_t>();
+  if (!node->is_integer() || !v) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: {}.{} must be an integer", Where(source, *node), section, key));
+  }
+  if (*v < min || *v > max) {
+    return absl::InvalidArgumentError(fmt::format("{}: {}.{} = {} is out of range [{}, {}]",
+                                                  Where(source, *node), section, key, *v, min,
+                                                  max));
+  }
+  out = *v;
+  return absl::OkStatus();
+}
+
+absl::Status ReadString(const toml::table& table, std::string_view section, std::string_view key,
+                        std::string_view source, std::string& out) {
+  const toml::node* node = table.get(key);
+  if (!node) return absl::OkStatus();
+  if (!node->is_string()) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: {}.{} must be a string", Where(source, *node), section, key));
+  }
+  out = *node->value<std::string>();
+  return absl::OkStatus();
+}
+
+absl::Status ReadBool(const toml::table& table, std::string_view section, std::string_view key,
+                      std::string_view source, bool& out) {
+  const toml::node* node = table.get(key);
+  if (!node) return absl::OkStatus();
+  if (!node->is_boolean()) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: {}.{} must be true or false", Where(source, *node), section, key));
+  }
+  out = *node->value<bool>();
+  return absl::OkStatus();
+}
+
+absl::Status CheckKeys(const toml::table& table, std::string_view section,
+                       std::string_view source, std::initializer_list<std::string_view> allowed) {
+  for (const auto& [key, node] : table) {
+    bool known = false;
+    for (std::string_view a : allowed) known |= (a == key.str());
+    if (!known) {
+      return absl::InvalidArgumentError(fmt::format(
+          "{}: unknown key '{}{}{}'", Where(source, node), section, section.empty() ? "" : ".",
+          key.str()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+const toml::table* Section(const toml::table& root, std::string_view name) {
+  const toml::node* node = root.get(name);
+  return node ? node->as_table() : nullptr;
+}
+
+}  // namespace
+
+absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Config& config) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, std::string(source));
+  } catch (const toml::parse_error& e) {
+    return absl::InvalidArgumentError(fmt::format("{}:{}: {}", source, e.source().begin.line,
+                                                  e.description()));
+  }
+  RETURN_IF_ERROR(CheckKeys(root, "", source,
+                            {"server", "storage", "log", "ingest", "dedup", "query", "cubes"}));
+  for (std::string_view name : {"server", "storage", "log", "ingest", "dedup", "query"}) {
+    const toml::node* node = root.get(name);
+    if (node && !node->is_table()) {
+      return absl::InvalidArgumentError(
+          fmt::format("{}: {} must be a table ([{}])", Where(source, *node), name, name));
+    }
+  }
+  if (const toml::table* t = Section(root, "server")) {
+    RETURN_IF_ERROR(CheckKeys(*t, "server", source,
+                              {"listen", "http_threads", "max_body_bytes",
+                               "max_decoded_body_bytes", "idle_timeout_s", "request_timeout_s",
+                               "drain_timeout_s"}));
+    std::string listen;
+    RETURN_IF_ERROR(ReadString(*t, "server", "listen", source, listen));
+    if (!listen.empty()) {
+      RETURN_IF_ERROR(ParseListen(listen, &config.server.host, &config.server.port));
+    }
+    int64_t v = config.server.threads;
+    RETURN_IF_ERROR(ReadInt(*t, "server", "http_threads", source, 1, 64, v));
+    config.server.threads = static_cast<int>(v);
+    v = static_cast<int64_t>(config.server.max_body_bytes);
+    RETURN_IF_ERROR(ReadInt(*t, "server", "max_body_bytes", source, 1024, int64_t{1} << 32, v));
+    config.server.max_body_bytes = static_cast<size_t>(v);
+    RETURN_IF_ERROR(ReadInt(*t, "server", "max_decoded_body_bytes", source, 1024,
+                            int64_t{1} << 34, config.max_decoded_body_bytes));
+    v = config.server.idle_timeout_s;
+    RETURN_IF_ERROR(ReadInt(*t, "server", "idle_timeout_s", source, 1, 86400, v));
+    config.server.idle_timeout_s = static_cast<int>(v);
+    v = config.server.request_timeout_s;
+    RETURN_IF_ERROR(ReadInt(*t, "server", "request_timeout_s", source, 1, 86400, v));
+    config.server.request_timeout_s = static_cast<int>(v);
+    v = config.server.drain_timeout_s;
+    RETURN_IF_ERROR(ReadInt(*t, "server", "drain_timeout_s", source, 0, 3600, v));
+    config.server.drain_timeout_s = static_cast<int>(v);
+  }
+  if (const toml::table* t = Section(root, "storage")) {
+    RETURN_IF_ERROR(CheckKeys(*t, "storage", source, {"data_dir"}));
+    RETURN_IF_ERROR(ReadString(*t, "storage", "data_dir", source, config.data_dir));
+  }
+  if (const toml::table* t = Section(root, "log")) {
+    RETURN_IF_ERROR(CheckKeys(*t, "log", source, {"level"}));
+    RETURN_IF_ERROR(ReadString(*t, "log", "level", source, config.log_level));
+  }
+  if (const toml::table* t = Section(root, "ingest")) {
+    RETURN_IF_ERROR(CheckKeys(*t, "ingest", source,
+                              {"workers", "pin_workers", "ring_capacity_tasks",
+                               "max_inflight_requests", "max_future_s", "max_age_s"}));
+    int64_t v = config.workers;
+    RETURN_IF_ERROR(ReadInt(*t, "ingest", "workers", source, 0, 256, v));
+    config.workers = static_cast<int>(v);
+    RETURN_IF_ERROR(ReadBool(*t, "ingest", "pin_workers", source, config.pin_workers));
+    RETURN_IF_ERROR(ReadInt(*t, "ingest", "ring_capacity_tasks", source, 16, 1 << 24,
+                            config.ring_capacity_tasks));
+    RETURN_IF_ERROR(ReadInt(*t, "ingest", "max_inflight_requests", source, 1, 1 << 20,
+                            config.max_inflight_requests));
+    RETURN_IF_ERROR(
+        ReadInt(*t, "ingest", "max_future_s", source, 0, 86400 * 7, config.max_future_s));
+    RETURN_IF_ERROR(ReadInt(*t, "ingest", "max_age_s", source, 60, 86400 * 366, config.max_age_s));
+  }
+  if (const toml::table* t = Section(root, "dedup")) {
+    RETURN_IF_ERROR(CheckKeys(*t, "dedup", source, {"horizon_s"}));
+    RETURN_IF_ERROR(
+        ReadInt(*t, "dedup", "horizon_s", source, 60, 86400 * 366, config.dedup_horizon_s));
+  }
+  if (const toml::table* t = Section(root, "query")) {
+    RETURN_IF_ERROR(CheckKeys(*t, "query", source, {"max_buckets"}));
+    RETURN_IF_ERROR(
+        ReadInt(*t, "query", "max_buckets", source, 1, 100'000'000, config.max_query_buckets));
+  }
+  if (const toml::node* cubes_node = root.get("cubes")) {
+    const toml::array* cubes = cubes_node->as_array();
+    if (!cubes) {
+      return absl::InvalidArgumentError(
+          fmt::format("{}: cubes must be an array of tables ([[cubes]])", Where(source, *cubes_node)));
+    }
+    std::vector<CubeSpec> specs;
+    for (const toml::node& entry : *cubes) {
+      const toml::table* t = entry.as_table();
+      if (!t) {
+        return absl::InvalidArgumentError(
+            fmt::format("{}: each [[cubes]] entry must be a table", Where(source, entry)));
+      }
+      RETURN_IF_ERROR(CheckKeys(*t, "cubes", source, {"name", "dimensions"}));
+      CubeSpec spec;
+      RETURN_IF_ERROR(ReadString(*t, "cubes", "name", source, spec.name));
+      const toml::array* dims = t->get_as<toml::array>("dimensions");
+      if (!dims) {
+        return absl::InvalidArgumentError(fmt::format(
+            "{}: cube '{}' needs dimensions = [\"campaign_id\", ...]", Where(source, entry),
+            spec.name));
+      }
+      for (const toml::node& d : *dims) {
+        auto name = d.value<std::string>();
+        std::optional<Dim> dim = name ? ParseDim(*name) : std::nullopt;
+        if (!dim) {
+          return absl::InvalidArgumentError(fmt::format(
+              "{}: cube '{}': '{}' is not a dimension", Where(source, d), spec.name,
+              name ? *name : "(not a string)"));
+        }
+        spec.dims.push_back(*dim);
+      }
+      specs.push_back(std::move(spec));
+    }
+    config.cubes = std::move(specs);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Config> LoadConfig(const std::optional<std::string>& path) {
+  Config config;
+  RETURN_IF_ERROR(ApplyToml(kDefaultConfigToml, "(embedded defaults)", config));
+  if (path) {
+    std::ifstream in(*path);
+    if (!in) {
+      return absl::NotFoundError(
+          fmt::format("config file {} cannot be read: {}", *path, std::strerror(errno)));
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    RETURN_IF_ERROR(ApplyToml(text.str(), *path, config));
+  }
+  return config;
+}
+
+}  // namespace adpulse

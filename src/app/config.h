@@ -1,0 +1,40 @@
+// The daemon's configuration: embedded defaults (config/adpulse.toml compiled in), overlaid by a
+// TOML file, overlaid by command-line flags. Loaded once at startup; read-only afterwards.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "http/server.h"
+#include "window/cube_catalog.h"
+
+namespace adpulse {
+
+struct Config {
+  ServerOptions server;
+  std::string data_dir = "./data";
+  std::string log_level = "info";
+  int workers = 0;
+  bool pin_workers = true;
+  int64_t ring_capacity_tasks = 4096;
+  int64_t max_inflight_requests = 1024;
+  int64_t max_decoded_body_bytes = 64 << 20;
+  int64_t max_future_s = 60;
+  int64_t max_age_s = 86400;
+  int64_t dedup_horizon_s = 86400;
+  int64_t max_query_buckets = 200000;
+  std::vector<CubeSpec> cubes;
+};
+
+// Parses "HOST:PORT" ("[::1]:8080" for IPv6).
+absl::Status ParseListen(std::string_view text, std::string* host, uint16_t* port);
+
+// Applies one TOML document to `config`. `source` names it in errors ("config/x.toml").
+absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Config& config);
+
+// The embedded defaults, then the file at `path` when given.
+absl::StatusOr<Config> LoadConfig(const std::optional<std::string>& path);
+
+}  // namespace adpulse

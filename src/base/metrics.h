@@ -1,0 +1,39 @@
+// Process-wide Prometheus metrics: counters registered once (under a lock) and then incremented
+// lock-free from any thread, plus gauges read through callbacks at scrape time.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+
+namespace adpulse {
+
+class MetricsRegistry {
+ public:
+  using Counter = std::atomic<uint64_t>;
+
+  // Same name and labels give the same counter. `labels` is the Prometheus label set without
+  // braces, e.g. `path="/v1/events",code="200"`.
+  Counter& GetCounter(const std::string& name, const std::string& help,
+                      const std::string& labels = "");
+  void AddGauge(const std::string& name, const std::string& help, std::function<double()> read);
+
+  // The text exposition format, version 0.0.4.
+  std::string Render() const;
+
+ private:
+  struct Family {
+    std::string help;
+    bool is_counter = true;
+    std::map<std::string, Counter*> series;  // labels -> counter
+    std::function<double()> gauge;
+  };
+  mutable std::mutex mutex_;
+  std::map<std::string, Family> families_;
+  std::deque<Counter> storage_;  // stable addresses
+};
+
+}  // namespace adpulse

@@ -1,0 +1,338 @@
+#include "http/server.h"
+
+#include <utility>  // before Asio: DEPENDENCIES.md trap 1
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "base/log.h"
+
+namespace adpulse {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+thread_local int t_producer = -1;
+constexpr size_t kReadBufferLimit = 1 << 20;
+
+std::string Trimmed(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return absl::AsciiStrToLower(absl::string_view(s.data(), s.size()));
+}
+}  // namespace
+
+struct HttpServer::Impl {
+  ServerOptions options;
+  Api& api;
+  Pipeline& pipeline;
+  asio::io_context ioc;
+  tcp::acceptor acceptor{ioc};
+  asio::signal_set signals{ioc, SIGINT, SIGTERM};
+  std::atomic<bool> stopping{false};
+  std::atomic<int64_t> active_requests{0};
+  std::atomic<int64_t> open_connections{0};
+  MetricsRegistry::Counter& connections_total;
+  MetricsRegistry::Counter& framing_refused;
+  MetricsRegistry& metrics;
+
+  Impl(const ServerOptions& o, Api& a, Pipeline& p, MetricsRegistry& m)
+      : options(o),
+        api(a),
+        pipeline(p),
+        connections_total(m.GetCounter("adpulse_http_connections_total",
+                                       "TCP connections accepted.")),
+        framing_refused(m.GetCounter(
+            "adpulse_http_framing_refused_total",
+            "Requests refused for ambiguous or unsupported framing (400/501, connection closed).")),
+        metrics(m) {
+    m.AddGauge("adpulse_http_open_connections", "Open HTTP connections.",
+               [this] { return static_cast<double>(open_connections.load()); });
+  }
+
+  void CountResponse(const std::string& path, unsigned status) {
+    std::string_view p = path;
+    p = p.substr(0, p.find('?'));
+    // Keep label cardinality bounded: known paths only.
+    static const char* kKnown[] = {"/v1/events", "/v1/metrics/realtime", "/v1/metrics",
+                                   "/v1/query",  "/v1/top",              "/v1/funnel",
+                                   "/v1/billing", "/healthz",            "/readyz",
+                                   "/metrics"};
+    std::string label = "other";
+    for (const char* k : kKnown) {
+      if (p == k) label = k;
+    }
+    metrics
+        .GetCounter("adpulse_http_responses_total", "HTTP responses by path and status.",
+                    fmt::format("path=\"{}\",code=\"{}\"", label, status))
+        .fetch_add(1, std::memory_order_relaxed);
+  }
+
+  class Session : public std::enable_shared_from_this<Session> {
+   public:
+    Session(tcp::socket&& socket, Impl& server)
+        : stream_(std::move(socket)), buffer_(kReadBufferLimit), server_(server) {
+      server_.open_connections.fetch_add(1);
+    }
+    ~Session() { server_.open_connections.fetch_sub(1); }
+
+    void Start() {
+      asio::dispatch(stream_.get_executor(),
+                     beast::bind_front_handler(&Session::ReadHeader, shared_from_this()));
+    }
+
+   private:
+    void ReadHeader() {
+      if (server_.stopping.load()) return Close();
+      parser_.emplace();
+      parser_->body_limit(server_.options.max_body_bytes);
+      parser_->header_limit(static_cast<uint32_t>(server_.options.max_header_bytes));
+      stream_.expires_after(std::chrono::seconds(server_.options.idle_timeout_s));
+      http::async_read_header(stream_, buffer_, *parser_,
+                              beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+    }
+
+    void OnHeader(beast::error_code ec, size_t) {
+      if (ec) return OnReadError(ec);
+      auto& req = parser_->get();
+      target_ = std::string(req.target());
+      // Framing guards: Beast 1.74 misreads these (RELIABILITY.md), so they are refused outright.
+      auto te = req.find(http::field::transfer_encoding);
+      if (te != req.end()) {
+        std::string coding = Trimmed(te->value());
+        if (coding != "chunked") {
+          return SendError(501, fmt::format("Transfer-Encoding '{}' is not supported; send "
+                                            "chunked or a Content-Length",
+                                            te->value()));
+        }
+        if (req.find(http::field::content_length) != req.end()) {
+          return SendError(400, "Transfer-Encoding and Content-Length together are ambiguous");
+        }
+        if (req.version() < 11) {
+          return SendError(400, "chunked Transfer-Encoding needs HTTP/1.1");
+        }
+      }
+      auto expect = req.find(http::field::expect);
+      if (expect != req.end() && Trimmed(expect->value()) == "100-continue") {
+        auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
+                                                                       req.version());
+        stream_.expires_after(std::chrono::seconds(server_.options.request_timeout_s));
+        http::async_write(stream_, *cont,
+                          [self = shared_from_this(), cont](beast::error_code wec, size_t) {
+                            if (wec) return self->Close();
+                            self->ReadBody();
+                          });
+        return;
+      }
+      ReadBody();
+    }
+
+    void ReadBody() {
+      stream_.expires_after(std::chrono::seconds(server_.options.request_timeout_s));
+      http::async_read(stream_, buffer_, *parser_,
+                       beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+    }
+
+    void OnReadError(beast::error_code ec) {
+      if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+          ec == beast::error::timeout || ec == asio::error::connection_reset ||
+          ec == asio::error::operation_aborted) {
+        return Close();
+      }
+      if (ec == http::error::body_limit) {
+        return SendError(413, fmt::format("body exceeds the limit of {} bytes",
+                                          server_.options.max_body_bytes));
+      }
+      if (ec == http::error::header_limit) {
+        return SendError(431, "request headers are too large");
+      }
+      if (ec == http::error::buffer_overflow) {
+        return SendError(400, "request framing is too large (chunk header or line)");
+      }
+      return SendError(400, fmt::format("malformed HTTP request: {}", ec.message()));
+    }
+
+    void OnBody(beast::error_code ec, size_t) {
+      if (ec) return OnReadError(ec);
+      auto& req = parser_->get();
+      HttpRequest request;
+      request.method = std::string(req.method_string());
+      request.target = target_;
+      request.content_type = std::string(req[http::field::content_type]);
+      request.content_encoding = std::string(req[http::field::content_encoding]);
+      request.body = std::move(req.body());
+      keep_alive_ = req.keep_alive();
+      version_ = req.version();
+      head_ = req.method() == http::verb::head;
+      stream_.expires_never();
+      server_.active_requests.fetch_add(1);
+      Responder respond = [self = shared_from_this()](HttpResponse response) {
+        asio::post(self->stream_.get_executor(),
+                   [self, response = std::move(response)]() mutable {
+                     self->Send(std::move(response), false, true);
+                   });
+      };
+      server_.api.Handle(t_producer, std::move(request), std::move(respond));
+    }
+
+    void SendError(unsigned status, std::string message) {
+      if (status == 400 || status == 501) {
+        server_.framing_refused.fetch_add(1, std::memory_order_relaxed);
+      }
+      keep_alive_ = false;
+      version_ = parser_ ? parser_->get().version() : 11;
+      if (version_ == 0) version_ = 11;
+      head_ = false;
+      Send(ErrorResponse(status, message), true, false);
+    }
+
+    void Send(HttpResponse response, bool close, bool counted) {
+      server_.CountResponse(target_, response.status);
+      bool keep = keep_alive_ && !close && !server_.stopping.load();
+      auto res = std::make_shared<http::response<http::string_body>>();
+      res->version(version_);
+      res->result(response.status);
+      res->set(http::field::server, "adpulse");
+      res->set(http::field::content_type, response.content_type);
+      for (auto& [name, value] : response.headers) res->set(name, value);
+      res->body() = std::move(response.body);
+      res->prepare_payload();
+      if (head_) res->body().clear();
+      res->keep_alive(keep);
+      stream_.expires_after(std::chrono::seconds(server_.options.request_timeout_s));
+      http::async_write(stream_, *res,
+                        [self = shared_from_this(), res, keep, counted](beast::error_code ec,
+                                                                        size_t) {
+                          if (counted) self->server_.active_requests.fetch_sub(1);
+                          if (ec || !keep) return self->Close();
+                          self->ReadHeader();
+                        });
+    }
+
+    void Close() {
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      stream_.socket().close(ignored);
+    }
+
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    Impl& server_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    std::string target_;
+    bool keep_alive_ = true;
+    bool head_ = false;
+    unsigned version_ = 11;
+  };
+
+  void Accept() {
+    acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+      if (ec) {
+        if (ec == asio::error::operation_aborted || stopping.load()) return;
+        LOG_WARN("accept failed: {}", ec.message());
+      } else {
+        connections_total.fetch_add(1, std::memory_order_relaxed);
+        std::make_shared<Session>(std::move(socket), *this)->Start();
+      }
+      Accept();
+    });
+  }
+
+  void BeginShutdown() {
+    if (stopping.exchange(true)) return;
+    LOG_INFO("shutting down: no new connections; draining in-flight requests");
+    beast::error_code ignored;
+    acceptor.close(ignored);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options.drain_timeout_s);
+    auto timer = std::make_shared<asio::steady_timer>(ioc);
+    std::function<void()> poll;
+    auto poll_ptr = std::make_shared<std::function<void()>>();
+    *poll_ptr = [this, timer, deadline, poll_ptr]() {
+      if (active_requests.load() <= 0 || std::chrono::steady_clock::now() > deadline) {
+        if (active_requests.load() > 0) {
+          LOG_WARN("drain timed out with {} requests in flight", active_requests.load());
+        }
+        ioc.stop();
+        *poll_ptr = nullptr;  // break the cycle
+        return;
+      }
+      timer->expires_after(std::chrono::milliseconds(5));
+      timer->async_wait([poll_ptr](beast::error_code) {
+        if (*poll_ptr) (*poll_ptr)();
+      });
+    };
+    (*poll_ptr)();
+  }
+};
+
+HttpServer::HttpServer(const ServerOptions& options, Api& api, Pipeline& pipeline,
+                       MetricsRegistry& metrics)
+    : impl_(std::make_unique<Impl>(options, api, pipeline, metrics)) {}
+
+HttpServer::~HttpServer() = default;
+
+absl::Status HttpServer::Listen() {
+  beast::error_code ec;
+  auto address = asio::ip::make_address(impl_->options.host, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        fmt::format("listen address '{}' is not an IP address", impl_->options.host));
+  }
+  tcp::endpoint endpoint(address, impl_->options.port);
+  auto& acceptor = impl_->acceptor;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(fmt::format("cannot listen on {}:{}: {}", impl_->options.host,
+                                              impl_->options.port, ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+void HttpServer::RequestStop() {
+  asio::post(impl_->ioc, [this] { impl_->BeginShutdown(); });
+}
+
+void HttpServer::Run() {
+  Impl& s = *impl_;
+  s.signals.async_wait([&s](beast::error_code ec, int signo) {
+    if (ec) return;
+    LOG_INFO("received {}", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    s.BeginShutdown();
+  });
+  s.Accept();
+  int threads = std::max(1, s.options.threads);
+  std::vector<int> producers;
+  for (int i = 0; i < threads; ++i) producers.push_back(s.pipeline.RegisterProducer());
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) {
+    pool.emplace_back([&s, producer = producers[i]] {
+      t_producer = producer;
+      s.ioc.run();
+    });
+  }
+  t_producer = producers[0];
+  s.ioc.run();
+  for (auto& t : pool) t.join();
+}
+
+}  // namespace adpulse

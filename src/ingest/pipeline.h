@@ -1,0 +1,120 @@
+// The shard router and its workers. A source of events (the HTTP server today, a Kafka consumer
+// later) registers as a producer once per thread and hands over decoded batches; the pipeline
+// splits each batch by xxHash of campaign_id and pushes one task per shard onto that producer's
+// SPSC ring to the shard's worker. Queries use the same rings (RunOnEveryShard), so a query sees
+// every event that was acknowledged before it was sent. Owned by the Application; Start/Stop once.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "ingest/ingest_batch.h"
+#include "ingest/spsc_ring.h"
+#include "ingest/task.h"
+#include "ingest/worker.h"
+#include "window/cube_catalog.h"
+
+namespace adpulse {
+
+struct PipelineOptions {
+  int workers = 1;
+  int max_producers = 4;
+  size_t ring_capacity_tasks = 4096;
+  bool pin_workers = true;
+  int64_t dedup_horizon_ms = 86'400'000;
+  size_t max_inflight_requests = 1024;
+};
+
+// A decoded request in flight. `on_done` runs once, on a worker thread, after every event of
+// `batch` has its outcome; the request must stay alive until then.
+class IngestRequest {
+ public:
+  IngestBatch batch;
+  std::function<void()> on_done;
+
+  uint32_t CountOutcome(EventOutcome outcome) const;
+  // Calls on_done exactly once, after moving it out, so on_done may delete this request.
+  void Finish() {
+    auto done = std::move(on_done);
+    done();
+  }
+
+ private:
+  friend class Pipeline;
+  struct ShardTask final : Task {
+    IngestRequest* request = nullptr;
+    std::vector<uint32_t> indices;  // into batch.events
+    void Run(ShardContext& shard) override;
+    void Complete() override;
+  };
+  std::vector<ShardTask> tasks_;
+  std::atomic<int> pending_{0};
+};
+
+// Runs `fn` on every shard's worker thread, then `done` once (on the last worker to finish).
+class ShardFanOut {
+ public:
+  ShardFanOut(std::function<void(ShardContext&)> fn, std::function<void()> done)
+      : fn_(std::move(fn)), done_(std::move(done)) {}
+
+ private:
+  friend class Pipeline;
+  struct ShardTask final : Task {
+    ShardFanOut* owner = nullptr;
+    void Run(ShardContext& shard) override { owner->fn_(shard); }
+    void Complete() override {
+      if (owner->pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        auto done = std::move(owner->done_);  // done may delete the fan-out
+        done();
+      }
+    }
+  };
+  std::function<void(ShardContext&)> fn_;
+  std::function<void()> done_;
+  std::vector<ShardTask> tasks_;
+  std::atomic<int> pending_{0};
+};
+
+class Pipeline {
+ public:
+  Pipeline(const CubeCatalog& catalog, const PipelineOptions& options);
+  ~Pipeline();
+
+  void Start();
+  // Runs every task already submitted, then stops the workers. Sources must have stopped first.
+  void Stop();
+
+  // Each producing thread calls this once and passes the id to every submit call.
+  int RegisterProducer();
+  int shard_count() const { return static_cast<int>(workers_.size()); }
+  int ShardOf(std::string_view campaign_id) const;
+
+  // Admission control: false when max_inflight_requests are in flight (answer 503 + Retry-After).
+  bool TryAdmit();
+  void Release();
+  size_t inflight() const { return inflight_.load(std::memory_order_relaxed); }
+
+  // Routes `request->batch` to its shards. With no valid events, on_done runs right away.
+  void SubmitIngest(int producer, IngestRequest* request);
+  void RunOnEveryShard(int producer, ShardFanOut* fan_out);
+
+  uint64_t ring_full_waits() const { return ring_full_waits_.load(std::memory_order_relaxed); }
+  size_t QueuedTasks() const;
+
+ private:
+  void Push(int producer, int shard, Task* task);
+
+  PipelineOptions options_;
+  // rings_[producer][shard]
+  std::vector<std::vector<std::unique_ptr<SpscRing<Task*>>>> rings_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<int> next_producer_{0};
+  std::atomic<size_t> inflight_{0};
+  std::atomic<uint64_t> ring_full_waits_{0};
+  bool started_ = false;
+};
+
+}  // namespace adpulse

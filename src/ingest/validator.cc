@@ -1,0 +1,49 @@
+#include "ingest/validator.h"
+
+#include <fmt/format.h>
+
+#include "ingest/event_decoder.h"
+
+namespace adpulse {
+
+std::string HumanDuration(int64_t ms) {
+  int64_t s = ms / 1000;
+  if (s >= 2 * 86400) return fmt::format("{} days", s / 86400);
+  if (s >= 2 * 3600) return fmt::format("{} h", s / 3600);
+  if (s >= 2 * 60) return fmt::format("{} min", s / 60);
+  return fmt::format("{} s", s);
+}
+
+std::string ValidateEvent(Event& event, const EventFields& seen, const ValidationRules& rules,
+                          int64_t now_ms) {
+  if (!seen.has_event_id || event.event_id.empty()) {
+    return "event_id is missing (a string of 1 to 128 bytes)";
+  }
+  if (!seen.has_event_type) return "event_type is missing (impression, click or conversion)";
+  if (!seen.has_timestamp) return "timestamp is missing (Unix epoch milliseconds)";
+  if (event.dim(Dim::kCampaignId).empty()) return "campaign_id is missing";
+  if (event.timestamp_ms > now_ms + rules.max_future_ms) {
+    return fmt::format("timestamp is {} in the future (limit {})",
+                       HumanDuration(event.timestamp_ms - now_ms),
+                       HumanDuration(rules.max_future_ms));
+  }
+  if (event.timestamp_ms < now_ms - rules.max_age_ms) {
+    if (event.timestamp_ms > 0 && event.timestamp_ms < 100'000'000'000) {
+      return "timestamp looks like seconds; send Unix epoch milliseconds";
+    }
+    return fmt::format("timestamp is {} old (limit {})", HumanDuration(now_ms - event.timestamp_ms),
+                       HumanDuration(rules.max_age_ms));
+  }
+  if (event.bid_micros < 0) return "bid_price must be >= 0";
+  std::string_view& currency = event.dim(Dim::kCurrency);
+  if (currency.empty()) {
+    currency = "USD";
+  } else if (currency.size() != 3 || !std::all_of(currency.begin(), currency.end(), [](char c) {
+               return c >= 'A' && c <= 'Z';
+             })) {
+    return fmt::format("currency '{}' is not an ISO 4217 code such as USD", currency);
+  }
+  return {};
+}
+
+}  // namespace adpulse

@@ -1,0 +1,107 @@
+#include "ingest/worker.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <chrono>
+
+#include "base/log.h"
+#include "base/time_parse.h"
+
+namespace adpulse {
+namespace {
+constexpr size_t kMaxTasksPerGroup = 256;
+constexpr int kSpinsBeforePark = 200;
+constexpr auto kParkTimeout = std::chrono::milliseconds(20);
+constexpr int64_t kHousekeepingIntervalMs = 10'000;
+}  // namespace
+
+Worker::Worker(int shard, std::unique_ptr<ShardState> state, std::vector<SpscRing<Task*>*> rings,
+               int pin_cpu)
+    : shard_(shard), state_(std::move(state)), rings_(std::move(rings)), pin_cpu_(pin_cpu) {}
+
+Worker::~Worker() {
+  if (thread_.joinable()) StopAndJoin();
+}
+
+void Worker::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void Worker::StopAndJoin() {
+  stop_.store(true);
+  {
+    std::lock_guard<std::mutex> lock(park_mutex_);
+    park_cv_.notify_one();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::Notify() {
+  // Pairs with the fence in Loop(): either the worker sees the pushed task, or we see it asleep.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_relaxed)) {
+    std::lock_guard<std::mutex> lock(park_mutex_);
+    park_cv_.notify_one();
+  }
+}
+
+bool Worker::RingsEmpty() const {
+  for (const auto* ring : rings_) {
+    if (ring->SizeApprox() != 0) return false;
+  }
+  return true;
+}
+
+void Worker::Loop() {
+  char name[16];
+  snprintf(name, sizeof(name), "adpulse-w%d", shard_);
+  pthread_setname_np(pthread_self(), name);
+  if (pin_cpu_ >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(pin_cpu_, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) {
+      LOG_WARN("worker {} could not be pinned to cpu {}", shard_, pin_cpu_);
+    }
+  }
+  ShardContext ctx{shard_, state_.get()};
+  std::vector<Task*> group;
+  group.reserve(kMaxTasksPerGroup);
+  int idle_spins = 0;
+  int64_t next_housekeeping_ms = NowMs() + kHousekeepingIntervalMs;
+  while (true) {
+    group.clear();
+    for (auto* ring : rings_) {
+      Task* task;
+      while (group.size() < kMaxTasksPerGroup && ring->TryPop(task)) {
+        task->Run(ctx);
+        group.push_back(task);
+      }
+    }
+    if (!group.empty()) {
+      // The durability issue makes the write-ahead log durable here (group commit) before any
+      // task of the group completes.
+      tasks_run_.fetch_add(group.size(), std::memory_order_relaxed);
+      for (Task* task : group) task->Complete();
+      idle_spins = 0;
+      continue;
+    }
+    if (stop_.load() && RingsEmpty()) break;
+    if (++idle_spins < kSpinsBeforePark) {
+      std::this_thread::yield();
+      continue;
+    }
+    idle_spins = 0;
+    int64_t now = NowMs();
+    if (now >= next_housekeeping_ms) {
+      state_->Housekeep(now);
+      next_housekeeping_ms = now + kHousekeepingIntervalMs;
+    }
+    std::unique_lock<std::mutex> lock(park_mutex_);
+    sleeping_.store(true, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (RingsEmpty() && !stop_.load()) park_cv_.wait_for(lock, kParkTimeout);
+    sleeping_.store(false, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace adpulse

@@ -1,0 +1,49 @@
+// A shard's worker thread: pops tasks from one ring per producer, runs them against the shard's
+// state (which only this thread touches), completes them in groups, and parks when idle.
+// Created and started by the Pipeline, which also stops and joins it.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "ingest/spsc_ring.h"
+#include "ingest/task.h"
+#include "state/shard_state.h"
+
+namespace adpulse {
+
+class Worker {
+ public:
+  Worker(int shard, std::unique_ptr<ShardState> state, std::vector<SpscRing<Task*>*> rings,
+         int pin_cpu);
+  ~Worker();
+
+  void Start();
+  // Finishes every task already on the rings, then joins.
+  void StopAndJoin();
+  // Called by a producer after a push, in case the worker is parked.
+  void Notify();
+
+  uint64_t tasks_run() const { return tasks_run_.load(std::memory_order_relaxed); }
+
+ private:
+  void Loop();
+  bool RingsEmpty() const;
+
+  int shard_;
+  std::unique_ptr<ShardState> state_;
+  std::vector<SpscRing<Task*>*> rings_;
+  int pin_cpu_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> sleeping_{false};
+  std::mutex park_mutex_;
+  std::condition_variable park_cv_;
+  std::atomic<uint64_t> tasks_run_{0};
+};
+
+}  // namespace adpulse

@@ -1,0 +1,150 @@
+#include "window/hyperloglog.h"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+
+namespace adpulse {
+namespace {
+constexpr int kQ = 64 - HyperLogLog::kPrecision;  // bits left for the rank
+
+// sigma and tau from Ertl, "New cardinality estimation algorithms for HyperLogLog sketches".
+double Sigma(double x) {
+  if (x == 1.0) return INFINITY;
+  double y = 1.0, z = x, z_prev;
+  do {
+    x *= x;
+    z_prev = z;
+    z += x * y;
+    y += y;
+  } while (z != z_prev);
+  return z;
+}
+
+double Tau(double x) {
+  if (x == 0.0 || x == 1.0) return 0.0;
+  double y = 1.0, z = 1.0 - x, z_prev;
+  do {
+    x = std::sqrt(x);
+    z_prev = z;
+    y *= 0.5;
+    z -= (1.0 - x) * (1.0 - x) * y;
+  } while (z != z_prev);
+  return z / 3.0;
+}
+
+uint32_t Mix32(uint64_t hash) {
+  uint32_t prefix = static_cast<uint32_t>(hash >> 32);
+  return prefix == 0 ? 1 : prefix;  // 0 is the empty-slot marker; the collision is harmless
+}
+}  // namespace
+
+HyperLogLog::HyperLogLog(const HyperLogLog& other)
+    : sparse_(other.sparse_), sparse_count_(other.sparse_count_) {
+  if (other.dense_) {
+    dense_ = std::make_unique<uint8_t[]>(kRegisters);
+    std::memcpy(dense_.get(), other.dense_.get(), kRegisters);
+  }
+}
+
+HyperLogLog& HyperLogLog::operator=(const HyperLogLog& other) {
+  if (this != &other) {
+    HyperLogLog copy(other);
+    *this = std::move(copy);
+  }
+  return *this;
+}
+
+void HyperLogLog::RegisterFromPrefix(uint32_t prefix, uint32_t* index, uint8_t* rank) {
+  *index = prefix >> (32 - kPrecision);
+  uint32_t rest = prefix << kPrecision;  // the 18 bits after the index, left-aligned
+  int r = rest == 0 ? (32 - kPrecision + 1) : std::countl_zero(rest) + 1;
+  *rank = static_cast<uint8_t>(r);
+}
+
+void HyperLogLog::AddHash(uint64_t hash) {
+  if (dense_) {
+    uint32_t index = static_cast<uint32_t>(hash >> kQ);
+    uint64_t rest = hash << kPrecision;
+    int r = rest == 0 ? kQ + 1 : std::countl_zero(rest) + 1;
+    SetRegister(index, static_cast<uint8_t>(r));
+    return;
+  }
+  AddSparse(Mix32(hash));
+}
+
+void HyperLogLog::AddSparse(uint32_t prefix) {
+  if (sparse_.empty()) sparse_.assign(8, 0);
+  size_t mask = sparse_.size() - 1;
+  size_t slot = (prefix * 0x9E3779B1u) & mask;
+  while (sparse_[slot] != 0) {
+    if (sparse_[slot] == prefix) return;
+    slot = (slot + 1) & mask;
+  }
+  sparse_[slot] = prefix;
+  ++sparse_count_;
+  if (sparse_count_ > kSparseLimit) {
+    ToDense();
+    return;
+  }
+  if (sparse_count_ * 4 >= sparse_.size() * 3) {  // grow at 75 % load
+    std::vector<uint32_t> old;
+    old.swap(sparse_);
+    sparse_.assign(old.size() * 2, 0);
+    sparse_count_ = 0;
+    for (uint32_t p : old) {
+      if (p != 0) AddSparse(p);
+    }
+  }
+}
+
+void HyperLogLog::ToDense() {
+  dense_ = std::make_unique<uint8_t[]>(kRegisters);
+  std::memset(dense_.get(), 0, kRegisters);
+  for (uint32_t p : sparse_) {
+    if (p == 0) continue;
+    uint32_t index;
+    uint8_t rank;
+    RegisterFromPrefix(p, &index, &rank);
+    SetRegister(index, rank);
+  }
+  std::vector<uint32_t>().swap(sparse_);
+  sparse_count_ = 0;
+}
+
+void HyperLogLog::Merge(const HyperLogLog& other) {
+  if (other.dense_) {
+    if (!dense_) ToDense();
+    for (uint32_t i = 0; i < kRegisters; ++i) SetRegister(i, other.dense_[i]);
+    return;
+  }
+  for (uint32_t p : other.sparse_) {
+    if (p == 0) continue;
+    if (dense_) {
+      uint32_t index;
+      uint8_t rank;
+      RegisterFromPrefix(p, &index, &rank);
+      SetRegister(index, rank);
+    } else {
+      AddSparse(p);
+    }
+  }
+}
+
+double HyperLogLog::Estimate() const {
+  if (!dense_) return static_cast<double>(sparse_count_);
+  uint32_t histogram[kQ + 2] = {0};
+  for (uint32_t i = 0; i < kRegisters; ++i) ++histogram[dense_[i]];
+  const double m = kRegisters;
+  double z = m * Tau(1.0 - histogram[kQ + 1] / m);
+  for (int k = kQ; k >= 1; --k) z = 0.5 * (z + histogram[k]);
+  z += m * Sigma(histogram[0] / m);
+  constexpr double kAlphaInf = 0.721347520444481703680;  // 1 / (2 ln 2)
+  return kAlphaInf * m * m / z;
+}
+
+size_t HyperLogLog::MemoryBytes() const {
+  return sizeof(*this) + sparse_.capacity() * sizeof(uint32_t) + (dense_ ? kRegisters : 0);
+}
+
+}  // namespace adpulse

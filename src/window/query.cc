@@ -1,0 +1,114 @@
+#include "window/query.h"
+
+#include <algorithm>
+
+namespace adpulse {
+namespace {
+std::string RowKey(int64_t time, const std::vector<std::string>& dims) {
+  std::string key(reinterpret_cast<const char*>(&time), sizeof(time));
+  for (const std::string& d : dims) {
+    key += d;
+    key.push_back('\0');
+  }
+  return key;
+}
+
+struct TimeKey {
+  int64_t time;
+  DimKey key;
+  bool operator==(const TimeKey&) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const TimeKey& k) {
+    return H::combine(std::move(h), k.time, k.key);
+  }
+};
+}  // namespace
+
+void ResultTable::Add(int64_t time, std::vector<std::string> dims, const Aggregate& agg,
+                      bool with_users) {
+  std::string key = RowKey(time, dims);
+  auto [it, inserted] = rows_.try_emplace(std::move(key));
+  if (inserted) {
+    it->second.time = time;
+    it->second.dims = std::move(dims);
+  }
+  it->second.agg.Merge(agg, with_users);
+}
+
+void ResultTable::MergeFrom(ResultTable&& other, bool with_users) {
+  if (rows_.empty()) {
+    rows_ = std::move(other.rows_);
+    return;
+  }
+  for (auto& [key, row] : other.rows_) {
+    auto [it, inserted] = rows_.try_emplace(key);
+    if (inserted) {
+      it->second = std::move(row);
+    } else {
+      it->second.agg.Merge(row.agg, with_users);
+    }
+  }
+}
+
+std::vector<const ResultRow*> ResultTable::SortedRows() const {
+  std::vector<const ResultRow*> out;
+  out.reserve(rows_.size());
+  for (const auto& [key, row] : rows_) out.push_back(&row);
+  std::sort(out.begin(), out.end(), [](const ResultRow* a, const ResultRow* b) {
+    if (a->time != b->time) return a->time < b->time;
+    return a->dims < b->dims;
+  });
+  return out;
+}
+
+void ExecuteOnCube(const QuerySpec& spec, const CubeStore& store,
+                   const std::vector<ResolvedFilter>& filters, const IdToString& id_to_string,
+                   ResultTable& out) {
+  for (const ResolvedFilter& f : filters) {
+    if (f.ids.empty()) return;  // a filter value this shard has never seen: nothing matches
+  }
+  std::vector<int> positions;
+  for (Dim d : spec.group_by) positions.push_back(store.spec().PositionOf(d));
+
+  absl::flat_hash_map<TimeKey, Aggregate> local;
+  auto scan = [&](int64_t out_time, int64_t from_ms, int64_t to_ms) {
+    DecomposeRange(from_ms, to_ms, [&](Level level, int64_t first, int64_t end) {
+      store.ForEachBucket(level, first, end, [&](int64_t, const GroupTable& table) {
+        for (const auto& [key, agg] : table) {
+          bool match = true;
+          for (const ResolvedFilter& f : filters) {
+            uint32_t id = key[f.position];
+            if (std::find(f.ids.begin(), f.ids.end(), id) == f.ids.end()) {
+              match = false;
+              break;
+            }
+          }
+          if (!match) continue;
+          TimeKey tk{out_time, {}};
+          for (size_t i = 0; i < positions.size(); ++i) tk.key[i] = key[positions[i]];
+          local[tk].Merge(agg, spec.need_users);
+        }
+      });
+    });
+  };
+
+  if (spec.granularity == Granularity::kAll) {
+    scan(spec.start_ms, spec.start_ms, spec.end_ms);
+  } else {
+    int64_t s = BucketStart(spec.granularity, spec.tz, spec.start_ms);
+    while (s < spec.end_ms) {
+      int64_t e = NextBucketStart(spec.granularity, spec.tz, s);
+      scan(s, std::max(s, spec.start_ms), std::min(e, spec.end_ms));
+      s = e;
+    }
+  }
+
+  for (auto& [tk, agg] : local) {
+    std::vector<std::string> dims;
+    dims.reserve(positions.size());
+    for (size_t i = 0; i < positions.size(); ++i) dims.push_back(id_to_string(tk.key[i]));
+    out.Add(tk.time, std::move(dims), agg, spec.need_users);
+  }
+}
+
+}  // namespace adpulse

@@ -1,0 +1,61 @@
+// A planned aggregate query and its result. The HTTP layer builds a QuerySpec (cube already
+// selected); each shard executes it over its own CubeStore into a ResultTable; the tables of all
+// shards are merged by the caller. Pure logic over in-memory state.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "window/aggregate.h"
+#include "window/cube_store.h"
+#include "window/time_bucket.h"
+
+namespace adpulse {
+
+struct QuerySpec {
+  int cube = -1;
+  std::vector<Dim> group_by;
+  // AND across dimensions, OR across the values of one dimension.
+  std::vector<std::pair<Dim, std::vector<std::string>>> filters;
+  int64_t start_ms = 0;  // minute-aligned, inclusive
+  int64_t end_ms = 0;    // minute-aligned, exclusive
+  Granularity granularity = Granularity::kAll;
+  absl::TimeZone tz = absl::UTCTimeZone();
+  bool need_users = true;
+};
+
+struct ResultRow {
+  int64_t time = 0;  // bucket start; the range start for granularity all
+  std::vector<std::string> dims;  // values of QuerySpec::group_by, in order
+  Aggregate agg;
+};
+
+class ResultTable {
+ public:
+  void Add(int64_t time, std::vector<std::string> dims, const Aggregate& agg, bool with_users);
+  void MergeFrom(ResultTable&& other, bool with_users);
+  // Rows ordered by time, then by dimension values.
+  std::vector<const ResultRow*> SortedRows() const;
+  size_t size() const { return rows_.size(); }
+
+ private:
+  absl::flat_hash_map<std::string, ResultRow> rows_;
+};
+
+// A filter translated to one shard's interned ids. An empty `ids` matches nothing.
+struct ResolvedFilter {
+  int position = 0;  // in the cube's dimensions
+  std::vector<uint32_t> ids;
+};
+
+using IdToString = std::function<const std::string&(uint32_t id)>;
+
+void ExecuteOnCube(const QuerySpec& spec, const CubeStore& store,
+                   const std::vector<ResolvedFilter>& filters, const IdToString& id_to_string,
+                   ResultTable& out);
+
+}  // namespace adpulse

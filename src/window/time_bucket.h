@@ -1,0 +1,75 @@
+// Event-time bucket arithmetic. Stored levels are UTC minute, hour and day buckets; query
+// granularities (minute, 5 minutes, hour, day, all; optionally in an IANA time zone) are answered by
+// covering each output bucket with whole stored buckets. Pure functions, no I/O.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "absl/time/time.h"
+
+namespace adpulse {
+
+inline constexpr int64_t kMinuteMs = 60'000;
+inline constexpr int64_t kHourMs = 3'600'000;
+inline constexpr int64_t kDayMs = 86'400'000;
+
+enum class Granularity : uint8_t { kMinute, kFiveMinute, kHour, kDay, kAll };
+std::optional<Granularity> ParseGranularity(std::string_view name);
+std::string_view GranularityName(Granularity g);
+
+// The stored levels; index into per-level arrays.
+enum class Level : uint8_t { kMinute = 0, kHour = 1, kDay = 2 };
+inline constexpr int kLevelCount = 3;
+inline constexpr int64_t kLevelMs[kLevelCount] = {kMinuteMs, kHourMs, kDayMs};
+
+inline int64_t FloorDiv(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+inline int64_t FloorTo(int64_t t, int64_t unit) { return FloorDiv(t, unit) * unit; }
+inline int64_t CeilTo(int64_t t, int64_t unit) { return -FloorDiv(-t, unit) * unit; }
+
+// Start of the output bucket of granularity `g` (not kAll) that contains `t_ms`, in zone `tz`.
+int64_t BucketStart(Granularity g, const absl::TimeZone& tz, int64_t t_ms);
+// Start of the output bucket after the one that starts at `start_ms`.
+int64_t NextBucketStart(Granularity g, const absl::TimeZone& tz, int64_t start_ms);
+
+// Covers the minute-aligned range [a_ms, b_ms) with the fewest whole stored buckets: calls
+// fn(level, first_index, end_index) for each run of consecutive buckets of one level, where a
+// bucket's index is its start divided by the level's length.
+template <typename Fn>
+void DecomposeRange(int64_t a_ms, int64_t b_ms, Fn&& fn) {
+  auto emit = [&](Level level, int64_t from_ms, int64_t to_ms) {
+    if (from_ms < to_ms) {
+      int64_t unit = kLevelMs[static_cast<int>(level)];
+      fn(level, from_ms / unit, to_ms / unit);
+    }
+  };
+  if (a_ms >= b_ms) return;
+  int64_t t = a_ms;
+  int64_t next_hour = CeilTo(t, kHourMs);
+  if (next_hour >= b_ms) {
+    emit(Level::kMinute, t, b_ms);
+    return;
+  }
+  emit(Level::kMinute, t, next_hour);
+  t = next_hour;
+  int64_t next_day = CeilTo(t, kDayMs);
+  if (next_day > b_ms) {
+    int64_t last_hour = FloorTo(b_ms, kHourMs);
+    emit(Level::kHour, t, last_hour);
+    emit(Level::kMinute, last_hour, b_ms);
+    return;
+  }
+  emit(Level::kHour, t, next_day);
+  t = next_day;
+  int64_t last_day = FloorTo(b_ms, kDayMs);
+  emit(Level::kDay, t, last_day);
+  t = last_day;
+  int64_t last_hour = FloorTo(b_ms, kHourMs);
+  emit(Level::kHour, t, last_hour);
+  emit(Level::kMinute, last_hour, b_ms);
+}
+
+}  // namespace adpulse
