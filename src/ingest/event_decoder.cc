@@ -405,6 +405,8 @@ struct EventDecoder::Impl {
       od::json_type type = od::json_type::null;
       if (!err) err = doc.type().get(type);
       if (!err && type != od::json_type::object) {
+        ++broken;
+        if (first_error.empty()) first_error = "a line is not a JSON object";
         batch.Reject(index++, "", "NDJSON line is not a JSON object");
         continue;
       }

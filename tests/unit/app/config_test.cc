@@ -1,0 +1,69 @@
+#include "app/config.h"
+
+#include <catch2/catch.hpp>
+
+namespace adpulse {
+
+TEST_CASE("the embedded defaults load and match the contract", "[config]") {
+  auto config = LoadConfig(std::nullopt);
+  REQUIRE(config.ok());
+  CHECK(config->server.host == "127.0.0.1");
+  CHECK(config->server.port == 8080);
+  CHECK(config->data_dir == "./data");
+  CHECK(config->server.max_body_bytes == 16u << 20);
+  CHECK(config->max_future_s == 60);
+  CHECK(config->max_age_s == 86400);
+  CHECK(config->dedup_horizon_s == 86400);
+  REQUIRE_FALSE(config->cubes.empty());
+  CHECK(config->cubes[0].dims == std::vector<Dim>{Dim::kCampaignId});
+  CHECK(CubeCatalog::Create(config->cubes).ok());
+}
+
+TEST_CASE("a config file overrides only what it sets", "[config]") {
+  auto config = LoadConfig(std::nullopt);
+  REQUIRE(config.ok());
+  REQUIRE(ApplyToml("[server]\nlisten = \"0.0.0.0:9000\"\n[ingest]\nworkers = 3\n", "t.toml",
+                    *config)
+              .ok());
+  CHECK(config->server.host == "0.0.0.0");
+  CHECK(config->server.port == 9000);
+  CHECK(config->workers == 3);
+  CHECK(config->max_age_s == 86400);
+}
+
+TEST_CASE("config errors say what and where", "[config]") {
+  Config config;
+  auto unknown = ApplyToml("[server]\nlisen = \"x\"\n", "my.toml", config);
+  REQUIRE_FALSE(unknown.ok());
+  CHECK(std::string(unknown.message()) == "my.toml:2: unknown key 'server.lisen'");
+
+  auto wrong_type = ApplyToml("[ingest]\nworkers = \"four\"\n", "my.toml", config);
+  REQUIRE_FALSE(wrong_type.ok());
+  CHECK(std::string(wrong_type.message()).find("ingest.workers must be an integer") !=
+        std::string::npos);
+
+  auto bad_dim = ApplyToml("[[cubes]]\nname = \"x\"\ndimensions = [\"colour\"]\n", "my.toml",
+                           config);
+  REQUIRE_FALSE(bad_dim.ok());
+  CHECK(std::string(bad_dim.message()).find("'colour' is not a dimension") != std::string::npos);
+
+  auto syntax = ApplyToml("[server\n", "my.toml", config);
+  REQUIRE_FALSE(syntax.ok());
+  CHECK(std::string(syntax.message()).rfind("my.toml:1:", 0) == 0);
+}
+
+TEST_CASE("ParseListen accepts HOST:PORT and rejects the rest", "[config]") {
+  std::string host;
+  uint16_t port = 0;
+  REQUIRE(ParseListen("127.0.0.1:8080", &host, &port).ok());
+  CHECK(host == "127.0.0.1");
+  CHECK(port == 8080);
+  REQUIRE(ParseListen("[::1]:9", &host, &port).ok());
+  CHECK(host == "::1");
+  CHECK(port == 9);
+  CHECK_FALSE(ParseListen("8080", &host, &port).ok());
+  CHECK_FALSE(ParseListen("localhost:http", &host, &port).ok());
+  CHECK_FALSE(ParseListen("h:70000", &host, &port).ok());
+}
+
+}  // namespace adpulse

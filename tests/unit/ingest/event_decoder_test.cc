@@ -1,0 +1,167 @@
+#include "ingest/event_decoder.h"
+
+#include <catch2/catch.hpp>
+#include <string>
+
+namespace adpulse {
+namespace {
+
+constexpr int64_t kNow = 1'764'340'800'000;  // 2025-11-28T14:40:00Z
+
+struct Decoded {
+  absl::Status status;
+  IngestBatch batch;
+};
+
+Decoded Decode(BodyFormat format, std::string body) {
+  body.reserve(body.size() + 64);
+  EventDecoder decoder;
+  Decoded d;
+  d.status = decoder.Decode(format, body, ValidationRules{}, kNow, d.batch);
+  return d;
+}
+
+std::string Ev(const std::string& id, const std::string& extra = "") {
+  return R"({"event_id":")" + id + R"(","event_type":"click","timestamp":)" +
+         std::to_string(kNow - 1000) + R"(,"campaign_id":"c1")" + extra + "}";
+}
+
+}  // namespace
+
+TEST_CASE("ParseDecimalMicros converts JSON numbers exactly", "[decoder]") {
+  int64_t m = -1;
+  REQUIRE(ParseDecimalMicros("0", &m));
+  CHECK(m == 0);
+  REQUIRE(ParseDecimalMicros("12.5", &m));
+  CHECK(m == 12'500'000);
+  REQUIRE(ParseDecimalMicros("0.000001", &m));
+  CHECK(m == 1);
+  REQUIRE(ParseDecimalMicros("0.1", &m));
+  CHECK(m == 100'000);  // a double would give 0.1000000000000000055...
+  REQUIRE(ParseDecimalMicros("1e-3", &m));
+  CHECK(m == 1'000);
+  REQUIRE(ParseDecimalMicros("2.5E2", &m));
+  CHECK(m == 250'000'000);
+  REQUIRE(ParseDecimalMicros("0.0000015", &m));
+  CHECK(m == 2);  // half up at the seventh decimal
+  REQUIRE(ParseDecimalMicros("0.0000014999", &m));
+  CHECK(m == 1);
+  REQUIRE(ParseDecimalMicros("-3.25", &m));
+  CHECK(m == -3'250'000);
+  CHECK_FALSE(ParseDecimalMicros("1e30", &m));
+  CHECK_FALSE(ParseDecimalMicros("abc", &m));
+  CHECK_FALSE(ParseDecimalMicros("1.", &m));
+  CHECK_FALSE(ParseDecimalMicros("", &m));
+}
+
+TEST_CASE("one object, an array and NDJSON decode the same events", "[decoder]") {
+  auto one = Decode(BodyFormat::kJson, Ev("a", R"(,"bid_price":1.25,"user_id":"u1")"));
+  REQUIRE(one.status.ok());
+  REQUIRE(one.batch.events.size() == 1);
+  const Event& e = one.batch.events[0];
+  CHECK(e.event_id == "a");
+  CHECK(e.type == EventType::kClick);
+  CHECK(e.timestamp_ms == kNow - 1000);
+  CHECK(e.bid_micros == 1'250'000);
+  CHECK(e.user_id == "u1");
+  CHECK(e.dim(Dim::kCampaignId) == "c1");
+  CHECK(e.dim(Dim::kCurrency) == "USD");
+
+  auto array = Decode(BodyFormat::kJson, "[" + Ev("a") + ", " + Ev("b") + "]");
+  REQUIRE(array.status.ok());
+  CHECK(array.batch.events.size() == 2);
+  CHECK(array.batch.total == 2);
+
+  auto nd = Decode(BodyFormat::kNdjson, Ev("a") + "\r\n\n" + Ev("b") + "\n" + Ev("c"));
+  REQUIRE(nd.status.ok());
+  REQUIRE(nd.batch.events.size() == 3);
+  CHECK(nd.batch.positions == std::vector<uint32_t>{0, 1, 2});
+  CHECK(nd.batch.events[2].event_id == "c");
+}
+
+TEST_CASE("escaped strings are unescaped and unknown fields ignored", "[decoder]") {
+  auto d = Decode(BodyFormat::kJson,
+                  R"({"extra":{"nested":[1,2,{"x":"y"}]},"event_id":"e\"1\u00e9",)"
+                  R"("event_type":"impression","timestamp":)" +
+                      std::to_string(kNow) + R"(,"campaign_id":"c\n1","country":null})");
+  REQUIRE(d.status.ok());
+  REQUIRE(d.batch.events.size() == 1);
+  CHECK(d.batch.events[0].event_id == "e\"1\xC3\xA9");
+  CHECK(d.batch.events[0].dim(Dim::kCampaignId) == "c\n1");
+  CHECK(d.batch.events[0].dim(Dim::kCountry).empty());
+}
+
+TEST_CASE("each invalid event is rejected with its index and reason", "[decoder]") {
+  std::string ts = std::to_string(kNow);
+  std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"event_type":"click","timestamp":)" + ts + R"(,"campaign_id":"c"})", "event_id is missing"},
+      {R"({"event_id":")" + std::string(129, 'x') + R"(","event_type":"click","timestamp":)" + ts +
+           R"(,"campaign_id":"c"})",
+       "event_id is 129 bytes (limit 128)"},
+      {R"({"event_id":"e","timestamp":)" + ts + R"(,"campaign_id":"c"})", "event_type is missing"},
+      {R"({"event_id":"e","event_type":"view","timestamp":)" + ts + R"(,"campaign_id":"c"})",
+       "event_type 'view' is not one of impression, click, conversion"},
+      {R"({"event_id":"e","event_type":"click","campaign_id":"c"})", "timestamp is missing"},
+      {R"({"event_id":"e","event_type":"click","timestamp":"now","campaign_id":"c"})",
+       "timestamp must be an integer"},
+      {R"({"event_id":"e","event_type":"click","timestamp":)" +
+           std::to_string(kNow - 3 * 86'400'000LL) + R"(,"campaign_id":"c"})",
+       "timestamp is 3 days old (limit 24 h)"},
+      {R"({"event_id":"e","event_type":"click","timestamp":)" + std::to_string(kNow + 600'000) +
+           R"(,"campaign_id":"c"})",
+       "timestamp is 10 min in the future (limit 60 s)"},
+      {R"({"event_id":"e","event_type":"click","timestamp":)" + ts + "}", "campaign_id is missing"},
+      {R"({"event_id":"e","event_type":"click","timestamp":)" + ts + R"(,"campaign_id":7})",
+       "campaign_id must be a string"},
+      {R"({"event_id":"e","event_type":"click","timestamp":)" + ts +
+           R"(,"campaign_id":"c","bid_price":-1})",
+       "bid_price must be >= 0"},
+      {R"({"event_id":"e","event_type":"click","timestamp":)" + ts +
+           R"(,"campaign_id":"c","bid_price":"1.0"})",
+       "bid_price must be a number"},
+      {R"({"event_id":"e","event_type":"click","timestamp":)" + ts +
+           R"(,"campaign_id":"c","currency":"dollars"})",
+       "currency 'dollars' is not an ISO 4217 code"},
+      {R"([1])", "event is not a JSON object"},
+  };
+  for (const auto& [json, reason] : cases) {
+    CAPTURE(json);
+    std::string body = json.front() == '[' ? json : "[" + Ev("ok") + "," + json + "]";
+    auto d = Decode(BodyFormat::kJson, body);
+    REQUIRE(d.status.ok());
+    REQUIRE(d.batch.rejected == 1);
+    REQUIRE(d.batch.errors.size() == 1);
+    CHECK(d.batch.errors[0].index == (json.front() == '[' ? 0u : 1u));
+    CHECK(d.batch.errors[0].message.rfind(reason, 0) == 0);
+    CHECK(d.batch.events.size() == (json.front() == '[' ? 0u : 1u));
+  }
+}
+
+TEST_CASE("a body that is not JSON at all is a whole-body error", "[decoder]") {
+  CHECK_FALSE(Decode(BodyFormat::kJson, "hello").status.ok());
+  CHECK_FALSE(Decode(BodyFormat::kJson, "[{\"event_id\": ").status.ok());
+  CHECK_FALSE(Decode(BodyFormat::kJson, "42").status.ok());
+  CHECK_FALSE(Decode(BodyFormat::kJson, Ev("a") + Ev("b")).status.ok());
+  CHECK_FALSE(Decode(BodyFormat::kNdjson, "not json\nnor this").status.ok());
+}
+
+TEST_CASE("one broken NDJSON line rejects only that line", "[decoder]") {
+  auto d = Decode(BodyFormat::kNdjson, Ev("a") + "\n{\"event_id\": \"b\", oops}\n" + Ev("c"));
+  REQUIRE(d.status.ok());
+  CHECK(d.batch.events.size() == 2);
+  REQUIRE(d.batch.errors.size() == 1);
+  CHECK(d.batch.errors[0].index == 1);
+  CHECK(d.batch.errors[0].message.rfind("line is not valid JSON", 0) == 0);
+}
+
+TEST_CASE("at most 100 errors are listed but all are counted", "[decoder]") {
+  std::string body = "[";
+  for (int i = 0; i < 150; ++i) body += std::string(i ? "," : "") + "{}";
+  body += "]";
+  auto d = Decode(BodyFormat::kJson, body);
+  REQUIRE(d.status.ok());
+  CHECK(d.batch.rejected == 150);
+  CHECK(d.batch.errors.size() == kMaxReportedErrors);
+}
+
+}  // namespace adpulse

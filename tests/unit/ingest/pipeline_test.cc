@@ -1,0 +1,136 @@
+#include "ingest/pipeline.h"
+
+#include <catch2/catch.hpp>
+#include <future>
+#include <random>
+
+#include "state/shard_state.h"
+
+namespace adpulse {
+namespace {
+
+constexpr int64_t kT0 = 1'764'340'800'000;
+
+CubeCatalog Catalog() {
+  auto c = CubeCatalog::Create({{"campaign", {Dim::kCampaignId}}});
+  REQUIRE(c.ok());
+  return *c;
+}
+
+// Submits `ids` (event ids; campaign = id % 37) and waits for the outcome counts.
+std::pair<uint32_t, uint32_t> Ingest(Pipeline& p, int producer, const std::vector<int>& ids) {
+  IngestRequest request;
+  IngestBatch& b = request.batch;
+  b.arena.reserve(ids.size() * 32);
+  for (int id : ids) {
+    Event e;
+    size_t at = b.arena.size();
+    b.arena += "e" + std::to_string(id);
+    e.event_id = std::string_view(b.arena.data() + at, b.arena.size() - at);
+    at = b.arena.size();
+    b.arena += "c" + std::to_string(id % 37);
+    e.dim(Dim::kCampaignId) = std::string_view(b.arena.data() + at, b.arena.size() - at);
+    e.type = id % 10 == 0 ? EventType::kClick : EventType::kImpression;
+    e.timestamp_ms = kT0 + id * 1000;
+    e.bid_micros = id;
+    b.positions.push_back(static_cast<uint32_t>(b.events.size()));
+    b.events.push_back(e);
+  }
+  std::promise<void> done;
+  request.on_done = [&] { done.set_value(); };
+  p.SubmitIngest(producer, &request);
+  done.get_future().wait();
+  return {request.CountOutcome(EventOutcome::kAccepted),
+          request.CountOutcome(EventOutcome::kDuplicate)};
+}
+
+Counters QueryTotal(Pipeline& p, const CubeCatalog& catalog, int producer) {
+  QuerySpec spec;
+  spec.cube = 0;
+  spec.start_ms = FloorTo(kT0, kDayMs);
+  spec.end_ms = spec.start_ms + 2 * kDayMs;
+  spec.need_users = false;
+  std::vector<ResultTable> partials(p.shard_count());
+  std::promise<void> done;
+  ShardFanOut fan_out([&](ShardContext& ctx) { ctx.state->RunQuery(spec, partials[ctx.shard]); },
+                      [&] { done.set_value(); });
+  p.RunOnEveryShard(producer, &fan_out);
+  done.get_future().wait();
+  ResultTable merged;
+  for (auto& t : partials) merged.MergeFrom(std::move(t), false);
+  Counters total;
+  for (const ResultRow* row : merged.SortedRows()) total.Merge(row->agg.counters);
+  return total;
+}
+
+}  // namespace
+
+TEST_CASE("events from two producers reach their shards once each", "[pipeline]") {
+  CubeCatalog catalog = Catalog();
+  PipelineOptions options;
+  options.workers = 3;
+  options.max_producers = 2;
+  options.ring_capacity_tasks = 8;
+  options.pin_workers = false;
+  Pipeline pipeline(catalog, options);
+  pipeline.Start();
+  int p0 = pipeline.RegisterProducer();
+  int p1 = pipeline.RegisterProducer();
+
+  std::vector<int> first, second;
+  for (int i = 0; i < 3000; ++i) first.push_back(i);
+  for (int i = 2000; i < 5000; ++i) second.push_back(i);  // 1000 overlap: duplicates
+
+  auto f1 = std::async(std::launch::async, [&] { return Ingest(pipeline, p0, first); });
+  auto f2 = std::async(std::launch::async, [&] { return Ingest(pipeline, p1, second); });
+  auto [a1, d1] = f1.get();
+  auto [a2, d2] = f2.get();
+  CHECK(a1 + a2 == 5000);
+  CHECK(d1 + d2 == 1000);
+
+  Counters total = QueryTotal(pipeline, catalog, p0);
+  uint64_t clicks = 0;
+  int64_t spend = 0;
+  for (int i = 0; i < 5000; ++i) {
+    clicks += (i % 10 == 0);
+    spend += i;
+  }
+  CHECK(total.clicks == clicks);
+  CHECK(total.impressions == 5000 - clicks);
+  CHECK(total.spend_micros == spend);
+
+  // Resending everything changes nothing.
+  auto [a3, d3] = Ingest(pipeline, p0, first);
+  CHECK(a3 == 0);
+  CHECK(d3 == 3000);
+  CHECK(QueryTotal(pipeline, catalog, p1) == total);
+  pipeline.Stop();
+}
+
+TEST_CASE("admission control bounds requests in flight", "[pipeline]") {
+  CubeCatalog catalog = Catalog();
+  PipelineOptions options;
+  options.workers = 1;
+  options.max_inflight_requests = 2;
+  options.pin_workers = false;
+  Pipeline pipeline(catalog, options);
+  CHECK(pipeline.TryAdmit());
+  CHECK(pipeline.TryAdmit());
+  CHECK_FALSE(pipeline.TryAdmit());
+  pipeline.Release();
+  CHECK(pipeline.TryAdmit());
+}
+
+TEST_CASE("ShardOf spreads campaigns and is stable", "[pipeline]") {
+  CubeCatalog catalog = Catalog();
+  PipelineOptions options;
+  options.workers = 4;
+  options.pin_workers = false;
+  Pipeline pipeline(catalog, options);
+  std::vector<int> per_shard(4);
+  for (int i = 0; i < 4000; ++i) ++per_shard[pipeline.ShardOf("campaign-" + std::to_string(i))];
+  for (int n : per_shard) CHECK((n > 800 && n < 1200));
+  CHECK(pipeline.ShardOf("x") == pipeline.ShardOf("x"));
+}
+
+}  // namespace adpulse

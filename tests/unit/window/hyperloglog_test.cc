@@ -1,0 +1,73 @@
+#include "window/hyperloglog.h"
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <string>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+namespace adpulse {
+namespace {
+uint64_t H(uint64_t i) { return XXH3_64bits(&i, sizeof(i)); }
+double RelErr(double est, double truth) { return std::abs(est - truth) / truth; }
+}  // namespace
+
+TEST_CASE("small sets are counted exactly while sparse", "[hll]") {
+  HyperLogLog h;
+  CHECK(h.empty());
+  CHECK(h.Estimate() == 0);
+  for (uint64_t i = 0; i < 1000; ++i) {
+    h.AddHash(H(i));
+    h.AddHash(H(i));  // repeats change nothing
+  }
+  CHECK_FALSE(h.is_dense());
+  CHECK(h.Estimate() == 1000);
+}
+
+TEST_CASE("the estimate stays within 2 % across cardinalities", "[hll]") {
+  for (uint64_t n : {2'000ull, 10'000ull, 50'000ull, 200'000ull, 1'000'000ull}) {
+    for (uint64_t seed = 0; seed < 3; ++seed) {
+      HyperLogLog h;
+      for (uint64_t i = 0; i < n; ++i) h.AddHash(H(i + seed * 10'000'000'000ull));
+      CAPTURE(n, seed, h.Estimate());
+      CHECK(h.is_dense());
+      CHECK(RelErr(h.Estimate(), static_cast<double>(n)) < 0.02);
+    }
+  }
+}
+
+TEST_CASE("merge equals the union, sparse or dense", "[hll]") {
+  HyperLogLog a, b, small;
+  for (uint64_t i = 0; i < 30'000; ++i) a.AddHash(H(i));
+  for (uint64_t i = 20'000; i < 60'000; ++i) b.AddHash(H(i));
+  for (uint64_t i = 59'500; i < 60'500; ++i) small.AddHash(H(i));
+  HyperLogLog u = a;
+  u.Merge(b);
+  u.Merge(small);
+  CHECK(RelErr(u.Estimate(), 60'500) < 0.02);
+
+  HyperLogLog direct;
+  for (uint64_t i = 0; i < 60'500; ++i) direct.AddHash(H(i));
+  CHECK(u.Estimate() == direct.Estimate());  // registers are identical
+
+  HyperLogLog s1, s2;
+  for (uint64_t i = 0; i < 600; ++i) s1.AddHash(H(i));
+  for (uint64_t i = 300; i < 900; ++i) s2.AddHash(H(i));
+  s1.Merge(s2);
+  CHECK_FALSE(s1.is_dense());
+  CHECK(s1.Estimate() == 900);
+  s1.Merge(s1);
+  CHECK(s1.Estimate() == 900);
+}
+
+TEST_CASE("copies are independent", "[hll]") {
+  HyperLogLog a;
+  for (uint64_t i = 0; i < 5000; ++i) a.AddHash(H(i));
+  HyperLogLog b = a;
+  for (uint64_t i = 5000; i < 10000; ++i) b.AddHash(H(i));
+  CHECK(RelErr(a.Estimate(), 5000) < 0.02);
+  CHECK(RelErr(b.Estimate(), 10000) < 0.02);
+}
+
+}  // namespace adpulse
