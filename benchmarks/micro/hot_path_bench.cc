@@ -1,0 +1,144 @@
+// The per-event hot path, stage by stage and together: decode + validate (simdjson), route (xxHash
+// of campaign_id), aggregate (dedup + every default cube at minute, hour and day). Reports
+// items/s; ns/event is 1e9 / items_per_second. Run:
+//   build/benchmarks/hot_path_bench --benchmark_min_time=2
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <string>
+
+#include "ingest/event_decoder.h"
+#include "ingest/pipeline.h"
+#include "state/shard_state.h"
+
+namespace adpulse {
+namespace {
+
+constexpr int kBatch = 1000;
+
+// Realistic events: ~500 bytes, 20 fields, 10k campaigns, 100k users, event times within the
+// last two minutes (as at a steady 100k+ events/s, where each campaign-minute gets many events).
+std::string MakeNdjson(int64_t now_ms, int count, uint64_t seed, uint64_t campaigns = 10000) {
+  std::mt19937_64 rng(seed);
+  const char* types[] = {"impression", "impression", "impression", "impression", "impression",
+                         "impression", "impression", "impression", "click", "conversion"};
+  const char* countries[] = {"US", "DE", "FR", "GB", "BR", "IN", "JP", "CA"};
+  const char* devices[] = {"desktop", "mobile", "tablet"};
+  std::string out;
+  for (int i = 0; i < count; ++i) {
+    uint64_t campaign = rng() % campaigns;
+    out += "{\"event_id\":\"" + std::to_string(seed) + "-" + std::to_string(i) +
+           "-4f1c2a9e-7b7d-4c1e-9b8e\",\"event_type\":\"" + types[rng() % 10] +
+           "\",\"timestamp\":" + std::to_string(now_ms - static_cast<int64_t>(rng() % 120'000)) +
+           ",\"campaign_id\":\"camp-" + std::to_string(campaign) + "\",\"ad_id\":\"ad-" +
+           std::to_string(campaign * 4 + rng() % 4) + "\",\"advertiser_id\":\"adv-" +
+           std::to_string(campaign % 500) + "\",\"user_id\":\"user-" +
+           std::to_string(rng() % 100000) +
+           "\",\"session_id\":\"s-" + std::to_string(rng()) +
+           "\",\"ip_address\":\"203.0.113." + std::to_string(rng() % 256) +
+           "\",\"user_agent\":\"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+           "(KHTML, like Gecko) Chrome/120.0 Safari/537.36\",\"publisher_id\":\"pub-" +
+           std::to_string(rng() % 200) + "\",\"placement_id\":\"pl-" + std::to_string(rng() % 50) +
+           "\",\"page_url\":\"https://news.example.com/article/" + std::to_string(rng() % 1000) +
+           "\",\"device_type\":\"" + devices[rng() % 3] + "\",\"os\":\"Windows\",\"browser\":\"Chrome\"" +
+           ",\"country\":\"" + countries[rng() % 8] + "\",\"city\":\"City\",\"bid_price\":0." +
+           std::to_string(100 + rng() % 900) + ",\"currency\":\"USD\"}\n";
+  }
+  return out;
+}
+
+CubeCatalog DefaultCatalog() {
+  return *CubeCatalog::Create({{"campaign", {Dim::kCampaignId}},
+                               {"campaign_country", {Dim::kCampaignId, Dim::kCountry}},
+                               {"campaign_device", {Dim::kCampaignId, Dim::kDeviceType}},
+                               {"campaign_country_device",
+                                {Dim::kCampaignId, Dim::kCountry, Dim::kDeviceType}},
+                               {"campaign_ad", {Dim::kCampaignId, Dim::kAdId}},
+                               {"advertiser", {Dim::kAdvertiserId}},
+                               {"publisher", {Dim::kPublisherId}},
+                               {"billing", {Dim::kAdvertiserId, Dim::kCampaignId, Dim::kCurrency}}});
+}
+
+void BM_DecodeValidate(benchmark::State& state) {
+  int64_t now = 1'764'340'800'000;
+  std::string body = MakeNdjson(now, kBatch, 1);
+  body.reserve(body.size() + 64);
+  EventDecoder decoder;
+  for (auto _ : state) {
+    IngestBatch batch;
+    auto s = decoder.Decode(BodyFormat::kNdjson, body, ValidationRules{}, now, batch);
+    if (!s.ok() || batch.events.size() != kBatch) state.SkipWithError("decode failed");
+    benchmark::DoNotOptimize(batch.events.data());
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(body.size()));
+}
+BENCHMARK(BM_DecodeValidate);
+
+void BM_Route(benchmark::State& state) {
+  CubeCatalog catalog = DefaultCatalog();
+  PipelineOptions options;
+  options.workers = 2;
+  Pipeline pipeline(catalog, options);
+  std::vector<std::string> campaigns;
+  for (int i = 0; i < kBatch; ++i) campaigns.push_back("camp-" + std::to_string(i * 7919 % 10000));
+  for (auto _ : state) {
+    int sum = 0;
+    for (const auto& c : campaigns) sum += pipeline.ShardOf(c);
+    benchmark::DoNotOptimize(sum);
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+BENCHMARK(BM_Route);
+
+// Dedup + all eight default cubes, on fresh events (every event is new).
+void BM_Aggregate(benchmark::State& state) {
+  int64_t now = 1'764'340'800'000;
+  CubeCatalog catalog = DefaultCatalog();
+  ShardState shard(catalog, 86'400'000);
+  EventDecoder decoder;
+  uint64_t seed = 100;
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::string body = MakeNdjson(now, kBatch, seed++, static_cast<uint64_t>(state.range(0)));
+    body.reserve(body.size() + 64);
+    IngestBatch batch;
+    (void)decoder.Decode(BodyFormat::kNdjson, body, ValidationRules{}, now, batch);
+    state.ResumeTiming();
+    for (const Event& e : batch.events) benchmark::DoNotOptimize(shard.Apply(e));
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+// Argument: distinct campaigns. Cost grows with the groups per minute that stop fitting in cache.
+BENCHMARK(BM_Aggregate)->Arg(100)->Arg(10000)->Iterations(2000);
+
+// The whole path for one request on one core: decode, validate, route, dedup, aggregate.
+void BM_HotPath(benchmark::State& state) {
+  int64_t now = 1'764'340'800'000;
+  CubeCatalog catalog = DefaultCatalog();
+  ShardState shard(catalog, 86'400'000);
+  PipelineOptions options;
+  options.workers = 2;
+  Pipeline router(catalog, options);
+  EventDecoder decoder;
+  uint64_t seed = 1'000'000;
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::string body = MakeNdjson(now, kBatch, seed++, static_cast<uint64_t>(state.range(0)));
+    body.reserve(body.size() + 64);
+    state.ResumeTiming();
+    IngestBatch batch;
+    (void)decoder.Decode(BodyFormat::kNdjson, body, ValidationRules{}, now, batch);
+    int routed = 0;
+    for (const Event& e : batch.events) {
+      routed += router.ShardOf(e.dim(Dim::kCampaignId));
+      benchmark::DoNotOptimize(shard.Apply(e));
+    }
+    benchmark::DoNotOptimize(routed);
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+BENCHMARK(BM_HotPath)->Arg(100)->Arg(10000)->Iterations(2000);
+
+}  // namespace
+}  // namespace adpulse
