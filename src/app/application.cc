@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <chrono>
 #include <thread>
 
 #include "app/config.h"
@@ -164,6 +165,9 @@ int RunApplication(int argc, char** argv) {
   if (!catalog.ok()) return fail(catalog.status());
 
   PipelineOptions pipeline_options;
+  pipeline_options.wal_dir = (std::filesystem::path(config.data_dir) / "wal").string();
+  pipeline_options.fsync = config.fsync;
+  pipeline_options.wal_segment_bytes = static_cast<uint64_t>(config.wal_segment_bytes);
   pipeline_options.workers =
       config.workers > 0 ? config.workers
                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -198,12 +202,25 @@ int RunApplication(int argc, char** argv) {
   absl::Status listening = server.Listen();
   if (!listening.ok()) return fail(listening);
 
+  // Serve /healthz and /readyz (503 until recovery ends) while the shards replay their logs.
+  std::thread serving([&server] { server.Run(); });
+  LOG_INFO("adpulse {} listening on http://{}:{} (data dir {}, {} workers, {} cubes, durability {})",
+           kVersion, config.server.host, server.port(), config.data_dir, pipeline_options.workers,
+           catalog->cubes().size(), config.fsync ? "fsync" : "os");
+  auto recovery_started = std::chrono::steady_clock::now();
   pipeline.Start();
+  absl::Status recovered = pipeline.WaitRecovered();
+  if (!recovered.ok()) {
+    server.RequestStop();
+    serving.join();
+    pipeline.Stop();
+    return fail(recovered);
+  }
   api.SetReady(true);
-  LOG_INFO("adpulse {} listening on http://{}:{} (data dir {}, {} workers, {} cubes)", kVersion,
-           config.server.host, server.port(), config.data_dir, pipeline.shard_count(),
-           catalog->cubes().size());
-  server.Run();
+  LOG_INFO("ready: recovery took {:.2f} s",
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - recovery_started)
+               .count());
+  serving.join();
   pipeline.Stop();
   ::close(*lock_fd);
   LOG_INFO("stopped cleanly");

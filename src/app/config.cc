@@ -149,8 +149,22 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     config.server.drain_timeout_s = static_cast<int>(v);
   }
   if (const toml::table* t = Section(root, "storage")) {
-    RETURN_IF_ERROR(CheckKeys(*t, "storage", source, {"data_dir"}));
+    RETURN_IF_ERROR(
+        CheckKeys(*t, "storage", source, {"data_dir", "durability", "wal_segment_bytes"}));
     RETURN_IF_ERROR(ReadString(*t, "storage", "data_dir", source, config.data_dir));
+    std::string durability;
+    RETURN_IF_ERROR(ReadString(*t, "storage", "durability", source, durability));
+    if (durability == "fsync") {
+      config.fsync = true;
+    } else if (durability == "os") {
+      config.fsync = false;
+    } else if (!durability.empty()) {
+      return absl::InvalidArgumentError(fmt::format(
+          "{}: storage.durability = \"{}\" must be \"fsync\" or \"os\"",
+          Where(source, *t->get("durability")), durability));
+    }
+    RETURN_IF_ERROR(ReadInt(*t, "storage", "wal_segment_bytes", source, 1 << 16, int64_t{1} << 32,
+                            config.wal_segment_bytes));
   }
   if (const toml::table* t = Section(root, "log")) {
     RETURN_IF_ERROR(CheckKeys(*t, "log", source, {"level"}));

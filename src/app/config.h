@@ -15,6 +15,8 @@ namespace adpulse {
 struct Config {
   ServerOptions server;
   std::string data_dir = "./data";
+  bool fsync = true;  // storage.durability: "fsync" (default) or "os"
+  int64_t wal_segment_bytes = 64ll << 20;
   std::string log_level = "info";
   int workers = 0;
   bool pin_workers = true;

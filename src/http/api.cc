@@ -319,6 +319,17 @@ struct Api::Impl {
     request->on_done = [this, request, respond = std::move(respond)]() {
       std::unique_ptr<IngestRequest> owned(request);
       const IngestBatch& b = owned->batch;
+      std::string failure = owned->Failure();
+      if (!failure.empty()) {
+        // Some events are not durable: the whole request is indeterminate and must be resent
+        // (events that did make it are duplicates then).
+        pipeline.Release();
+        HttpResponse r = ErrorResponse(
+            503, fmt::format("events could not be stored: {}; resend the request", failure));
+        r.headers.emplace_back("Retry-After", std::to_string(api.options_.retry_after_s));
+        respond(std::move(r));
+        return;
+      }
       uint32_t accepted = owned->CountOutcome(EventOutcome::kAccepted);
       uint32_t duplicates = owned->CountOutcome(EventOutcome::kDuplicate);
       events_accepted.fetch_add(accepted, std::memory_order_relaxed);
@@ -764,6 +775,13 @@ void Api::Handle(int producer, HttpRequest&& request, Responder respond) {
     respond(std::move(r));
     return false;
   };
+  bool data_path = path.rfind("/v1/", 0) == 0;
+  if (data_path && !ready_.load()) {
+    HttpResponse r = ErrorResponse(503, "adpulse is recovering its state; not ready yet");
+    r.headers.emplace_back("Retry-After", "1");
+    respond(std::move(r));
+    return;
+  }
   if (path == "/v1/events") {
     if (expect("POST")) impl_->PostEvents(producer, std::move(request), std::move(respond));
     return;

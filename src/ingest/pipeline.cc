@@ -1,5 +1,8 @@
 #include "ingest/pipeline.h"
 
+#include <fmt/format.h>
+
+#include <filesystem>
 #include <thread>
 
 #include "base/log.h"
@@ -14,12 +17,16 @@ uint32_t IngestRequest::CountOutcome(EventOutcome outcome) const {
   return n;
 }
 
+std::string IngestRequest::Failure() const {
+  for (const ShardTask& t : tasks_) {
+    if (!t.failure.empty()) return t.failure;
+  }
+  return {};
+}
+
 void IngestRequest::ShardTask::Run(ShardContext& shard) {
   IngestBatch& b = request->batch;
-  for (uint32_t i : indices) {
-    b.outcomes[i] =
-        shard.state->Apply(b.events[i]) ? EventOutcome::kAccepted : EventOutcome::kDuplicate;
-  }
+  for (uint32_t i : indices) shard.writer->Stage(b.events[i], &b.outcomes[i], &failure);
 }
 
 void IngestRequest::ShardTask::Complete() {
@@ -41,9 +48,15 @@ Pipeline::Pipeline(const CubeCatalog& catalog, const PipelineOptions& options)
     std::vector<SpscRing<Task*>*> column;
     for (auto& row : rings_) column.push_back(row[s].get());
     int pin = options.pin_workers ? static_cast<int>(s % cpus) : -1;
+    WalWriter::Options wal;
+    wal.fsync = options.fsync;
+    wal.segment_bytes = options.wal_segment_bytes;
+    if (!options.wal_dir.empty()) {
+      wal.dir = (std::filesystem::path(options.wal_dir) / fmt::format("shard-{:03}", s)).string();
+    }
     workers_.push_back(std::make_unique<Worker>(
-        s, std::make_unique<ShardState>(catalog, options.dedup_horizon_ms), std::move(column),
-        pin));
+        s, std::make_unique<ShardState>(catalog, options.dedup_horizon_ms), wal,
+        !options.wal_dir.empty(), std::move(column), pin));
   }
 }
 
@@ -52,6 +65,15 @@ Pipeline::~Pipeline() { Stop(); }
 void Pipeline::Start() {
   for (auto& w : workers_) w->Start();
   started_ = true;
+}
+
+absl::Status Pipeline::WaitRecovered() {
+  absl::Status first = absl::OkStatus();
+  for (auto& w : workers_) {
+    absl::Status s = w->WaitRecovered();
+    if (first.ok() && !s.ok()) first = s;
+  }
+  return first;
 }
 
 void Pipeline::Stop() {

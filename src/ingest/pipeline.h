@@ -9,7 +9,10 @@
 #include <functional>
 #include <memory>
 #include <string_view>
+#include <string>
 #include <vector>
+
+#include "absl/status/status.h"
 
 #include "ingest/ingest_batch.h"
 #include "ingest/spsc_ring.h"
@@ -20,6 +23,10 @@
 namespace adpulse {
 
 struct PipelineOptions {
+  // Where each shard keeps its write-ahead log (<wal_dir>/shard-NNN); empty: in memory only.
+  std::string wal_dir;
+  bool fsync = true;
+  uint64_t wal_segment_bytes = 64ull << 20;
   int workers = 1;
   int max_producers = 4;
   size_t ring_capacity_tasks = 4096;
@@ -36,6 +43,8 @@ class IngestRequest {
   std::function<void()> on_done;
 
   uint32_t CountOutcome(EventOutcome outcome) const;
+  // Why some events could not be made durable (empty when all were).
+  std::string Failure() const;
   // Calls on_done exactly once, after moving it out, so on_done may delete this request.
   void Finish() {
     auto done = std::move(on_done);
@@ -47,6 +56,7 @@ class IngestRequest {
   struct ShardTask final : Task {
     IngestRequest* request = nullptr;
     std::vector<uint32_t> indices;  // into batch.events
+    std::string failure;            // set by the shard's writer when its commit failed
     void Run(ShardContext& shard) override;
     void Complete() override;
   };
@@ -83,7 +93,10 @@ class Pipeline {
   Pipeline(const CubeCatalog& catalog, const PipelineOptions& options);
   ~Pipeline();
 
+  // Starts the workers; each first recovers its shard from its log.
   void Start();
+  // Blocks until every shard has recovered; the first recovery error, if any.
+  absl::Status WaitRecovered();
   // Runs every task already submitted, then stops the workers. Sources must have stopped first.
   void Stop();
 

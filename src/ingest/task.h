@@ -7,10 +7,12 @@
 namespace adpulse {
 
 class ShardState;
+class ShardWriter;
 
 struct ShardContext {
   int shard = 0;
   ShardState* state = nullptr;
+  ShardWriter* writer = nullptr;
 };
 
 class Task {

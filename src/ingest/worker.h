@@ -13,16 +13,19 @@
 #include "ingest/spsc_ring.h"
 #include "ingest/task.h"
 #include "state/shard_state.h"
+#include "state/shard_writer.h"
 
 namespace adpulse {
 
 class Worker {
  public:
-  Worker(int shard, std::unique_ptr<ShardState> state, std::vector<SpscRing<Task*>*> rings,
-         int pin_cpu);
+  Worker(int shard, std::unique_ptr<ShardState> state, WalWriter::Options wal, bool use_wal,
+         std::vector<SpscRing<Task*>*> rings, int pin_cpu);
   ~Worker();
 
+  // Starts the thread, which first recovers the shard from its log.
   void Start();
+  absl::Status WaitRecovered();
   // Finishes every task already on the rings, then joins.
   void StopAndJoin();
   // Called by a producer after a push, in case the worker is parked.
@@ -36,6 +39,11 @@ class Worker {
 
   int shard_;
   std::unique_ptr<ShardState> state_;
+  ShardWriter writer_;
+  std::mutex recovery_mutex_;
+  std::condition_variable recovery_cv_;
+  bool recovered_ = false;
+  absl::Status recovery_status_;
   std::vector<SpscRing<Task*>*> rings_;
   int pin_cpu_;
   std::thread thread_;

@@ -14,6 +14,11 @@ bool DedupIndex::Insert(std::string_view event_id, int64_t timestamp_ms) {
   return inserted;
 }
 
+void DedupIndex::Erase(std::string_view event_id) {
+  XXH128_hash_t h = XXH3_128bits(event_id.data(), event_id.size());
+  ids_.erase(absl::MakeUint128(h.high64, h.low64));
+}
+
 size_t DedupIndex::Expire(int64_t now_ms) {
   // An id may be dropped once no event with its timestamp can be accepted any more, i.e. its
   // hour ended more than the horizon ago.

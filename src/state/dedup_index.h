@@ -17,6 +17,8 @@ class DedupIndex {
 
   // True if `event_id` was not seen within the horizon (and records it); false for a duplicate.
   bool Insert(std::string_view event_id, int64_t timestamp_ms);
+  // Forgets `event_id` (its event was not made durable after all).
+  void Erase(std::string_view event_id);
   // Drops ids whose event-time hour ended more than the horizon before `now_ms`.
   size_t Expire(int64_t now_ms);
   size_t size() const { return ids_.size(); }

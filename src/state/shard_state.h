@@ -30,6 +30,9 @@ class ShardState {
   // Adds without the dedup check (the caller has decided the event is new).
   void AddToCubes(const Event& e);
 
+  DedupIndex& dedup() { return dedup_; }
+  void CountDuplicate() { ++duplicates_; }
+
   void RunQuery(const QuerySpec& spec, ResultTable& out) const;
   void Housekeep(int64_t now_ms) { dedup_.Expire(now_ms); }
   ShardStats Stats() const;

@@ -1,0 +1,85 @@
+// A shard's write-ahead log: numbered segment files under <data-dir>/wal/shard-NNN/, each a 16-byte
+// header followed by records [u32 length][u32 checksum][payload] (docs/formats/wal.md). The writer
+// buffers a group of records and makes them durable with one write and one fdatasync; the reader
+// returns every valid record and says where a torn or corrupt tail begins. Owned by one worker.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace adpulse {
+
+inline constexpr size_t kWalHeaderBytes = 16;
+inline constexpr size_t kWalRecordHeaderBytes = 8;
+inline constexpr uint32_t kWalMaxRecordBytes = 1 << 20;
+
+struct WalSegment {
+  uint64_t sequence = 0;
+  std::string path;
+};
+
+// Segments of `dir`, oldest first. A missing directory is an empty log.
+absl::StatusOr<std::vector<WalSegment>> ListWalSegments(const std::string& dir);
+
+struct WalScan {
+  uint64_t records = 0;
+  uint64_t valid_bytes = 0;  // file offset just past the last valid record
+  uint64_t file_bytes = 0;
+  std::string problem;       // empty when the whole file is valid
+};
+
+// Calls fn(payload) for each valid record of the segment at `path`, in order, stopping at the
+// first invalid one (reported in `problem`). `fn` may fail, which stops the scan with that error.
+absl::StatusOr<WalScan> ScanWalSegment(const std::string& path,
+                                       const std::function<absl::Status(std::string_view)>& fn);
+
+class WalWriter {
+ public:
+  struct Options {
+    std::string dir;
+    bool fsync = true;  // false: durability = "os" (write() only, the kernel flushes later)
+    uint64_t segment_bytes = 64ull << 20;
+  };
+
+  // Creates the directory if needed and starts a new segment numbered `first_sequence`.
+  static absl::StatusOr<std::unique_ptr<WalWriter>> Open(const Options& options,
+                                                         uint64_t first_sequence);
+  ~WalWriter();
+
+  void Append(std::string_view payload);
+  size_t pending_records() const { return pending_records_; }
+
+  // Writes every appended record and, with fsync, waits until it is on disk. On a write error
+  // (such as a full disk) the segment is cut back to where it was and Unavailable is returned:
+  // nothing of the group is in the log, and later groups may succeed. A failed fsync leaves the
+  // log in doubt (Linux may drop the dirty pages), so the writer is broken from then on.
+  absl::Status Commit();
+  // Drops what was appended since the last Commit.
+  void Discard();
+  bool broken() const { return !broken_reason_.empty(); }
+  const std::string& broken_reason() const { return broken_reason_; }
+  uint64_t current_sequence() const { return sequence_; }
+
+ private:
+  explicit WalWriter(Options options) : options_(std::move(options)) {}
+  absl::Status OpenSegment(uint64_t sequence);
+
+  Options options_;
+  int fd_ = -1;
+  uint64_t sequence_ = 0;
+  uint64_t file_bytes_ = 0;
+  std::string buffer_;
+  size_t pending_records_ = 0;
+  std::string broken_reason_;
+};
+
+// fsyncs a directory so that a file created or renamed in it survives a crash.
+absl::Status SyncDirectory(const std::string& dir);
+
+}  // namespace adpulse
