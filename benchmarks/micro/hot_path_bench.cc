@@ -95,7 +95,7 @@ BENCHMARK(BM_Route);
 void BM_Aggregate(benchmark::State& state) {
   int64_t now = 1'764'340'800'000;
   CubeCatalog catalog = DefaultCatalog();
-  ShardState shard(catalog, 86'400'000);
+  ShardState shard(catalog, 0, nullptr, 86'400'000);
   EventDecoder decoder;
   uint64_t seed = 100;
   for (auto _ : state) {
@@ -116,7 +116,7 @@ BENCHMARK(BM_Aggregate)->Arg(100)->Arg(10000)->Iterations(2000);
 void BM_HotPath(benchmark::State& state) {
   int64_t now = 1'764'340'800'000;
   CubeCatalog catalog = DefaultCatalog();
-  ShardState shard(catalog, 86'400'000);
+  ShardState shard(catalog, 0, nullptr, 86'400'000);
   PipelineOptions options;
   options.workers = 2;
   Pipeline router(catalog, options);

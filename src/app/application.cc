@@ -181,6 +181,19 @@ int RunApplication(int argc, char** argv) {
     pipeline_options.ring_capacity_tasks = pipeline_options.max_inflight_requests;
   }
 
+  StateStoreOptions store_options;
+  store_options.path = (std::filesystem::path(config.data_dir) / "state").string();
+  store_options.block_cache_bytes = static_cast<size_t>(config.block_cache_bytes);
+  store_options.dedup_horizon_ms = config.dedup_horizon_s * 1000;
+  store_options.minute_retention_ms = config.minute_retention_days * 86'400'000;
+  store_options.hour_retention_ms = config.hour_retention_days * 86'400'000;
+  store_options.day_retention_ms = config.day_retention_days * 86'400'000;
+  auto store = StateStore::Open(store_options);
+  if (!store.ok()) return fail(store.status());
+  pipeline_options.store = store->get();
+  pipeline_options.archive_dir = (std::filesystem::path(config.data_dir) / "archive").string();
+  pipeline_options.flush_interval_ms = config.flush_interval_ms;
+
   MetricsRegistry metrics;
   Pipeline pipeline(*catalog, pipeline_options);
   metrics.AddGauge("adpulse_ingest_inflight_requests", "Ingest and query requests in flight.",
@@ -221,7 +234,9 @@ int RunApplication(int argc, char** argv) {
            std::chrono::duration<double>(std::chrono::steady_clock::now() - recovery_started)
                .count());
   serving.join();
-  pipeline.Stop();
+  pipeline.Stop();  // each shard flushes its memory into the store with a final checkpoint
+  absl::Status synced = (*store)->Sync();
+  if (!synced.ok()) LOG_WARN("the state store could not be written out: {}", Message(synced));
   ::close(*lock_fd);
   LOG_INFO("stopped cleanly");
   return 0;

@@ -112,8 +112,10 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
                                                   e.description()));
   }
   RETURN_IF_ERROR(CheckKeys(root, "", source,
-                            {"server", "storage", "log", "ingest", "dedup", "query", "cubes"}));
-  for (std::string_view name : {"server", "storage", "log", "ingest", "dedup", "query"}) {
+                            {"server", "storage", "log", "ingest", "dedup", "query", "retention",
+                             "cubes"}));
+  for (std::string_view name :
+       {"server", "storage", "log", "ingest", "dedup", "query", "retention"}) {
     const toml::node* node = root.get(name);
     if (node && !node->is_table()) {
       return absl::InvalidArgumentError(
@@ -150,7 +152,13 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
   }
   if (const toml::table* t = Section(root, "storage")) {
     RETURN_IF_ERROR(
-        CheckKeys(*t, "storage", source, {"data_dir", "durability", "wal_segment_bytes"}));
+        CheckKeys(*t, "storage", source,
+                  {"data_dir", "durability", "wal_segment_bytes", "flush_interval_ms",
+                   "block_cache_bytes"}));
+    RETURN_IF_ERROR(ReadInt(*t, "storage", "flush_interval_ms", source, 10, 3'600'000,
+                            config.flush_interval_ms));
+    RETURN_IF_ERROR(ReadInt(*t, "storage", "block_cache_bytes", source, 1 << 20,
+                            int64_t{1} << 40, config.block_cache_bytes));
     RETURN_IF_ERROR(ReadString(*t, "storage", "data_dir", source, config.data_dir));
     std::string durability;
     RETURN_IF_ERROR(ReadString(*t, "storage", "durability", source, durability));
@@ -190,6 +198,16 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     RETURN_IF_ERROR(CheckKeys(*t, "dedup", source, {"horizon_s"}));
     RETURN_IF_ERROR(
         ReadInt(*t, "dedup", "horizon_s", source, 60, 86400 * 366, config.dedup_horizon_s));
+  }
+  if (const toml::table* t = Section(root, "retention")) {
+    RETURN_IF_ERROR(
+        CheckKeys(*t, "retention", source, {"minute_days", "hour_days", "day_days"}));
+    RETURN_IF_ERROR(ReadInt(*t, "retention", "minute_days", source, 1, 36500,
+                            config.minute_retention_days));
+    RETURN_IF_ERROR(
+        ReadInt(*t, "retention", "hour_days", source, 1, 36500, config.hour_retention_days));
+    RETURN_IF_ERROR(
+        ReadInt(*t, "retention", "day_days", source, 1, 36500, config.day_retention_days));
   }
   if (const toml::table* t = Section(root, "query")) {
     RETURN_IF_ERROR(CheckKeys(*t, "query", source, {"max_buckets"}));

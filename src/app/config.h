@@ -17,6 +17,11 @@ struct Config {
   std::string data_dir = "./data";
   bool fsync = true;  // storage.durability: "fsync" (default) or "os"
   int64_t wal_segment_bytes = 64ll << 20;
+  int64_t flush_interval_ms = 1000;
+  int64_t block_cache_bytes = 256ll << 20;
+  int64_t minute_retention_days = 90;
+  int64_t hour_retention_days = 730;
+  int64_t day_retention_days = 730;
   std::string log_level = "info";
   int workers = 0;
   bool pin_workers = true;

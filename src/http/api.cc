@@ -356,20 +356,31 @@ struct Api::Impl {
   // ---- queries ----
 
   // Runs the query on every shard and calls `finish` with the merged table (on a worker thread).
-  void RunQuery(int producer, QuerySpec spec,
+  void RunQuery(int producer, QuerySpec spec, Responder respond_error,
                 std::function<void(ResultTable&&, const QuerySpec&)> finish) {
     queries.fetch_add(1, std::memory_order_relaxed);
     struct Job {
       QuerySpec spec;
       std::vector<ResultTable> partials;
+      std::vector<absl::Status> statuses;
       std::unique_ptr<ShardFanOut> fan_out;
     };
-    auto* job = new Job{std::move(spec), {}, nullptr};
+    auto* job = new Job{std::move(spec), {}, {}, nullptr};
     job->partials.resize(pipeline.shard_count());
+    job->statuses.resize(pipeline.shard_count());
     job->fan_out = std::make_unique<ShardFanOut>(
-        [job](ShardContext& ctx) { ctx.state->RunQuery(job->spec, job->partials[ctx.shard]); },
-        [job, finish = std::move(finish)]() {
+        [job](ShardContext& ctx) {
+          job->statuses[ctx.shard] = ctx.state->RunQuery(job->spec, job->partials[ctx.shard]);
+        },
+        [job, finish = std::move(finish), respond_error = std::move(respond_error)]() {
           std::unique_ptr<Job> owned(job);
+          for (const absl::Status& s : owned->statuses) {
+            if (!s.ok()) {
+              respond_error(ErrorResponse(503, fmt::format("the query could not read stored data: {}",
+                                                           Message(s))));
+              return;
+            }
+          }
           ResultTable merged;
           for (ResultTable& t : owned->partials) merged.MergeFrom(std::move(t), owned->spec.need_users);
           finish(std::move(merged), owned->spec);
@@ -380,7 +391,8 @@ struct Api::Impl {
   void Metrics(int producer, const QueryRequest& q, Responder respond) {
     std::vector<Metric> metrics = q.metrics;
     std::string tz = q.tz_name;
-    RunQuery(producer, q.spec,
+    Responder on_error = respond;  // copied first: the lambda below takes `respond`
+    RunQuery(producer, q.spec, std::move(on_error),
              [metrics, tz, respond = std::move(respond)](ResultTable&& table,
                                                          const QuerySpec& spec) {
                JsonWriter w;
@@ -550,7 +562,8 @@ struct Api::Impl {
       return;
     }
     std::string campaign_id = *campaign;
-    RunQuery(producer, q.spec,
+    Responder on_error = respond;  // copied first: the lambda below takes `respond`
+    RunQuery(producer, q.spec, std::move(on_error),
              [campaign_id, window_s, respond = std::move(respond)](ResultTable&& table,
                                                                    const QuerySpec& spec) {
                Aggregate total;
@@ -614,7 +627,8 @@ struct Api::Impl {
     if (!s.ok()) return fail(s);
     Metric m = *metric;
     Dim d = *dim;
-    RunQuery(producer, q.spec,
+    Responder on_error = respond;  // copied first: the lambda below takes `respond`
+    RunQuery(producer, q.spec, std::move(on_error),
              [m, d, limit, min_impressions, respond = std::move(respond)](
                  ResultTable&& table, const QuerySpec& spec) {
                struct Ranked {
@@ -678,7 +692,8 @@ struct Api::Impl {
     q.spec.granularity = Granularity::kAll;
     q.spec.need_users = false;
     std::string campaign_id = *campaign;
-    RunQuery(producer, q.spec,
+    Responder on_error = respond;  // copied first: the lambda below takes `respond`
+    RunQuery(producer, q.spec, std::move(on_error),
              [campaign_id, respond = std::move(respond)](ResultTable&& table,
                                                          const QuerySpec& spec) {
                Aggregate total;
@@ -716,7 +731,8 @@ struct Api::Impl {
     q.spec.need_users = false;
     std::string advertiser_id = *advertiser;
     std::string tz = q.tz_name;
-    RunQuery(producer, q.spec, [advertiser_id, tz, respond = std::move(respond)](
+    Responder on_error = respond;  // copied first: the lambda below takes `respond`
+    RunQuery(producer, q.spec, std::move(on_error), [advertiser_id, tz, respond = std::move(respond)](
                                    ResultTable&& table, const QuerySpec& spec) {
       std::map<std::string, Counters> totals;  // per currency
       JsonWriter w;

@@ -48,15 +48,20 @@ Pipeline::Pipeline(const CubeCatalog& catalog, const PipelineOptions& options)
     std::vector<SpscRing<Task*>*> column;
     for (auto& row : rings_) column.push_back(row[s].get());
     int pin = options.pin_workers ? static_cast<int>(s % cpus) : -1;
-    WalWriter::Options wal;
-    wal.fsync = options.fsync;
-    wal.segment_bytes = options.wal_segment_bytes;
-    if (!options.wal_dir.empty()) {
-      wal.dir = (std::filesystem::path(options.wal_dir) / fmt::format("shard-{:03}", s)).string();
+    ShardWriterOptions writer;
+    std::string shard_dir = fmt::format("shard-{:03}", s);
+    writer.use_wal = !options.wal_dir.empty();
+    writer.wal.fsync = options.fsync;
+    writer.wal.segment_bytes = options.wal_segment_bytes;
+    if (writer.use_wal) writer.wal.dir = (std::filesystem::path(options.wal_dir) / shard_dir).string();
+    if (!options.archive_dir.empty()) {
+      writer.archive_dir = (std::filesystem::path(options.archive_dir) / shard_dir).string();
     }
+    writer.store = options.store;
+    writer.flush_interval_ms = options.flush_interval_ms;
     workers_.push_back(std::make_unique<Worker>(
-        s, std::make_unique<ShardState>(catalog, options.dedup_horizon_ms), wal,
-        !options.wal_dir.empty(), std::move(column), pin));
+        s, std::make_unique<ShardState>(catalog, s, options.store, options.dedup_horizon_ms),
+        std::move(writer), std::move(column), pin));
   }
 }
 

@@ -25,8 +25,11 @@ namespace adpulse {
 struct PipelineOptions {
   // Where each shard keeps its write-ahead log (<wal_dir>/shard-NNN); empty: in memory only.
   std::string wal_dir;
+  std::string archive_dir;  // sealed, checkpointed segments go to <archive_dir>/shard-NNN
   bool fsync = true;
   uint64_t wal_segment_bytes = 64ull << 20;
+  StateStore* store = nullptr;  // null: memory only
+  int64_t flush_interval_ms = 1000;
   int workers = 1;
   int max_producers = 4;
   size_t ring_capacity_tasks = 4096;

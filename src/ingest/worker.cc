@@ -13,14 +13,13 @@ namespace {
 constexpr size_t kMaxTasksPerGroup = 256;
 constexpr int kSpinsBeforePark = 200;
 constexpr auto kParkTimeout = std::chrono::milliseconds(20);
-constexpr int64_t kHousekeepingIntervalMs = 10'000;
 }  // namespace
 
-Worker::Worker(int shard, std::unique_ptr<ShardState> state, WalWriter::Options wal, bool use_wal,
+Worker::Worker(int shard, std::unique_ptr<ShardState> state, ShardWriterOptions writer_options,
                std::vector<SpscRing<Task*>*> rings, int pin_cpu)
     : shard_(shard),
       state_(std::move(state)),
-      writer_(state_.get(), std::move(wal), use_wal),
+      writer_(state_.get(), std::move(writer_options)),
       rings_(std::move(rings)),
       pin_cpu_(pin_cpu) {}
 
@@ -79,8 +78,9 @@ void Worker::Loop() {
     absl::Status s = writer_.Recover(&stats);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (s.ok() && stats.segments > 0) {
-      LOG_INFO("shard {} recovered {} events from {} log segments in {:.2f} s", shard_,
-               stats.records, stats.segments, secs);
+      LOG_INFO("shard {} replayed {} events after its checkpoint ({} already in the store) from {} "
+               "log segments in {:.2f} s",
+               shard_, stats.records, stats.skipped_records, stats.segments, secs);
     }
     std::lock_guard<std::mutex> lock(recovery_mutex_);
     recovery_status_ = s;
@@ -91,7 +91,6 @@ void Worker::Loop() {
   std::vector<Task*> group;
   group.reserve(kMaxTasksPerGroup);
   int idle_spins = 0;
-  int64_t next_housekeeping_ms = NowMs() + kHousekeepingIntervalMs;
   while (true) {
     group.clear();
     for (auto* ring : rings_) {
@@ -107,20 +106,20 @@ void Worker::Loop() {
       writer_.CommitGroup();
       tasks_run_.fetch_add(group.size(), std::memory_order_relaxed);
       for (Task* task : group) task->Complete();
+      writer_.MaybeFlush(NowMs(), false);
       idle_spins = 0;
       continue;
     }
-    if (stop_.load() && RingsEmpty()) break;
+    if (stop_.load() && RingsEmpty()) {
+      writer_.MaybeFlush(NowMs(), true);  // SIGTERM: everything into the store, checkpointed
+      break;
+    }
     if (++idle_spins < kSpinsBeforePark) {
       std::this_thread::yield();
       continue;
     }
     idle_spins = 0;
-    int64_t now = NowMs();
-    if (now >= next_housekeeping_ms) {
-      state_->Housekeep(now);
-      next_housekeeping_ms = now + kHousekeepingIntervalMs;
-    }
+    writer_.MaybeFlush(NowMs(), false);
     std::unique_lock<std::mutex> lock(park_mutex_);
     sleeping_.store(true, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);

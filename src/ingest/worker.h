@@ -19,7 +19,7 @@ namespace adpulse {
 
 class Worker {
  public:
-  Worker(int shard, std::unique_ptr<ShardState> state, WalWriter::Options wal, bool use_wal,
+  Worker(int shard, std::unique_ptr<ShardState> state, ShardWriterOptions writer_options,
          std::vector<SpscRing<Task*>*> rings, int pin_cpu);
   ~Worker();
 

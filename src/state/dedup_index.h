@@ -1,7 +1,7 @@
-// Exact deduplication of event ids over a time horizon, in memory. Ids are kept as 128-bit XXH3
-// fingerprints (a false duplicate needs a 2^-128 collision) with the hour of their event time, and
-// expire once that hour is older than the horizon. One per shard, owned by its worker.
-// The durability issue replaces this with a bounded, persistent store behind the same interface.
+// The dedup ids a shard accepted since its last flush, as 128-bit XXH3 fingerprints (a false
+// duplicate needs a 2^-128 collision) with the hour of their event time. Older ids live in the
+// state store (StateStore::DedupContains); this index is emptied at every flush, so its memory is
+// bounded by the flush interval, not by traffic. One per shard, owned by its worker.
 #pragma once
 #include <cstdint>
 #include <string_view>
@@ -13,18 +13,23 @@ namespace adpulse {
 
 class DedupIndex {
  public:
-  explicit DedupIndex(int64_t horizon_ms) : horizon_ms_(horizon_ms) {}
+  static absl::uint128 Fingerprint(std::string_view event_id);
 
-  // True if `event_id` was not seen within the horizon (and records it); false for a duplicate.
+  // True if `fingerprint` was not in the index (and records it); false for a duplicate.
+  bool Insert(absl::uint128 fingerprint, int32_t hour);
   bool Insert(std::string_view event_id, int64_t timestamp_ms);
-  // Forgets `event_id` (its event was not made durable after all).
-  void Erase(std::string_view event_id);
-  // Drops ids whose event-time hour ended more than the horizon before `now_ms`.
-  size_t Expire(int64_t now_ms);
+  void Erase(absl::uint128 fingerprint);
+  void Erase(std::string_view event_id) { Erase(Fingerprint(event_id)); }
+  void Clear() { ids_.clear(); }
   size_t size() const { return ids_.size(); }
+  bool empty_hint() const { return ids_.empty(); }
+
+  template <typename Fn>
+  void ForEach(Fn&& fn) const {
+    for (const auto& [fp, hour] : ids_) fn(fp, hour);
+  }
 
  private:
-  int64_t horizon_ms_;
   absl::flat_hash_map<absl::uint128, int32_t> ids_;  // fingerprint -> event-time hour
 };
 

@@ -45,6 +45,11 @@ class Interner {
   }
   const std::string& Lookup(uint32_t id) const { return strings_[id]; }
   size_t size() const { return strings_.size(); }
+  void Clear() {
+    ids_.clear();
+    strings_.clear();
+    strings_.emplace_back();
+  }
 
  private:
   absl::flat_hash_map<std::string, uint32_t, StringHash, StringEq> ids_;

@@ -1,12 +1,17 @@
-// Everything one shard knows: interned dimension values, one CubeStore per configured cube, and the
-// dedup index. Owned and touched only by its worker thread; queries reach it as tasks on the ring.
+// Everything one shard knows. In memory: the aggregate deltas and dedup ids accepted since the last
+// flush (interned, per cube, per minute/hour/day bucket). In the state store: everything flushed
+// before. A query reads both; a flush moves the memory into the store in one atomic batch with the
+// shard's checkpoint. Owned and touched only by its worker thread; queries reach it as tasks.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "adpulse/event.h"
 #include "state/dedup_index.h"
 #include "state/interner.h"
+#include "storage/state_store.h"
 #include "window/cube_catalog.h"
 #include "window/cube_store.h"
 #include "window/query.h"
@@ -16,34 +21,58 @@ namespace adpulse {
 struct ShardStats {
   uint64_t events_applied = 0;
   uint64_t duplicates = 0;
-  size_t dedup_ids = 0;
+  uint64_t late_events = 0;
+  uint64_t flushes = 0;
+  size_t dedup_ids_in_memory = 0;
   size_t interned_values = 0;
-  size_t groups_minute = 0;
+  size_t groups_in_memory = 0;
 };
+
+enum class Admission { kNew, kDuplicate, kError };
+
+// Events whose time is this far behind the newest event the shard has seen count as late.
+inline constexpr int64_t kLateEventMs = 60'000;
 
 class ShardState {
  public:
-  ShardState(const CubeCatalog& catalog, int64_t dedup_horizon_ms);
+  // `store` may be null: memory only (unit tests, benchmarks).
+  ShardState(const CubeCatalog& catalog, int shard, StateStore* store, int64_t dedup_horizon_ms);
 
-  // Dedups and, if new, adds the event to every cube. Returns false for a duplicate.
-  bool Apply(const Event& e);
-  // Adds without the dedup check (the caller has decided the event is new).
+  // Dedup against memory, then the store. kError (with `error`) when the store cannot be read.
+  Admission Admit(const Event& e, std::string* error);
+  // Forgets an admitted event whose log write failed.
+  void Unadmit(const Event& e) { dedup_.Erase(e.event_id); }
   void AddToCubes(const Event& e);
+  // Admit + AddToCubes, for replay and tests; false for a duplicate.
+  bool Apply(const Event& e);
 
-  DedupIndex& dedup() { return dedup_; }
-  void CountDuplicate() { ++duplicates_; }
+  // Moves everything in memory into the store with `checkpoint`, atomically. On error nothing
+  // changes in memory. A no-op without a store.
+  absl::Status Flush(const WalPosition& checkpoint);
+  bool HasUnflushed() const { return !dedup_.empty_hint() || groups_in_memory() > 0; }
+  size_t groups_in_memory() const;
 
-  void RunQuery(const QuerySpec& spec, ResultTable& out) const;
-  void Housekeep(int64_t now_ms) { dedup_.Expire(now_ms); }
+  // Memory plus the store; an error when the store cannot be read.
+  absl::Status RunQuery(const QuerySpec& spec, ResultTable& out) const;
   ShardStats Stats() const;
+  int shard() const { return shard_; }
 
  private:
+  absl::Status ScanStore(const QuerySpec& spec, ResultTable& out) const;
+
   const CubeCatalog& catalog_;
+  int shard_;
+  StateStore* store_;
+  int64_t dedup_horizon_ms_;
   Interner interner_;
   std::vector<CubeStore> cubes_;
   DedupIndex dedup_;
+  int64_t max_event_ms_ = INT64_MIN;
   uint64_t applied_ = 0;
   uint64_t duplicates_ = 0;
+  uint64_t late_ = 0;
+  uint64_t flushes_ = 0;
+  std::string scratch_;
 };
 
 }  // namespace adpulse

@@ -4,44 +4,59 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "base/log.h"
+#include "base/time_parse.h"
 #include "storage/wal_record.h"
 
 namespace adpulse {
 
-ShardWriter::ShardWriter(ShardState* state, WalWriter::Options wal_options, bool use_wal)
-    : state_(state), wal_options_(std::move(wal_options)), use_wal_(use_wal) {
+ShardWriter::ShardWriter(ShardState* state, ShardWriterOptions options)
+    : state_(state), options_(std::move(options)) {
   staged_.reserve(4096);
+  last_flush_ms_ = NowMs();
 }
 
 absl::Status ShardWriter::Recover(RecoveryStats* stats) {
-  if (!use_wal_) return absl::OkStatus();
+  if (!options_.use_wal) return absl::OkStatus();
   auto recover = [&]() -> absl::Status {
-    auto segments = ListWalSegments(wal_options_.dir);
+    WalPosition checkpoint;
+    if (options_.store) {
+      auto cp = options_.store->ReadCheckpoint(state_->shard());
+      if (!cp.ok()) return cp.status();
+      if (*cp) checkpoint = **cp;
+    }
+    auto segments = ListWalSegments(options_.wal.dir);
     if (!segments.ok()) return segments.status();
-    uint64_t next_sequence = 1;
+    uint64_t next_sequence = std::max<uint64_t>(1, checkpoint.sequence + 1);
     for (size_t i = 0; i < segments->size(); ++i) {
       const WalSegment& seg = (*segments)[i];
       bool newest = i + 1 == segments->size();
-      auto scan = ScanWalSegment(seg.path, [&](std::string_view payload) {
+      next_sequence = std::max(next_sequence, seg.sequence + 1);
+      if (seg.sequence < checkpoint.sequence) continue;  // wholly covered; archived below
+      uint64_t skip_below = seg.sequence == checkpoint.sequence ? checkpoint.offset : 0;
+      auto scan = ScanWalSegment(seg.path, [&](uint64_t offset, std::string_view payload) {
+        if (offset < skip_below) {
+          ++stats->skipped_records;
+          return absl::OkStatus();
+        }
         Event e;
         if (!DecodeEventRecord(payload, e)) {
           return absl::DataLossError(
               fmt::format("WAL segment {} holds a record that does not decode", seg.path));
         }
         state_->Apply(e);
+        ++stats->records;
         return absl::OkStatus();
       });
       if (!scan.ok()) return scan.status();
       ++stats->segments;
-      stats->records += scan->records;
-      next_sequence = seg.sequence + 1;
       if (scan->problem.empty()) continue;
       if (!newest) {
         return absl::DataLossError(fmt::format(
-            "WAL segment {} is damaged before its end ({}), and it is not the newest segment; "
-            "refusing to start so that no acknowledged event is silently lost (move the segment "
-            "away to start without it)",
+            "WAL segment {} is damaged before its end ({}); refusing to start so that no "
+            "acknowledged event is silently lost (move the segment away to start without it)",
             seg.path, scan->problem));
       }
       // A torn tail of the newest segment is what a crash mid-write leaves: nothing in it was
@@ -51,24 +66,34 @@ absl::Status ShardWriter::Recover(RecoveryStats* stats) {
       if (scan->valid_bytes < kWalHeaderBytes) {
         ::unlink(seg.path.c_str());
         LOG_WARN("WAL {}: removed a segment whose header was never completed", seg.path);
-      } else {
-        int fd = ::open(seg.path.c_str(), O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(scan->valid_bytes)) != 0 ||
-            ::fsync(fd) != 0) {
-          int err = errno;
-          if (fd >= 0) ::close(fd);
-          return absl::UnavailableError(
-              fmt::format("cannot truncate the torn tail of {}: {}", seg.path, std::strerror(err)));
-        }
-        ::close(fd);
-        LOG_WARN("WAL {}: {}; truncated {} bytes after the last whole record (byte {}), kept {} "
-                 "records",
-                 seg.path, scan->problem, cut, scan->valid_bytes, scan->records);
+        continue;
       }
+      int fd = ::open(seg.path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(scan->valid_bytes)) != 0 ||
+          ::fsync(fd) != 0) {
+        int err = errno;
+        if (fd >= 0) ::close(fd);
+        return absl::UnavailableError(
+            fmt::format("cannot truncate the torn tail of {}: {}", seg.path, std::strerror(err)));
+      }
+      ::close(fd);
+      LOG_WARN("WAL {}: {}; truncated {} bytes after the last whole record (byte {}), kept {} "
+               "records{}",
+               seg.path, scan->problem, cut, scan->valid_bytes, scan->records,
+               scan->valid_bytes < skip_below
+                   ? "; the store's checkpoint already holds the cut records, so nothing is lost"
+                   : "");
     }
-    auto wal = WalWriter::Open(wal_options_, next_sequence);
+    auto wal = WalWriter::Open(options_.wal, next_sequence);
     if (!wal.ok()) return wal.status();
     wal_ = std::move(*wal);
+    // Make the replayed events part of the store right away, then archive what it covers.
+    if (options_.store) {
+      WalPosition position{wal_->current_sequence(), wal_->committed_bytes()};
+      absl::Status flushed = state_->Flush(position);
+      if (!flushed.ok()) return flushed;
+      ArchiveCoveredSegments(position.sequence);
+    }
     return absl::OkStatus();
   };
   absl::Status s = recover();
@@ -77,10 +102,22 @@ absl::Status ShardWriter::Recover(RecoveryStats* stats) {
 }
 
 void ShardWriter::Stage(const Event& e, EventOutcome* outcome, std::string* failure) {
-  if (!state_->dedup().Insert(e.event_id, e.timestamp_ms)) {
-    state_->CountDuplicate();
-    *outcome = EventOutcome::kDuplicate;
+  if (!unavailable_.empty()) {
+    *outcome = EventOutcome::kFailed;
+    if (failure->empty()) *failure = unavailable_;
     return;
+  }
+  std::string error;
+  switch (state_->Admit(e, &error)) {
+    case Admission::kDuplicate:
+      *outcome = EventOutcome::kDuplicate;
+      return;
+    case Admission::kError:
+      *outcome = EventOutcome::kFailed;
+      if (failure->empty()) *failure = error;
+      return;
+    case Admission::kNew:
+      break;
   }
   if (wal_) {
     record_.clear();
@@ -93,9 +130,7 @@ void ShardWriter::Stage(const Event& e, EventOutcome* outcome, std::string* fail
 void ShardWriter::CommitGroup() {
   if (staged_.empty()) return;
   absl::Status s = absl::OkStatus();
-  if (!unavailable_.empty()) {
-    s = absl::UnavailableError(unavailable_);
-  } else if (use_wal_ && !wal_) {
+  if (options_.use_wal && !wal_) {
     s = absl::UnavailableError("the write-ahead log is not open");
   } else if (wal_) {
     s = wal_->Commit();
@@ -110,15 +145,72 @@ void ShardWriter::CommitGroup() {
     ++commit_failures_;
     std::string message(s.message().data(), s.message().size());
     if (commit_failures_ == 1 || commit_failures_ % 1000 == 0) {
-      LOG_ERROR("ingestion failed for {} events: {}", staged_.size(), message);
+      LOG_ERROR("shard {}: ingestion failed for {} events: {}", state_->shard(), staged_.size(),
+                message);
     }
     for (const Staged& st : staged_) {
-      state_->dedup().Erase(st.event->event_id);
+      state_->Unadmit(*st.event);
       *st.outcome = EventOutcome::kFailed;
       if (st.failure->empty()) *st.failure = message;
     }
   }
   staged_.clear();
+}
+
+void ShardWriter::MaybeFlush(int64_t now_ms, bool force) {
+  if (!options_.store || !wal_ || !unavailable_.empty()) return;
+  bool due = now_ms - last_flush_ms_ >= options_.flush_interval_ms ||
+             state_->groups_in_memory() >= options_.flush_max_groups;
+  if (!force && !due) return;
+  last_flush_ms_ = now_ms;
+  if (!state_->HasUnflushed()) return;
+  WalPosition position{wal_->current_sequence(), wal_->committed_bytes()};
+  absl::Status s = state_->Flush(position);
+  if (!s.ok()) {
+    // RocksDB 7.8 must not be trusted to recover from a write error on its own: stop ingesting
+    // on this shard; the log still holds every acknowledged event for the restart.
+    unavailable_ = fmt::format("state store write failed ({}); restart adpulse to recover",
+                               std::string_view(s.message().data(), s.message().size()));
+    LOG_ERROR("shard {}: {}", state_->shard(), unavailable_);
+    return;
+  }
+  if (position.sequence > archived_below_ + 1) ArchiveCoveredSegments(position.sequence);
+}
+
+void ShardWriter::ArchiveCoveredSegments(uint64_t checkpoint_sequence) {
+  if (checkpoint_sequence <= archived_below_ + 1 && archived_below_ != 0) return;
+  auto segments = ListWalSegments(options_.wal.dir);
+  if (!segments.ok()) return;
+  bool any = false;
+  for (const WalSegment& seg : *segments) any |= seg.sequence < checkpoint_sequence;
+  if (!any) {
+    archived_below_ = checkpoint_sequence;
+    return;
+  }
+  // The checkpoint must be durable in the store before the log it covers leaves the WAL dir.
+  absl::Status synced = options_.store->Sync();
+  if (!synced.ok()) {
+    LOG_WARN("shard {}: not archiving log segments: {}", state_->shard(),
+             std::string_view(synced.message().data(), synced.message().size()));
+    return;
+  }
+  std::error_code ec;
+  if (!options_.archive_dir.empty()) std::filesystem::create_directories(options_.archive_dir, ec);
+  for (const WalSegment& seg : *segments) {
+    if (seg.sequence >= checkpoint_sequence) continue;
+    if (options_.archive_dir.empty()) {
+      std::filesystem::remove(seg.path, ec);
+    } else {
+      auto target = std::filesystem::path(options_.archive_dir) /
+                    std::filesystem::path(seg.path).filename();
+      std::filesystem::rename(seg.path, target, ec);
+    }
+    if (ec) {
+      LOG_WARN("shard {}: cannot archive {}: {}", state_->shard(), seg.path, ec.message());
+      return;
+    }
+  }
+  archived_below_ = checkpoint_sequence;
 }
 
 }  // namespace adpulse

@@ -1,9 +1,11 @@
 // The write path of one shard, between the worker's tasks and its state: new events are
-// deduplicated and staged (and appended to the shard's write-ahead log when there is one); once per
-// group the worker commits, which makes the log durable (one write, one fdatasync) and only then
-// adds the staged events to the cubes. A failed commit rolls the dedup marks back and reports the
-// events as failed, so nothing unacknowledged is ever counted. Also replays the log at startup.
-// Owned by one worker thread.
+// deduplicated and staged (and appended to the shard's write-ahead log); once per group the worker
+// commits, which makes the log durable (one write, one fdatasync) and only then adds the staged
+// events to the in-memory aggregates. A failed commit rolls the dedup marks back and reports the
+// events as failed, so nothing unacknowledged is ever counted. Every flush interval the memory is
+// flushed to the state store with a checkpoint (the log position it covers); log segments wholly
+// before the checkpoint move to the raw-event archive. At startup, replays the log after the
+// checkpoint. Owned by one worker thread.
 #pragma once
 #include <memory>
 #include <string>
@@ -19,41 +21,54 @@ namespace adpulse {
 struct RecoveryStats {
   uint64_t segments = 0;
   uint64_t records = 0;
+  uint64_t skipped_records = 0;  // already covered by the checkpoint
   uint64_t truncated_bytes = 0;
+};
+
+struct ShardWriterOptions {
+  bool use_wal = false;  // false: memory only (unit tests, benchmarks)
+  WalWriter::Options wal;
+  std::string archive_dir;  // where covered segments go; empty: they are deleted
+  StateStore* store = nullptr;
+  int64_t flush_interval_ms = 1000;
+  size_t flush_max_groups = 500'000;  // flush early when memory holds this many aggregates
 };
 
 class ShardWriter {
  public:
-  // `wal` may be null: state in memory only (unit tests, benchmarks).
-  ShardWriter(ShardState* state, WalWriter::Options wal_options, bool use_wal);
+  ShardWriter(ShardState* state, ShardWriterOptions options);
 
-  // Replays every log segment into the state, cuts a torn tail off the newest one, and opens a
-  // fresh segment for new writes. Corruption in an older segment is an error (refuse to start).
   absl::Status Recover(RecoveryStats* stats);
 
   // Dedups `e`; a new event is staged and its outcome set at CommitGroup.
   void Stage(const Event& e, EventOutcome* outcome, std::string* failure);
   void CommitGroup();
-  size_t staged() const { return staged_.size(); }
+  // Flushes when the interval has passed or memory is large (force: now, if anything is held).
+  void MaybeFlush(int64_t now_ms, bool force);
 
   uint64_t commits() const { return commits_; }
   uint64_t commit_failures() const { return commit_failures_; }
+  // Non-empty when ingestion on this shard is refused until a restart.
+  const std::string& unavailable() const { return unavailable_; }
 
  private:
+  void ArchiveCoveredSegments(uint64_t checkpoint_sequence);
+
   struct Staged {
     const Event* event;
     EventOutcome* outcome;
     std::string* failure;
   };
   ShardState* state_;
-  WalWriter::Options wal_options_;
-  bool use_wal_;
+  ShardWriterOptions options_;
   std::unique_ptr<WalWriter> wal_;
-  std::string unavailable_;  // set when the log cannot be written at all (recovery failed)
+  std::string unavailable_;
   std::vector<Staged> staged_;
   std::string record_;
   uint64_t commits_ = 0;
   uint64_t commit_failures_ = 0;
+  int64_t last_flush_ms_ = 0;
+  uint64_t archived_below_ = 0;  // segments below this sequence were archived
 };
 
 }  // namespace adpulse

@@ -62,8 +62,7 @@ absl::StatusOr<std::vector<WalSegment>> ListWalSegments(const std::string& dir) 
   return out;
 }
 
-absl::StatusOr<WalScan> ScanWalSegment(const std::string& path,
-                                       const std::function<absl::Status(std::string_view)>& fn) {
+absl::StatusOr<WalScan> ScanWalSegment(const std::string& path, const WalRecordFn& fn) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     return absl::UnavailableError(fmt::format("cannot open {}: {}", path, Errno(errno)));
@@ -111,7 +110,7 @@ absl::StatusOr<WalScan> ScanWalSegment(const std::string& path,
       scan.problem = fmt::format("record at byte {} fails its checksum", offset);
       break;
     }
-    absl::Status s = fn(payload);
+    absl::Status s = fn(offset, payload);
     if (!s.ok()) return s;
     offset += kWalRecordHeaderBytes + length;
     scan.valid_bytes = offset;

@@ -34,10 +34,11 @@ struct WalScan {
   std::string problem;       // empty when the whole file is valid
 };
 
-// Calls fn(payload) for each valid record of the segment at `path`, in order, stopping at the
-// first invalid one (reported in `problem`). `fn` may fail, which stops the scan with that error.
-absl::StatusOr<WalScan> ScanWalSegment(const std::string& path,
-                                       const std::function<absl::Status(std::string_view)>& fn);
+// Calls fn(offset, payload) for each valid record of the segment at `path`, in order (offset is
+// where the record starts), stopping at the first invalid one (reported in `problem`). `fn` may
+// fail, which stops the scan with that error.
+using WalRecordFn = std::function<absl::Status(uint64_t offset, std::string_view payload)>;
+absl::StatusOr<WalScan> ScanWalSegment(const std::string& path, const WalRecordFn& fn);
 
 class WalWriter {
  public:
@@ -65,6 +66,8 @@ class WalWriter {
   bool broken() const { return !broken_reason_.empty(); }
   const std::string& broken_reason() const { return broken_reason_; }
   uint64_t current_sequence() const { return sequence_; }
+  // Where the next record will go: everything before it is committed.
+  uint64_t committed_bytes() const { return file_bytes_; }
 
  private:
   explicit WalWriter(Options options) : options_(std::move(options)) {}

@@ -14,9 +14,19 @@ void CubeStore::Add(const DimKey& key, const Event& e, std::optional<uint64_t> u
   }
 }
 
+void CubeStore::Clear() {
+  for (LevelData& data : levels_) {
+    data.buckets.clear();
+    data.cached = nullptr;
+    data.cached_index = INT64_MIN;
+  }
+}
+
 size_t CubeStore::GroupCount() const {
   size_t n = 0;
-  for (const auto& [index, table] : levels_[0].buckets) n += table.size();
+  for (const LevelData& data : levels_) {
+    for (const auto& [index, table] : data.buckets) n += table.size();
+  }
   return n;
 }
 

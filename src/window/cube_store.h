@@ -39,6 +39,17 @@ class CubeStore {
   size_t BucketCount(Level level) const { return levels_[static_cast<int>(level)].buckets.size(); }
   size_t GroupCount() const;
 
+  // Calls fn(level, bucket_index, key, aggregate) for everything held.
+  template <typename Fn>
+  void ForEachAggregate(Fn&& fn) const {
+    for (int level = 0; level < kLevelCount; ++level) {
+      for (const auto& [index, table] : levels_[level].buckets) {
+        for (const auto& [key, agg] : table) fn(static_cast<Level>(level), index, key, agg);
+      }
+    }
+  }
+  void Clear();
+
  private:
   struct LevelData {
     std::map<int64_t, GroupTable> buckets;  // node-based: cached pointers stay valid

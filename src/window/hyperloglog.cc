@@ -143,6 +143,52 @@ double HyperLogLog::Estimate() const {
   return kAlphaInf * m * m / z;
 }
 
+void HyperLogLog::AppendTo(std::string& out) const {
+  if (dense_) {
+    out.push_back(2);
+    out.append(reinterpret_cast<const char*>(dense_.get()), kRegisters);
+    return;
+  }
+  if (sparse_count_ == 0) {
+    out.push_back(0);
+    return;
+  }
+  out.push_back(1);
+  uint32_t n = sparse_count_;
+  out.append(reinterpret_cast<const char*>(&n), 4);
+  for (uint32_t p : sparse_) {
+    if (p != 0) out.append(reinterpret_cast<const char*>(&p), 4);
+  }
+}
+
+bool HyperLogLog::ReadFrom(std::string_view& in) {
+  *this = HyperLogLog();
+  if (in.empty()) return false;
+  char kind = in[0];
+  in.remove_prefix(1);
+  if (kind == 0) return true;
+  if (kind == 2) {
+    if (in.size() < kRegisters) return false;
+    dense_ = std::make_unique<uint8_t[]>(kRegisters);
+    std::memcpy(dense_.get(), in.data(), kRegisters);
+    in.remove_prefix(kRegisters);
+    return true;
+  }
+  if (kind != 1 || in.size() < 4) return false;
+  uint32_t n;
+  std::memcpy(&n, in.data(), 4);
+  in.remove_prefix(4);
+  if (n > kSparseLimit || in.size() < size_t{n} * 4) return false;
+  for (uint32_t i = 0; i < n; ++i) {
+    uint32_t p;
+    std::memcpy(&p, in.data() + size_t{i} * 4, 4);
+    if (p == 0) return false;
+    AddSparse(p);
+  }
+  in.remove_prefix(size_t{n} * 4);
+  return true;
+}
+
 size_t HyperLogLog::MemoryBytes() const {
   return sizeof(*this) + sparse_.capacity() * sizeof(uint32_t) + (dense_ ? kRegisters : 0);
 }

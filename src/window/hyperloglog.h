@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace adpulse {
@@ -28,6 +30,12 @@ class HyperLogLog {
   bool empty() const { return !dense_ && sparse_count_ == 0; }
   bool is_dense() const { return dense_ != nullptr; }
   size_t MemoryBytes() const;
+
+  // Appends a self-describing encoding: u8 kind (0 empty, 1 sparse, 2 dense), then for sparse a
+  // u32 count and that many u32 hash prefixes, for dense the kRegisters rank bytes.
+  void AppendTo(std::string& out) const;
+  // Reads what AppendTo wrote from the front of `in` and advances it; false if malformed.
+  bool ReadFrom(std::string_view& in);
 
  private:
   void AddSparse(uint32_t prefix);

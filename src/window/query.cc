@@ -92,16 +92,7 @@ void ExecuteOnCube(const QuerySpec& spec, const CubeStore& store,
     });
   };
 
-  if (spec.granularity == Granularity::kAll) {
-    scan(spec.start_ms, spec.start_ms, spec.end_ms);
-  } else {
-    int64_t s = BucketStart(spec.granularity, spec.tz, spec.start_ms);
-    while (s < spec.end_ms) {
-      int64_t e = NextBucketStart(spec.granularity, spec.tz, s);
-      scan(s, std::max(s, spec.start_ms), std::min(e, spec.end_ms));
-      s = e;
-    }
-  }
+  ForEachOutputBucket(spec, scan);
 
   for (auto& [tk, agg] : local) {
     std::vector<std::string> dims;

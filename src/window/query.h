@@ -54,6 +54,22 @@ struct ResolvedFilter {
 
 using IdToString = std::function<const std::string&(uint32_t id)>;
 
+// Calls fn(out_time, from_ms, to_ms) for each output bucket of `spec` clipped to its range: one
+// call for granularity all, else one per minute / 5 minutes / hour / day (in spec.tz).
+template <typename Fn>
+void ForEachOutputBucket(const QuerySpec& spec, Fn&& fn) {
+  if (spec.granularity == Granularity::kAll) {
+    fn(spec.start_ms, spec.start_ms, spec.end_ms);
+    return;
+  }
+  int64_t s = BucketStart(spec.granularity, spec.tz, spec.start_ms);
+  while (s < spec.end_ms) {
+    int64_t e = NextBucketStart(spec.granularity, spec.tz, s);
+    fn(s, s > spec.start_ms ? s : spec.start_ms, e < spec.end_ms ? e : spec.end_ms);
+    s = e;
+  }
+}
+
 void ExecuteOnCube(const QuerySpec& spec, const CubeStore& store,
                    const std::vector<ResolvedFilter>& filters, const IdToString& id_to_string,
                    ResultTable& out);

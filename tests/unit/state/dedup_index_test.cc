@@ -8,24 +8,27 @@
 namespace adpulse {
 
 TEST_CASE("an id is new once and a duplicate afterwards", "[dedup]") {
-  DedupIndex index(kDayMs);
+  DedupIndex index;
   CHECK(index.Insert("a", 1000));
   CHECK_FALSE(index.Insert("a", 1000));
   CHECK_FALSE(index.Insert("a", 5 * kHourMs));  // same id, other time: still a duplicate
   CHECK(index.Insert("b", 1000));
   CHECK(index.size() == 2);
+  index.Erase("a");
+  CHECK(index.Insert("a", 1000));
 }
 
-TEST_CASE("ids expire once their hour is beyond the horizon", "[dedup]") {
-  const int64_t t0 = 20'000 * kDayMs;
-  DedupIndex index(kDayMs);
-  for (int i = 0; i < 1000; ++i) REQUIRE(index.Insert("old" + std::to_string(i), t0));
-  for (int i = 0; i < 1000; ++i) REQUIRE(index.Insert("new" + std::to_string(i), t0 + kDayMs));
-  CHECK(index.Expire(t0 + kDayMs) == 0);  // within the horizon: kept
-  CHECK(index.Expire(t0 + kDayMs + 3 * kHourMs) == 1000);
-  CHECK(index.size() == 1000);
-  CHECK_FALSE(index.Insert("new5", t0 + kDayMs));
-  CHECK(index.Insert("old5", t0 + kDayMs));
+TEST_CASE("fingerprints differ for different ids and keep the latest hour", "[dedup]") {
+  CHECK(DedupIndex::Fingerprint("x") != DedupIndex::Fingerprint("y"));
+  CHECK(DedupIndex::Fingerprint("x") == DedupIndex::Fingerprint("x"));
+  DedupIndex index;
+  index.Insert("x", 1 * kHourMs);
+  index.Insert("x", 7 * kHourMs);
+  int32_t hour = -1;
+  index.ForEach([&](absl::uint128, int32_t h) { hour = h; });
+  CHECK(hour == 7);
+  index.Clear();
+  CHECK(index.size() == 0);
 }
 
 }  // namespace adpulse

@@ -21,7 +21,7 @@ std::string TempDir() {
 
 std::vector<std::string> ReadAll(const std::string& path, WalScan* scan_out = nullptr) {
   std::vector<std::string> out;
-  auto scan = ScanWalSegment(path, [&](std::string_view p) {
+  auto scan = ScanWalSegment(path, [&](uint64_t, std::string_view p) {
     out.emplace_back(p);
     return absl::OkStatus();
   });

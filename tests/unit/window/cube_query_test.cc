@@ -40,7 +40,7 @@ TEST_CASE("the catalog refuses bad cubes", "[cube]") {
 
 TEST_CASE("minute, 5-minute, hour, day and all totals agree with the events", "[cube]") {
   CubeCatalog catalog = Catalog();
-  ShardState state(catalog, kDayMs);
+  ShardState state(catalog, 0, nullptr, kDayMs);
   std::mt19937_64 rng(7);
   std::string arena;
   arena.reserve(1 << 20);
@@ -74,7 +74,7 @@ TEST_CASE("minute, 5-minute, hour, day and all totals agree with the events", "[
     spec.granularity = g;
     spec.need_users = false;
     ResultTable table;
-    state.RunQuery(spec, table);
+    REQUIRE(state.RunQuery(spec, table).ok());
     std::map<std::string, Counters> got;
     for (const ResultRow* row : table.SortedRows()) {
       CHECK(row->time >= BucketStart(g, spec.tz, from));
@@ -87,7 +87,7 @@ TEST_CASE("minute, 5-minute, hour, day and all totals agree with the events", "[
 
 TEST_CASE("filters select groups, and an unseen value matches nothing", "[cube]") {
   CubeCatalog catalog = Catalog();
-  ShardState state(catalog, kDayMs);
+  ShardState state(catalog, 0, nullptr, kDayMs);
   auto add = [&](const char* id, const char* campaign, const char* country) {
     Event e;
     e.event_id = id;
@@ -107,13 +107,13 @@ TEST_CASE("filters select groups, and an unseen value matches nothing", "[cube]"
   spec.start_ms = kDay0;
   spec.end_ms = kDay0 + kDayMs;
   ResultTable table;
-  state.RunQuery(spec, table);
+  REQUIRE(state.RunQuery(spec, table).ok());
   REQUIRE(table.size() == 1);
   CHECK(table.SortedRows()[0]->agg.counters.impressions == 3);
 
   spec.filters = {{Dim::kCampaignId, {"nope"}}};
   ResultTable empty;
-  state.RunQuery(spec, empty);
+  REQUIRE(state.RunQuery(spec, empty).ok());
   CHECK(empty.size() == 0);
 }
 

@@ -1,0 +1,247 @@
+#include "storage/state_store.h"
+
+#include <fmt/format.h>
+#include <rocksdb/cache.h>
+#include <rocksdb/compaction_filter.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/merge_operator.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <cstring>
+
+#include "window/aggregate_codec.h"
+
+namespace adpulse {
+namespace {
+
+constexpr char kDedupTag = 'D';
+constexpr char kCheckpointTag = 'C';
+
+absl::Status ToStatus(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string message = fmt::format("state store {}: {}", what, s.ToString());
+  if (s.IsNoSpace()) return absl::UnavailableError(message);
+  return absl::DataLossError(message);
+}
+
+std::string DedupKey(int shard, absl::uint128 fp) {
+  std::string k;
+  k.push_back(kDedupTag);
+  k.push_back(static_cast<char>((shard >> 8) & 0xff));
+  k.push_back(static_cast<char>(shard & 0xff));
+  uint64_t hi = absl::Uint128High64(fp), lo = absl::Uint128Low64(fp);
+  k.append(reinterpret_cast<const char*>(&hi), 8);
+  k.append(reinterpret_cast<const char*>(&lo), 8);
+  return k;
+}
+
+std::string CheckpointKey(int shard) {
+  std::string k;
+  k.push_back(kCheckpointTag);
+  k.push_back(static_cast<char>((shard >> 8) & 0xff));
+  k.push_back(static_cast<char>(shard & 0xff));
+  return k;
+}
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Adds aggregates: counters summed, HyperLogLogs unioned.
+class AggregateMerge : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice& key, const rocksdb::Slice* existing,
+             const rocksdb::Slice& value, std::string* new_value,
+             rocksdb::Logger*) const override {
+    if (!existing) {
+      new_value->assign(value.data(), value.size());
+      return true;
+    }
+    Aggregate a, b;
+    if (!DecodeAggregate({existing->data(), existing->size()}, a) ||
+        !DecodeAggregate({value.data(), value.size()}, b)) {
+      return false;  // corruption: RocksDB reports it
+    }
+    a.Merge(b, true);
+    new_value->clear();
+    EncodeAggregate(a, *new_value);
+    return true;
+  }
+  const char* Name() const override { return "adpulse.AggregateMerge.v1"; }
+};
+
+// Drops aggregates past their level's retention and dedup ids past the horizon.
+class RetentionFilter : public rocksdb::CompactionFilter {
+ public:
+  explicit RetentionFilter(const StateStoreOptions& o) : options_(o) {}
+  bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice& value, std::string*,
+              bool*) const override {
+    int64_t now = WallMs();
+    if (key.size() > 0 && key[0] == kAggregateKeyTag) {
+      AggregateKey k;
+      if (!DecodeAggregateKey({key.data(), key.size()}, k)) return false;
+      int64_t unit = kLevelMs[static_cast<int>(k.level)];
+      int64_t keep_ms = k.level == Level::kMinute ? options_.minute_retention_ms
+                        : k.level == Level::kHour ? options_.hour_retention_ms
+                                                  : options_.day_retention_ms;
+      return (k.bucket + 1) * unit < now - keep_ms;
+    }
+    if (key.size() > 0 && key[0] == kDedupTag && value.size() == 4) {
+      int32_t hour;
+      std::memcpy(&hour, value.data(), 4);
+      return (static_cast<int64_t>(hour) + 2) * kHourMs < now - options_.dedup_horizon_ms;
+    }
+    return false;
+  }
+  const char* Name() const override { return "adpulse.RetentionFilter.v1"; }
+
+ private:
+  StateStoreOptions options_;
+};
+
+}  // namespace
+
+struct StateStore::Impl {
+  StateStoreOptions options;
+  std::unique_ptr<rocksdb::DB> db;
+  std::shared_ptr<rocksdb::Cache> cache;
+  std::unique_ptr<RetentionFilter> filter;
+};
+
+struct StateStore::Batch::Impl {
+  rocksdb::WriteBatch batch;
+};
+
+StateStore::Batch::Batch() : impl_(std::make_unique<Impl>()) {}
+StateStore::Batch::~Batch() = default;
+
+void StateStore::Batch::MergeAggregate(std::string_view key, std::string_view value) {
+  impl_->batch.Merge(rocksdb::Slice(key.data(), key.size()),
+                     rocksdb::Slice(value.data(), value.size()));
+}
+
+void StateStore::Batch::PutDedup(int shard, absl::uint128 fingerprint, int32_t hour) {
+  impl_->batch.Put(DedupKey(shard, fingerprint),
+                   rocksdb::Slice(reinterpret_cast<const char*>(&hour), 4));
+}
+
+void StateStore::Batch::PutCheckpoint(int shard, const WalPosition& p) {
+  char value[16];
+  std::memcpy(value, &p.sequence, 8);
+  std::memcpy(value + 8, &p.offset, 8);
+  impl_->batch.Put(CheckpointKey(shard), rocksdb::Slice(value, 16));
+}
+
+size_t StateStore::Batch::Count() const { return impl_->batch.Count(); }
+
+StateStore::StateStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+StateStore::~StateStore() {
+  if (impl_ && impl_->db) impl_->db->Close();
+}
+
+absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& options) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.path, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        fmt::format("cannot create the state store directory {}: {}", options.path, ec.message()));
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  impl->filter = std::make_unique<RetentionFilter>(options);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = impl->cache;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.merge_operator = std::make_shared<AggregateMerge>();
+  o.compaction_filter = impl->filter.get();
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  o.write_buffer_size = options.write_buffer_bytes;
+  o.max_write_buffer_number = 3;
+  o.compression = rocksdb::kLZ4Compression;
+  o.bottommost_compression = rocksdb::kZSTD;
+  o.max_background_jobs = 2;
+  o.keep_log_file_num = 5;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(o, options.path, &db);
+  if (!s.ok()) {
+    return absl::FailedPreconditionError(
+        fmt::format("cannot open the state store {}: {}", options.path, s.ToString()));
+  }
+  impl->db.reset(db);
+  return std::unique_ptr<StateStore>(new StateStore(std::move(impl)));
+}
+
+absl::Status StateStore::Write(Batch& batch) {
+  rocksdb::WriteOptions w;
+  // Our write-ahead log is the durable record, so RocksDB keeps none of its own: a crash loses
+  // its memtable, and with it the checkpoint, together, and the log is replayed from the older
+  // checkpoint. Sync() writes the memtable out before any log segment it covers is archived.
+  w.disableWAL = true;
+  return ToStatus(impl_->db->Write(w, &batch.impl_->batch), "write");
+}
+
+absl::StatusOr<std::optional<WalPosition>> StateStore::ReadCheckpoint(int shard) {
+  std::string value;
+  rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), CheckpointKey(shard), &value);
+  if (s.IsNotFound()) return std::optional<WalPosition>();
+  if (!s.ok()) return ToStatus(s, "read checkpoint");
+  if (value.size() != 16) return absl::DataLossError("state store: a checkpoint is malformed");
+  WalPosition p;
+  std::memcpy(&p.sequence, value.data(), 8);
+  std::memcpy(&p.offset, value.data() + 8, 8);
+  return std::optional<WalPosition>(p);
+}
+
+absl::StatusOr<bool> StateStore::DedupContains(int shard, absl::uint128 fp, int32_t min_hour) {
+  std::string value;
+  rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), DedupKey(shard, fp), &value);
+  if (s.IsNotFound()) return false;
+  if (!s.ok()) return ToStatus(s, "dedup lookup");
+  if (value.size() != 4) return true;
+  int32_t hour;
+  std::memcpy(&hour, value.data(), 4);
+  return hour >= min_hour;
+}
+
+absl::Status StateStore::Scan(std::string_view from, std::string_view to,
+                              const std::function<bool(std::string_view, std::string_view)>& fn) {
+  rocksdb::ReadOptions r;
+  rocksdb::Slice upper(to.data(), to.size());
+  r.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(r));
+  for (it->Seek(rocksdb::Slice(from.data(), from.size())); it->Valid(); it->Next()) {
+    rocksdb::Slice k = it->key(), v = it->value();
+    if (!fn({k.data(), k.size()}, {v.data(), v.size()})) break;
+  }
+  return ToStatus(it->status(), "scan");
+}
+
+absl::Status StateStore::Sync() {
+  rocksdb::FlushOptions f;
+  f.wait = true;
+  return ToStatus(impl_->db->Flush(f), "flush");
+}
+
+absl::Status StateStore::CompactAll() {
+  return ToStatus(impl_->db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr),
+                  "compact");
+}
+
+uint64_t StateStore::MemoryBytes() const {
+  uint64_t mem = 0;
+  impl_->db->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
+  return mem + impl_->cache->GetUsage();
+}
+
+}  // namespace adpulse

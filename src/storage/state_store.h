@@ -1,0 +1,80 @@
+// The aggregates, dedup ids and checkpoints of every shard in one RocksDB database under
+// <data-dir>/state/. Aggregates are written as merge operands (the merge operator adds counters
+// and unions HyperLogLogs), so a flush or a replay adds to a bucket without reading it first.
+// A shard's flush is one atomic write batch holding its aggregate deltas, the dedup ids it
+// accepted, and its checkpoint: the write-ahead-log position the batch covers. A compaction filter
+// drops expired buckets and dedup ids in the background. Thread-safe (RocksDB is); the only code
+// that includes RocksDB. Owned by the Application.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/numeric/int128.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace adpulse {
+
+struct WalPosition {
+  uint64_t sequence = 0;  // segment
+  uint64_t offset = 0;    // bytes of that segment covered
+};
+
+struct StateStoreOptions {
+  std::string path;
+  size_t block_cache_bytes = 256ull << 20;
+  size_t write_buffer_bytes = 64ull << 20;
+  int64_t dedup_horizon_ms = 86'400'000;
+  int64_t minute_retention_ms = 90ll * 86'400'000;
+  int64_t hour_retention_ms = 730ll * 86'400'000;
+  int64_t day_retention_ms = 730ll * 86'400'000;
+};
+
+class StateStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<StateStore>> Open(const StateStoreOptions& options);
+  ~StateStore();
+
+  class Batch {
+   public:
+    Batch();
+    ~Batch();
+    void MergeAggregate(std::string_view key, std::string_view value);
+    void PutDedup(int shard, absl::uint128 fingerprint, int32_t hour);
+    void PutCheckpoint(int shard, const WalPosition& position);
+    size_t Count() const;
+
+   private:
+    friend class StateStore;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+  };
+
+  // Applies the batch atomically. Any error is returned as-is; callers treat it as fatal for
+  // ingestion (RELIABILITY.md: RocksDB 7.8 must not auto-recover from write errors).
+  absl::Status Write(Batch& batch);
+  absl::StatusOr<std::optional<WalPosition>> ReadCheckpoint(int shard);
+  // True when `fingerprint` was accepted by `shard` in an hour >= min_hour.
+  absl::StatusOr<bool> DedupContains(int shard, absl::uint128 fingerprint, int32_t min_hour);
+  // Calls fn(key, value) for every key in [from, to), in order; fn returns false to stop.
+  absl::Status Scan(std::string_view from, std::string_view to,
+                    const std::function<bool(std::string_view, std::string_view)>& fn);
+  // Makes every write so far durable: writes the memtable out as a table file. Writes are not
+  // durable before (RocksDB's own log is off; ours is the durable record).
+  absl::Status Sync();
+  // Compacts everything (runs the retention filter now); for tests and operators.
+  absl::Status CompactAll();
+  // Approximate memory held by memtables and the block cache.
+  uint64_t MemoryBytes() const;
+
+ private:
+  struct Impl;
+  explicit StateStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace adpulse
