@@ -191,7 +191,10 @@ int RunApplication(int argc, char** argv) {
   auto store = StateStore::Open(store_options);
   if (!store.ok()) return fail(store.status());
   pipeline_options.store = store->get();
-  pipeline_options.archive_dir = (std::filesystem::path(config.data_dir) / "archive").string();
+  Archiver archiver({(std::filesystem::path(config.data_dir) / "archive").string(),
+                     config.archive_retention_days * 86'400'000, store->get()});
+  archiver.Start();
+  pipeline_options.archiver = &archiver;
   pipeline_options.flush_interval_ms = config.flush_interval_ms;
 
   MetricsRegistry metrics;
@@ -227,6 +230,7 @@ int RunApplication(int argc, char** argv) {
     server.RequestStop();
     serving.join();
     pipeline.Stop();
+    archiver.Stop();
     return fail(recovered);
   }
   api.SetReady(true);
@@ -235,6 +239,7 @@ int RunApplication(int argc, char** argv) {
                .count());
   serving.join();
   pipeline.Stop();  // each shard flushes its memory into the store with a final checkpoint
+  archiver.Stop();
   absl::Status synced = (*store)->Sync();
   if (!synced.ok()) LOG_WARN("the state store could not be written out: {}", Message(synced));
   ::close(*lock_fd);

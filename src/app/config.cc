@@ -201,7 +201,9 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
   }
   if (const toml::table* t = Section(root, "retention")) {
     RETURN_IF_ERROR(
-        CheckKeys(*t, "retention", source, {"minute_days", "hour_days", "day_days"}));
+        CheckKeys(*t, "retention", source, {"minute_days", "hour_days", "day_days", "archive_days"}));
+    RETURN_IF_ERROR(ReadInt(*t, "retention", "archive_days", source, 1, 36500,
+                            config.archive_retention_days));
     RETURN_IF_ERROR(ReadInt(*t, "retention", "minute_days", source, 1, 36500,
                             config.minute_retention_days));
     RETURN_IF_ERROR(

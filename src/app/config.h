@@ -22,6 +22,7 @@ struct Config {
   int64_t minute_retention_days = 90;
   int64_t hour_retention_days = 730;
   int64_t day_retention_days = 730;
+  int64_t archive_retention_days = 90;
   std::string log_level = "info";
   int workers = 0;
   bool pin_workers = true;

@@ -54,9 +54,7 @@ Pipeline::Pipeline(const CubeCatalog& catalog, const PipelineOptions& options)
     writer.wal.fsync = options.fsync;
     writer.wal.segment_bytes = options.wal_segment_bytes;
     if (writer.use_wal) writer.wal.dir = (std::filesystem::path(options.wal_dir) / shard_dir).string();
-    if (!options.archive_dir.empty()) {
-      writer.archive_dir = (std::filesystem::path(options.archive_dir) / shard_dir).string();
-    }
+    writer.archiver = options.archiver;
     writer.store = options.store;
     writer.flush_interval_ms = options.flush_interval_ms;
     workers_.push_back(std::make_unique<Worker>(

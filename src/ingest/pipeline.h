@@ -25,7 +25,7 @@ namespace adpulse {
 struct PipelineOptions {
   // Where each shard keeps its write-ahead log (<wal_dir>/shard-NNN); empty: in memory only.
   std::string wal_dir;
-  std::string archive_dir;  // sealed, checkpointed segments go to <archive_dir>/shard-NNN
+  Archiver* archiver = nullptr;  // takes sealed, checkpointed segments
   bool fsync = true;
   uint64_t wal_segment_bytes = 64ull << 20;
   StateStore* store = nullptr;  // null: memory only

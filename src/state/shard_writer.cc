@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <filesystem>
 
 #include "base/log.h"
 #include "base/time_parse.h"
@@ -92,7 +91,10 @@ absl::Status ShardWriter::Recover(RecoveryStats* stats) {
       WalPosition position{wal_->current_sequence(), wal_->committed_bytes()};
       absl::Status flushed = state_->Flush(position);
       if (!flushed.ok()) return flushed;
-      ArchiveCoveredSegments(position.sequence);
+      if (options_.archiver) {
+        options_.archiver->Submit(state_->shard(), options_.wal.dir, position.sequence);
+        archive_requested_below_ = position.sequence;
+      }
     }
     return absl::OkStatus();
   };
@@ -174,43 +176,11 @@ void ShardWriter::MaybeFlush(int64_t now_ms, bool force) {
     LOG_ERROR("shard {}: {}", state_->shard(), unavailable_);
     return;
   }
-  if (position.sequence > archived_below_ + 1) ArchiveCoveredSegments(position.sequence);
-}
-
-void ShardWriter::ArchiveCoveredSegments(uint64_t checkpoint_sequence) {
-  if (checkpoint_sequence <= archived_below_ + 1 && archived_below_ != 0) return;
-  auto segments = ListWalSegments(options_.wal.dir);
-  if (!segments.ok()) return;
-  bool any = false;
-  for (const WalSegment& seg : *segments) any |= seg.sequence < checkpoint_sequence;
-  if (!any) {
-    archived_below_ = checkpoint_sequence;
-    return;
+  // A segment sealed since the last request is wholly before this checkpoint: archive it.
+  if (options_.archiver && position.sequence > archive_requested_below_) {
+    options_.archiver->Submit(state_->shard(), options_.wal.dir, position.sequence);
+    archive_requested_below_ = position.sequence;
   }
-  // The checkpoint must be durable in the store before the log it covers leaves the WAL dir.
-  absl::Status synced = options_.store->Sync();
-  if (!synced.ok()) {
-    LOG_WARN("shard {}: not archiving log segments: {}", state_->shard(),
-             std::string_view(synced.message().data(), synced.message().size()));
-    return;
-  }
-  std::error_code ec;
-  if (!options_.archive_dir.empty()) std::filesystem::create_directories(options_.archive_dir, ec);
-  for (const WalSegment& seg : *segments) {
-    if (seg.sequence >= checkpoint_sequence) continue;
-    if (options_.archive_dir.empty()) {
-      std::filesystem::remove(seg.path, ec);
-    } else {
-      auto target = std::filesystem::path(options_.archive_dir) /
-                    std::filesystem::path(seg.path).filename();
-      std::filesystem::rename(seg.path, target, ec);
-    }
-    if (ec) {
-      LOG_WARN("shard {}: cannot archive {}: {}", state_->shard(), seg.path, ec.message());
-      return;
-    }
-  }
-  archived_below_ = checkpoint_sequence;
 }
 
 }  // namespace adpulse

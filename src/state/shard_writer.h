@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "ingest/ingest_batch.h"
 #include "state/shard_state.h"
+#include "storage/archive.h"
 #include "storage/wal.h"
 
 namespace adpulse {
@@ -28,7 +29,7 @@ struct RecoveryStats {
 struct ShardWriterOptions {
   bool use_wal = false;  // false: memory only (unit tests, benchmarks)
   WalWriter::Options wal;
-  std::string archive_dir;  // where covered segments go; empty: they are deleted
+  Archiver* archiver = nullptr;  // takes covered segments; null: they stay in the log dir
   StateStore* store = nullptr;
   int64_t flush_interval_ms = 1000;
   size_t flush_max_groups = 500'000;  // flush early when memory holds this many aggregates
@@ -52,7 +53,6 @@ class ShardWriter {
   const std::string& unavailable() const { return unavailable_; }
 
  private:
-  void ArchiveCoveredSegments(uint64_t checkpoint_sequence);
 
   struct Staged {
     const Event* event;
@@ -68,7 +68,7 @@ class ShardWriter {
   uint64_t commits_ = 0;
   uint64_t commit_failures_ = 0;
   int64_t last_flush_ms_ = 0;
-  uint64_t archived_below_ = 0;  // segments below this sequence were archived
+  uint64_t archive_requested_below_ = 0;
 };
 
 }  // namespace adpulse

@@ -79,6 +79,10 @@ absl::StatusOr<WalScan> ScanWalSegment(const std::string& path, const WalRecordF
   }
   ::close(fd);
   data.resize(got);
+  return ScanWalData(data, fn);
+}
+
+absl::StatusOr<WalScan> ScanWalData(std::string_view data, const WalRecordFn& fn) {
   WalScan scan;
   scan.file_bytes = data.size();
   if (data.size() < kWalHeaderBytes || std::memcmp(data.data(), kMagic, sizeof(kMagic)) != 0) {

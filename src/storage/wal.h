@@ -39,6 +39,8 @@ struct WalScan {
 // fail, which stops the scan with that error.
 using WalRecordFn = std::function<absl::Status(uint64_t offset, std::string_view payload)>;
 absl::StatusOr<WalScan> ScanWalSegment(const std::string& path, const WalRecordFn& fn);
+// The same over a segment's bytes already in memory (an archived segment, decompressed).
+absl::StatusOr<WalScan> ScanWalData(std::string_view data, const WalRecordFn& fn);
 
 class WalWriter {
  public:

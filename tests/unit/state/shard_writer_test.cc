@@ -63,7 +63,6 @@ ShardWriterOptions Options(const std::string& dir, uint64_t segment_bytes,
   ShardWriterOptions o;
   o.use_wal = true;
   o.wal = {dir + "/wal", true, segment_bytes};
-  o.archive_dir = dir + "/archive";
   o.store = store;
   return o;
 }
@@ -192,8 +191,6 @@ TEST_CASE("a checkpoint in the store bounds replay, and queries read store plus 
     // The flushed ids are duplicates through the store, the unflushed through memory.
     auto again = Write(writer, first.events);
     CHECK(std::count(again.begin(), again.end(), EventOutcome::kDuplicate) == 1000);
-    // Sealed segments wholly before the checkpoint went to the archive.
-    CHECK(std::filesystem::exists(dir + "/archive"));
   }  // "crash": no final flush
   ShardState state(catalog, 0, store->get(), kDayMs);
   ShardWriter writer(&state, Options(dir, 4096, store->get()));

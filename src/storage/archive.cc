@@ -1,0 +1,193 @@
+#include "storage/archive.h"
+
+#include <fmt/format.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+
+#include "base/log.h"
+
+namespace adpulse {
+namespace fs = std::filesystem;
+
+namespace {
+constexpr int kZstdLevel = 3;
+
+std::string HourDir(std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour);
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::UnavailableError(fmt::format("cannot read {}", path));
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+}  // namespace
+
+std::vector<ArchivedSegment> ListArchivedSegments(const std::string& archive_dir, int shard) {
+  std::vector<ArchivedSegment> out;
+  std::error_code ec;
+  std::string shard_name = fmt::format("shard-{:03}", shard);
+  for (const auto& hour : fs::directory_iterator(archive_dir, ec)) {
+    fs::path dir = hour.path() / shard_name;
+    std::error_code ec2;
+    for (const auto& f : fs::directory_iterator(dir, ec2)) {
+      std::string name = f.path().filename().string();
+      if (name.size() != 28 || name.substr(20) != ".wal.zst") continue;
+      out.push_back({std::stoull(name.substr(0, 20)), f.path().string()});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.sequence < b.sequence; });
+  return out;
+}
+
+absl::StatusOr<std::string> ReadArchivedSegment(const std::string& path) {
+  auto compressed = ReadFile(path);
+  if (!compressed.ok()) return compressed.status();
+  unsigned long long size = ZSTD_getFrameContentSize(compressed->data(), compressed->size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN) {
+    return absl::DataLossError(fmt::format("{} is not a zstd frame of known size", path));
+  }
+  std::string out(size, '\0');
+  size_t n = ZSTD_decompress(out.data(), out.size(), compressed->data(), compressed->size());
+  if (ZSTD_isError(n) || n != size) {
+    return absl::DataLossError(fmt::format("{} does not decompress: {}", path,
+                                           ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short"));
+  }
+  return out;
+}
+
+absl::Status CompressFile(const std::string& from, const std::string& to) {
+  auto data = ReadFile(from);
+  if (!data.ok()) return data.status();
+  std::string out(ZSTD_compressBound(data->size()), '\0');
+  size_t n = ZSTD_compress(out.data(), out.size(), data->data(), data->size(), kZstdLevel);
+  if (ZSTD_isError(n)) {
+    return absl::InternalError(fmt::format("zstd failed on {}: {}", from, ZSTD_getErrorName(n)));
+  }
+  std::string tmp = to + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f.write(out.data(), static_cast<std::streamsize>(n));
+    f.flush();
+    if (!f) return absl::UnavailableError(fmt::format("cannot write {}", tmp));
+  }
+  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  bool synced = fd >= 0 && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!synced) return absl::UnavailableError(fmt::format("cannot fsync {}", tmp));
+  std::error_code ec;
+  fs::rename(tmp, to, ec);
+  if (ec) return absl::UnavailableError(fmt::format("cannot rename {}: {}", tmp, ec.message()));
+  return SyncDirectory(fs::path(to).parent_path().string());
+}
+
+Archiver::Archiver(Options options) : options_(std::move(options)) {}
+
+Archiver::~Archiver() { Stop(); }
+
+void Archiver::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void Archiver::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Archiver::Submit(int shard, const std::string& wal_dir, uint64_t sequence) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back({shard, wal_dir, sequence});
+  }
+  cv_.notify_one();
+}
+
+void Archiver::Loop() {
+  pthread_setname_np(pthread_self(), "adpulse-archive");
+  auto next_expiry = std::chrono::steady_clock::now();
+  while (true) {
+    Request r;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      cv_.wait_for(lock, std::chrono::seconds(60), [this] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) {
+        if (stop_) return;
+        lock.unlock();
+        if (std::chrono::steady_clock::now() >= next_expiry) {
+          Expire();
+          next_expiry = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+        }
+        continue;
+      }
+      r = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    Archive(r);
+  }
+}
+
+void Archiver::Archive(const Request& r) {
+  auto segments = ListWalSegments(r.wal_dir);
+  if (!segments.ok()) return;
+  bool any = false;
+  for (const WalSegment& s : *segments) any |= s.sequence < r.sequence;
+  if (!any) return;
+  if (options_.store) {
+    absl::Status synced = options_.store->Sync();
+    if (!synced.ok()) {
+      LOG_WARN("not archiving log segments of shard {}: {}", r.shard,
+               std::string_view(synced.message().data(), synced.message().size()));
+      return;
+    }
+  }
+  std::lock_guard<std::mutex> move(move_mutex_);
+  for (const WalSegment& seg : *segments) {
+    if (seg.sequence >= r.sequence) continue;
+    struct stat st {};
+    ::stat(seg.path.c_str(), &st);
+    fs::path dir = fs::path(options_.archive_dir) / HourDir(st.st_mtime) /
+                   fmt::format("shard-{:03}", r.shard);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    std::string target = (dir / (fs::path(seg.path).filename().string() + ".zst")).string();
+    absl::Status s = ec ? absl::UnavailableError(ec.message()) : CompressFile(seg.path, target);
+    if (!s.ok()) {
+      LOG_WARN("cannot archive {}: {}", seg.path,
+               std::string_view(s.message().data(), s.message().size()));
+      return;
+    }
+    fs::remove(seg.path, ec);
+    archived_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void Archiver::Expire() {
+  std::time_t cutoff = static_cast<std::time_t>(
+      std::chrono::system_clock::to_time_t(std::chrono::system_clock::now()) -
+      options_.retention_ms / 1000);
+  std::string oldest_kept = HourDir(cutoff);
+  std::error_code ec;
+  std::lock_guard<std::mutex> move(move_mutex_);
+  for (const auto& hour : fs::directory_iterator(options_.archive_dir, ec)) {
+    std::string name = hour.path().filename().string();
+    if (name.size() == 13 && name < oldest_kept) {  // names sort as times
+      fs::remove_all(hour.path(), ec);
+      LOG_INFO("archive: removed {} (older than the retention)", hour.path().string());
+    }
+  }
+}
+
+}  // namespace adpulse
