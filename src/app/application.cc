@@ -191,6 +191,24 @@ int RunApplication(int argc, char** argv) {
   auto store = StateStore::Open(store_options);
   if (!store.ok()) return fail(store.status());
   pipeline_options.store = store->get();
+  // Events are sharded by hash % shards and each shard has its own log and checkpoint, so the
+  // shard count of a data dir is fixed when it is created (a different count would route
+  // campaigns to shards that never saw them).
+  auto stored_shards = (*store)->GetMeta("shards");
+  if (!stored_shards.ok()) return fail(stored_shards.status());
+  if (*stored_shards) {
+    int shards = std::atoi((*stored_shards)->c_str());
+    if (shards < 1) return fail(absl::DataLossError("the state store's shard count is malformed"));
+    if (shards != pipeline_options.workers) {
+      LOG_WARN("data dir {} was created with {} shards: running {} workers (ingest.workers = {} "
+               "applies to new data dirs only)",
+               config.data_dir, shards, shards, pipeline_options.workers);
+      pipeline_options.workers = shards;
+    }
+  } else {
+    absl::Status s = (*store)->PutMeta("shards", std::to_string(pipeline_options.workers));
+    if (!s.ok()) return fail(s);
+  }
   Archiver archiver({(std::filesystem::path(config.data_dir) / "archive").string(),
                      config.archive_retention_days * 86'400'000, store->get()});
   archiver.Start();
@@ -199,7 +217,7 @@ int RunApplication(int argc, char** argv) {
 
   MetricsRegistry metrics;
   Pipeline pipeline(*catalog, pipeline_options);
-  metrics.AddGauge("adpulse_ingest_inflight_requests", "Ingest and query requests in flight.",
+  metrics.AddGauge("adpulse_ingest_inflight_requests", "POST /v1/events requests in flight.",
                    [&pipeline] { return static_cast<double>(pipeline.inflight()); });
   metrics.AddGauge("adpulse_ring_queued_tasks", "Tasks waiting on producer-to-worker rings.",
                    [&pipeline] { return static_cast<double>(pipeline.QueuedTasks()); });

@@ -149,6 +149,15 @@ absl::Status SelectCube(const CubeCatalog& catalog, QueryRequest& q) {
   return absl::OkStatus();
 }
 
+// Repeats are ignored: "campaign_id,campaign_id" groups once.
+void AddGroupBy(QueryRequest& q, Dim d) {
+  auto& g = q.spec.group_by;
+  if (std::find(g.begin(), g.end(), d) == g.end()) g.push_back(d);
+}
+void AddMetric(QueryRequest& q, Metric m) {
+  if (std::find(q.metrics.begin(), q.metrics.end(), m) == q.metrics.end()) q.metrics.push_back(m);
+}
+
 absl::Status AddFilter(QueryRequest& q, Dim dim, std::string value) {
   for (auto& [d, values] : q.spec.filters) {
     if (d == dim) {
@@ -420,15 +429,13 @@ struct Api::Impl {
     if (const std::string* dims = t.Get("dimensions")) {
       for (const std::string& name : SplitComma(*dims)) {
         ASSIGN_OR_RETURN(Dim d, DimParam("dimensions", name));
-        if (std::find(q.spec.group_by.begin(), q.spec.group_by.end(), d) == q.spec.group_by.end()) {
-          q.spec.group_by.push_back(d);
-        }
+        AddGroupBy(q, d);
       }
     }
     if (const std::string* ms = t.Get("metrics")) {
       for (const std::string& name : SplitComma(*ms)) {
         ASSIGN_OR_RETURN(Metric m, MetricParam("metrics", name));
-        q.metrics.push_back(m);
+        AddMetric(q, m);
       }
     }
     if (q.metrics.empty()) q.metrics = kDefaultMetrics;
@@ -476,14 +483,14 @@ struct Api::Impl {
         RETURN_IF_ERROR(string_list(value, "dimensions", names));
         for (const std::string& n : names) {
           ASSIGN_OR_RETURN(Dim d, DimParam("dimensions", n));
-          q.spec.group_by.push_back(d);
+          AddGroupBy(q, d);
         }
       } else if (key == "metrics") {
         std::vector<std::string> names;
         RETURN_IF_ERROR(string_list(value, "metrics", names));
         for (const std::string& n : names) {
           ASSIGN_OR_RETURN(Metric m, MetricParam("metrics", n));
-          q.metrics.push_back(m);
+          AddMetric(q, m);
         }
       } else if (key == "start") {
         ASSIGN_OR_RETURN(start, time_value(value, "start"));
@@ -683,7 +690,10 @@ struct Api::Impl {
     QueryRequest q;
     q.metrics = {Metric::kImpressions};
     q.spec.filters.push_back({Dim::kCampaignId, {*campaign}});
-    absl::Status s = ReadCommonParams(t, q, api.options_.max_query_buckets, Granularity::kAll);
+    absl::Status s = t.Get("granularity")
+                         ? absl::InvalidArgumentError(
+                               "granularity: /v1/funnel counts over the whole range; omit it")
+                         : ReadCommonParams(t, q, api.options_.max_query_buckets, Granularity::kAll);
     if (s.ok()) s = SelectCube(catalog, q);
     if (!s.ok()) {
       respond(ErrorResponse(400, Message(s)));

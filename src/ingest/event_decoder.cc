@@ -242,6 +242,10 @@ struct EventDecoder::Impl {
           problem = fmt::format("bid_price {} is out of range", raw);
           continue;
         }
+        if (raw.front() == '-' && raw.find_first_of("123456789") != std::string_view::npos) {
+          problem = "bid_price must be >= 0";
+          continue;
+        }
         event.bid_micros = micros;
         seen.has_bid_price = true;
         continue;

@@ -227,6 +227,23 @@ absl::Status StateStore::Scan(std::string_view from, std::string_view to,
   return ToStatus(it->status(), "scan");
 }
 
+absl::StatusOr<std::optional<std::string>> StateStore::GetMeta(std::string_view name) {
+  std::string value;
+  rocksdb::Status s =
+      impl_->db->Get(rocksdb::ReadOptions(), "M" + std::string(name), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return ToStatus(s, "read meta");
+  return std::optional<std::string>(std::move(value));
+}
+
+absl::Status StateStore::PutMeta(std::string_view name, std::string_view value) {
+  rocksdb::WriteOptions w;
+  w.sync = true;  // meta is rare and must survive: through RocksDB's own log
+  return ToStatus(impl_->db->Put(w, "M" + std::string(name),
+                                 rocksdb::Slice(value.data(), value.size())),
+                  "write meta");
+}
+
 absl::Status StateStore::Sync() {
   rocksdb::FlushOptions f;
   f.wait = true;

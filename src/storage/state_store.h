@@ -63,6 +63,9 @@ class StateStore {
   // Calls fn(key, value) for every key in [from, to), in order; fn returns false to stop.
   absl::Status Scan(std::string_view from, std::string_view to,
                     const std::function<bool(std::string_view, std::string_view)>& fn);
+  // Small named settings of the data dir (such as its shard count), written durably.
+  absl::StatusOr<std::optional<std::string>> GetMeta(std::string_view name);
+  absl::Status PutMeta(std::string_view name, std::string_view value);
   // Makes every write so far durable: writes the memtable out as a table file. Writes are not
   // durable before (RocksDB's own log is off; ours is the durable record).
   absl::Status Sync();

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "base/status_macros.h"
+
 namespace adpulse {
 namespace {
 std::string RowKey(int64_t time, const std::vector<std::string>& dims) {
@@ -69,6 +71,9 @@ void ExecuteOnCube(const QuerySpec& spec, const CubeStore& store,
   }
   std::vector<int> positions;
   for (Dim d : spec.group_by) positions.push_back(store.spec().PositionOf(d));
+  // The planner only picks a cube that holds every grouped dimension, each once.
+  ADPULSE_CHECK(positions.size() <= kMaxCubeDims);
+  for (int p : positions) ADPULSE_CHECK(p >= 0);
 
   absl::flat_hash_map<TimeKey, Aggregate> local;
   auto scan = [&](int64_t out_time, int64_t from_ms, int64_t to_ms) {

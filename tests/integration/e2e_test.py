@@ -1295,6 +1295,22 @@ class E2E:
                            f"/v1/metrics {name}: JSON error mentions '{word}'", f"{{\"error\": \"...{word}...\"}}",
                            short(raw, 300))
 
+        # Repeated dimensions and metrics are taken once (8 repeats once overran a 6-slot key).
+        status, obj, raw, _ = self.post_json("/v1/query", {
+            "dimensions": ["campaign_id"] * 8, "metrics": ["impressions", "impressions"],
+            "start": self.S, "end": self.E, "granularity": "all", "filters": {"campaign_id": "camp-01"}})
+        rows = obj.get("rows") if isinstance(obj, dict) else None
+        exp = sum(1 for e in self.events if e.campaign_id == "camp-01" and e.event_type == "impression")
+        self.res.check(status == 200 and rows is not None and len(rows) == 1 and
+                       rows[0].get("impressions") == exp and raw.count(b'"campaign_id"') == 1,
+                       "POST /v1/query with a repeated dimension groups once", f"one row, {exp} impressions",
+                       short(raw, 300))
+        status, obj, raw, url = self.get_json("/v1/funnel", [("campaign_id", "camp-02"), ("granularity", "minute")]
+                                              + base)
+        err = obj.get("error") if isinstance(obj, dict) else None
+        self.res.check(status == 400 and isinstance(err, str) and "granularity" in err,
+                       "/v1/funnel with a granularity: 400 naming it", 400, short(raw, 200))
+
     # --- end ------------------------------------------------------------------------------------------
 
     def phase_resend_all(self):

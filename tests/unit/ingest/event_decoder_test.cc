@@ -117,6 +117,9 @@ TEST_CASE("each invalid event is rejected with its index and reason", "[decoder]
            R"(,"campaign_id":"c","bid_price":-1})",
        "bid_price must be >= 0"},
       {R"({"event_id":"e","event_type":"click","timestamp":)" + ts +
+           R"(,"campaign_id":"c","bid_price":-0.0000004})",
+       "bid_price must be >= 0"},
+      {R"({"event_id":"e","event_type":"click","timestamp":)" + ts +
            R"(,"campaign_id":"c","bid_price":"1.0"})",
        "bid_price must be a number"},
       {R"({"event_id":"e","event_type":"click","timestamp":)" + ts +
