@@ -183,4 +183,19 @@ void ShardWriter::MaybeFlush(int64_t now_ms, bool force) {
   }
 }
 
+absl::Status ShardWriter::Reconcile(const CubeCatalog& catalog, int64_t start_ms, int64_t end_ms,
+                                    bool rebuild, ReconcileReport& report) {
+  if (!options_.use_wal) {
+    return absl::FailedPreconditionError("reconciliation needs the write-ahead log");
+  }
+  ReconcileSources sources{options_.wal.dir, options_.archiver};
+  auto flush = [this]() -> absl::Status {
+    MaybeFlush(NowMs(), true);
+    if (!unavailable_.empty()) return absl::UnavailableError(unavailable_);
+    return absl::OkStatus();
+  };
+  return ReconcileShard(catalog, *state_, sources, start_ms, end_ms, rebuild, flush,
+                        options_.store, report);
+}
+
 }  // namespace adpulse

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "ingest/ingest_batch.h"
+#include "state/reconciler.h"
 #include "state/shard_state.h"
 #include "storage/archive.h"
 #include "storage/wal.h"
@@ -46,6 +47,10 @@ class ShardWriter {
   void CommitGroup();
   // Flushes when the interval has passed or memory is large (force: now, if anything is held).
   void MaybeFlush(int64_t now_ms, bool force);
+
+  // Reconciliation over this shard's archive and log (see reconciler.h).
+  absl::Status Reconcile(const CubeCatalog& catalog, int64_t start_ms, int64_t end_ms,
+                         bool rebuild, ReconcileReport& report);
 
   uint64_t commits() const { return commits_; }
   uint64_t commit_failures() const { return commit_failures_; }

@@ -126,6 +126,15 @@ void StateStore::Batch::MergeAggregate(std::string_view key, std::string_view va
                      rocksdb::Slice(value.data(), value.size()));
 }
 
+void StateStore::Batch::PutAggregate(std::string_view key, std::string_view value) {
+  impl_->batch.Put(rocksdb::Slice(key.data(), key.size()),
+                   rocksdb::Slice(value.data(), value.size()));
+}
+
+void StateStore::Batch::DeleteAggregate(std::string_view key) {
+  impl_->batch.Delete(rocksdb::Slice(key.data(), key.size()));
+}
+
 void StateStore::Batch::PutDedup(int shard, absl::uint128 fingerprint, int32_t hour) {
   impl_->batch.Put(DedupKey(shard, fingerprint),
                    rocksdb::Slice(reinterpret_cast<const char*>(&hour), 4));

@@ -44,6 +44,9 @@ class StateStore {
     Batch();
     ~Batch();
     void MergeAggregate(std::string_view key, std::string_view value);
+    // Replaces an aggregate outright (reconciliation's rebuild).
+    void PutAggregate(std::string_view key, std::string_view value);
+    void DeleteAggregate(std::string_view key);
     void PutDedup(int shard, absl::uint128 fingerprint, int32_t hour);
     void PutCheckpoint(int shard, const WalPosition& position);
     size_t Count() const;

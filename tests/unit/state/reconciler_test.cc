@@ -1,0 +1,127 @@
+#include "state/reconciler.h"
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <random>
+
+#include "base/time_parse.h"
+#include "state/shard_writer.h"
+#include "window/aggregate_codec.h"
+
+namespace adpulse {
+namespace {
+
+CubeCatalog Catalog() {
+  return *CubeCatalog::Create({{"campaign", {Dim::kCampaignId}},
+                               {"campaign_country", {Dim::kCampaignId, Dim::kCountry}}});
+}
+
+// Ingests `n` events through a real log, store and archive, then reconciles, alters one stored
+// aggregate, reconciles again, rebuilds, and reconciles a third time.
+void Run(int n) {
+  std::string dir = (std::filesystem::temp_directory_path() /
+                     ("adpulse-reconcile-" + std::to_string(std::random_device{}())))
+                        .string();
+  CubeCatalog catalog = Catalog();
+  auto store = StateStore::Open({dir + "/state"});
+  REQUIRE(store.ok());
+  Archiver archiver({dir + "/archive", 90ll * kDayMs, store->get()});
+  archiver.Start();
+  ShardState state(catalog, 0, store->get(), kDayMs);
+  ShardWriterOptions o;
+  o.use_wal = true;
+  o.wal = {dir + "/wal", false, 1 << 20};  // small segments: many get archived
+  o.archiver = &archiver;
+  o.store = store->get();
+  ShardWriter writer(&state, o);
+  RecoveryStats stats;
+  REQUIRE(writer.Recover(&stats).ok());
+
+  const int64_t now = NowMs();
+  std::mt19937_64 rng(3);
+  std::vector<std::string> ids(n);
+  std::vector<Event> events(n);
+  const char* countries[] = {"US", "DE", "FR", "JP"};
+  std::vector<std::string> campaigns;
+  for (int c = 0; c < 100; ++c) campaigns.push_back("camp-" + std::to_string(c));
+  for (int i = 0; i < n; ++i) {
+    ids[i] = "r" + std::to_string(i);
+    Event& e = events[i];
+    e.event_id = ids[i];
+    e.dim(Dim::kCampaignId) = campaigns[rng() % campaigns.size()];
+    e.dim(Dim::kCountry) = countries[rng() % 4];
+    e.type = static_cast<EventType>(rng() % 3);
+    e.timestamp_ms = now - static_cast<int64_t>(rng() % (6 * kHourMs));
+    e.bid_micros = static_cast<int64_t>(rng() % 1'000'000);
+  }
+  std::vector<EventOutcome> outcomes(n);
+  std::string failure;
+  for (int i = 0; i < n; ++i) {
+    writer.Stage(events[i], &outcomes[i], &failure);
+    if (i % 1000 == 999) {
+      writer.CommitGroup();
+      if (i % 20000 == 19999) writer.MaybeFlush(NowMs(), true);  // some in the store, some not
+    }
+  }
+  writer.CommitGroup();
+  REQUIRE(failure.empty());
+
+  const int64_t start = FloorTo(now, kDayMs) - kDayMs;
+  const int64_t end = FloorTo(now, kDayMs) + kDayMs;
+  ReconcileReport clean;
+  REQUIRE(writer.Reconcile(catalog, start, end, false, clean).ok());
+  CHECK(clean.events == static_cast<uint64_t>(n));
+  CHECK(clean.difference_count == 0);
+  CHECK(clean.groups_compared > 100);
+
+  // Alter one stored aggregate: one more click for camp-7 in one hour bucket.
+  Event extra;
+  extra.type = EventType::kClick;
+  extra.bid_micros = 5;
+  Aggregate delta;
+  delta.Add(extra, std::nullopt);
+  std::string key, value;
+  int64_t hour = FloorDiv(now, kHourMs) - 1;
+  AppendAggregateKeyPrefix(key, 0, /*cube=*/0, Level::kHour, hour);
+  AppendAggregateKeyDim(key, "camp-7");
+  EncodeAggregate(delta, value);
+  StateStore::Batch batch;
+  batch.MergeAggregate(key, value);
+  REQUIRE((*store)->Write(batch).ok());
+
+  ReconcileReport altered;
+  REQUIRE(writer.Reconcile(catalog, start, end, false, altered).ok());
+  REQUIRE(altered.difference_count == 1);
+  const ReconcileDifference& d = altered.differences[0];
+  CHECK(d.cube == "campaign");
+  CHECK(d.level == Level::kHour);
+  CHECK(d.time_ms == hour * kHourMs);
+  CHECK(d.dims == std::vector<std::pair<Dim, std::string>>{{Dim::kCampaignId, "camp-7"}});
+  CHECK(d.stored.clicks == d.recomputed.clicks + 1);
+  CHECK(d.stored.spend_micros == d.recomputed.spend_micros + 5);
+  CHECK(d.stored.impressions == d.recomputed.impressions);
+
+  ReconcileReport rebuilt;
+  REQUIRE(writer.Reconcile(catalog, start, end, true, rebuilt).ok());
+  CHECK(rebuilt.difference_count == 1);
+  CHECK(rebuilt.rebuilt);
+  ReconcileReport after;
+  REQUIRE(writer.Reconcile(catalog, start, end, false, after).ok());
+  CHECK(after.difference_count == 0);
+  CHECK(archiver.archived_segments() > 0);
+
+  archiver.Stop();
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+
+TEST_CASE("reconciliation finds no difference, then exactly the altered aggregate",
+          "[reconcile]") {
+  Run(100'000);
+}
+
+TEST_CASE("reconciliation over a million events (long)", "[.long][reconcile]") { Run(1'000'000); }
+
+}  // namespace adpulse
