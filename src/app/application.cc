@@ -11,10 +11,12 @@
 #include <chrono>
 #include <thread>
 
+#include "app/admin_client.h"
 #include "app/config.h"
 #include "base/status_macros.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/time_parse.h"
 #include "http/api.h"
 #include "http/server.h"
 #include "ingest/pipeline.h"
@@ -28,6 +30,7 @@ constexpr const char* kUsage = R"(adpulse: a single-binary stream engine for ad 
 
 Usage:
   adpulse [serve] [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--log-level LEVEL]
+  adpulse reconcile --from TIME --to TIME [--rebuild] [--config FILE] [--listen HOST:PORT]
   adpulse --help | --version
 
 Takes impression, click and conversion events over HTTP (POST /v1/events) and answers
@@ -42,6 +45,11 @@ Options:
   -h, --help           show this help
   --version            print the version
 
+reconcile asks the running daemon at --listen (or the config's address) to recompute the
+aggregates of [--from, --to) from the raw-event archive and the live log and prints every
+difference from the stored aggregates; --rebuild replaces the differing ones. TIME is epoch
+milliseconds or RFC 3339. Exit code 0: no difference; 1: differences; 2: error.
+
 Flags override the config file; the config file overrides the embedded defaults.
 SIGTERM or SIGINT stops accepting, drains in-flight requests and exits 0.
 )";
@@ -52,6 +60,10 @@ struct Flags {
   std::optional<std::string> data_dir;
   std::optional<std::string> log_level;
   std::optional<std::string> workers;
+  std::optional<std::string> from;
+  std::optional<std::string> to;
+  bool reconcile = false;
+  bool rebuild = false;
   bool help = false;
   bool version = false;
 };
@@ -60,6 +72,10 @@ struct Flags {
 std::string ParseFlags(int argc, char** argv, Flags& flags) {
   int i = 1;
   if (i < argc && std::strcmp(argv[i], "serve") == 0) ++i;
+  if (i < argc && std::strcmp(argv[i], "reconcile") == 0) {
+    flags.reconcile = true;
+    ++i;
+  }
   for (; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -68,6 +84,10 @@ std::string ParseFlags(int argc, char** argv, Flags& flags) {
     }
     if (arg == "--version") {
       flags.version = true;
+      continue;
+    }
+    if (arg == "--rebuild") {
+      flags.rebuild = true;
       continue;
     }
     std::string name = arg;
@@ -83,6 +103,8 @@ std::string ParseFlags(int argc, char** argv, Flags& flags) {
     if (name == "--data-dir") target = &flags.data_dir;
     if (name == "--log-level") target = &flags.log_level;
     if (name == "--workers") target = &flags.workers;
+    if (name == "--from") target = &flags.from;
+    if (name == "--to") target = &flags.to;
     if (!target) return "unknown argument '" + arg + "' (see adpulse --help)";
     if (!value) {
       if (i + 1 >= argc) return name + " needs a value (see adpulse --help)";
@@ -153,6 +175,29 @@ int RunApplication(int argc, char** argv) {
           fmt::format("--workers '{}' must be a number from 0 to 256", *flags.workers)));
     }
     config.workers = static_cast<int>(v);
+  }
+  if (flags.reconcile) {
+    if (!flags.from || !flags.to) {
+      fmt::print(stderr, "adpulse: reconcile needs --from and --to (see adpulse --help)\n");
+      return 2;
+    }
+    auto from = ParseTimeMs("--from", *flags.from);
+    auto to = ParseTimeMs("--to", *flags.to);
+    if (!from.ok() || !to.ok()) {
+      fail(from.ok() ? to.status() : from.status());
+      return 2;
+    }
+    std::string host = config.server.host == "0.0.0.0" ? "127.0.0.1" : config.server.host;
+    auto reply = HttpPost(host, config.server.port,
+                          fmt::format("/v1/admin/reconcile?start={}&end={}{}", *from, *to,
+                                      flags.rebuild ? "&rebuild=true" : ""));
+    if (!reply.ok()) {
+      fail(reply.status());
+      return 2;
+    }
+    fmt::print("{}", reply->body);
+    if (reply->status != 200) return 2;
+    return reply->body.find("\"difference_count\":0,") != std::string::npos ? 0 : 1;
   }
   auto level = ParseLogLevel(config.log_level);
   if (!level.ok()) return fail(level.status());

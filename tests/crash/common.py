@@ -137,6 +137,20 @@ def query_by_campaign(port, now_ms):
     return {row["campaign_id"]: row for row in body["rows"]}
 
 
+def reconcile(port, now_ms):
+    """Asks the daemon to recompute the last days from its archive and log; the report as JSON."""
+    day = 86_400_000
+    start, end = (now_ms // day - 1) * day, (now_ms // day + 2) * day
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    c.request("POST", f"/v1/admin/reconcile?start={start}&end={end}", body=b"")
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    if r.status != 200:
+        raise RuntimeError(f"reconcile failed: {r.status} {data[:300]}")
+    return json.loads(data)
+
+
 def compare(truth, got):
     """A list of mismatch descriptions (empty when equal, spend exact to the micro-unit)."""
     out = []

@@ -1,0 +1,17 @@
+// `adpulse reconcile`: asks the running daemon (its admin endpoint) to reconcile a range and prints
+// the report. A minimal HTTP/1.1 client over a loopback socket: one request, Connection: close.
+#pragma once
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace adpulse {
+
+struct HttpReply {
+  int status = 0;
+  std::string body;
+};
+
+absl::StatusOr<HttpReply> HttpPost(const std::string& host, uint16_t port, const std::string& target);
+
+}  // namespace adpulse
