@@ -268,6 +268,33 @@ int RunApplication(int argc, char** argv) {
                    [&pipeline] { return static_cast<double>(pipeline.QueuedTasks()); });
   metrics.AddGauge("adpulse_workers", "Worker threads (shards).",
                    [&pipeline] { return static_cast<double>(pipeline.shard_count()); });
+  metrics.AddCounterFn("adpulse_late_events_total",
+                       "Events counted although their time was over 60 s behind the newest event "
+                       "of their shard (counted in their own event-time bucket).",
+                       [&pipeline] { return pipeline.CounterTotals().late_events; });
+  metrics.AddCounterFn("adpulse_state_flushes_total",
+                       "Flushes of shard memory into the state store, each with a checkpoint.",
+                       [&pipeline] { return pipeline.CounterTotals().flushes; });
+  metrics.AddCounterFn("adpulse_wal_group_commits_total",
+                       "Write-ahead-log group commits (one write and one fdatasync each).",
+                       [&pipeline] { return pipeline.CounterTotals().commits; });
+  metrics.AddCounterFn("adpulse_wal_commit_failures_total",
+                       "Group commits that failed (their requests were answered 503).",
+                       [&pipeline] { return pipeline.CounterTotals().commit_failures; });
+  metrics.AddCounterFn("adpulse_archived_segments_total",
+                       "Log segments compressed into the raw-event archive.",
+                       [&archiver] { return archiver.archived_segments(); });
+  metrics.AddGauge("adpulse_state_store_memory_bytes",
+                   "Memory held by the state store's memtables and block cache.",
+                   [&store] { return static_cast<double>((*store)->MemoryBytes()); });
+  metrics.AddGauge("process_resident_memory_bytes", "Resident memory of the process.", [] {
+    long pages = 0, resident = 0;
+    if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+      if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+      std::fclose(f);
+    }
+    return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+  });
 
   ApiOptions api_options;
   api_options.max_body_bytes = config.server.max_body_bytes;

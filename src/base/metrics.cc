@@ -26,12 +26,25 @@ void MetricsRegistry::AddGauge(const std::string& name, const std::string& help,
   family.gauge = std::move(read);
 }
 
+void MetricsRegistry::AddCounterFn(const std::string& name, const std::string& help,
+                                   std::function<uint64_t()> read) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Family& family = families_[name];
+  family.help = help;
+  family.is_counter = true;
+  family.counter_fn = std::move(read);
+}
+
 std::string MetricsRegistry::Render() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string out;
   for (const auto& [name, family] : families_) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, family.help, name,
                        family.is_counter ? "counter" : "gauge");
+    if (family.counter_fn) {
+      out += fmt::format("{} {}\n", name, family.counter_fn());
+      continue;
+    }
     if (!family.is_counter) {
       out += fmt::format("{} {}\n", name, family.gauge ? family.gauge() : 0.0);
       continue;

@@ -20,6 +20,9 @@ class MetricsRegistry {
   Counter& GetCounter(const std::string& name, const std::string& help,
                       const std::string& labels = "");
   void AddGauge(const std::string& name, const std::string& help, std::function<double()> read);
+  // A counter whose value is read at scrape time (for counters kept elsewhere).
+  void AddCounterFn(const std::string& name, const std::string& help,
+                    std::function<uint64_t()> read);
 
   // The text exposition format, version 0.0.4.
   std::string Render() const;
@@ -30,6 +33,7 @@ class MetricsRegistry {
     bool is_counter = true;
     std::map<std::string, Counter*> series;  // labels -> counter
     std::function<double()> gauge;
+    std::function<uint64_t()> counter_fn;
   };
   mutable std::mutex mutex_;
   std::map<std::string, Family> families_;

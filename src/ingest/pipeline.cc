@@ -158,6 +158,20 @@ void Pipeline::RunOnEveryShard(int producer, ShardFanOut* fan_out) {
   for (int s = 0; s < shards; ++s) Push(producer, s, tasks[s]);
 }
 
+Pipeline::Totals Pipeline::CounterTotals() const {
+  Totals t;
+  for (const auto& w : workers_) {
+    ShardStats s = w->CounterSnapshot();
+    t.events_applied += s.events_applied;
+    t.duplicates += s.duplicates;
+    t.late_events += s.late_events;
+    t.flushes += s.flushes;
+    t.commits += w->commits();
+    t.commit_failures += w->commit_failures();
+  }
+  return t;
+}
+
 size_t Pipeline::QueuedTasks() const {
   size_t n = 0;
   for (const auto& row : rings_) {

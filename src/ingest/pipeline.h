@@ -117,6 +117,13 @@ class Pipeline {
   void SubmitIngest(int producer, IngestRequest* request);
   void RunOnEveryShard(int producer, ShardFanOut* fan_out);
 
+  // Sums of every shard's counters; safe from any thread.
+  struct Totals {
+    uint64_t events_applied = 0, duplicates = 0, late_events = 0, flushes = 0, commits = 0,
+             commit_failures = 0;
+  };
+  Totals CounterTotals() const;
+
   uint64_t ring_full_waits() const { return ring_full_waits_.load(std::memory_order_relaxed); }
   size_t QueuedTasks() const;
 

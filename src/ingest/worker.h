@@ -32,6 +32,10 @@ class Worker {
   void Notify();
 
   uint64_t tasks_run() const { return tasks_run_.load(std::memory_order_relaxed); }
+  // Safe from any thread.
+  ShardStats CounterSnapshot() const { return state_->CounterSnapshot(); }
+  uint64_t commits() const { return writer_.commits(); }
+  uint64_t commit_failures() const { return writer_.commit_failures(); }
 
  private:
   void Loop();

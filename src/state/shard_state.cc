@@ -148,12 +148,18 @@ absl::Status ShardState::ScanStore(const QuerySpec& spec, ResultTable& out) cons
   return status;
 }
 
+ShardStats ShardState::CounterSnapshot() const {
+  ShardStats s;
+  s.events_applied = applied_.Get();
+  s.duplicates = duplicates_.Get();
+  s.late_events = late_.Get();
+  s.flushes = flushes_.Get();
+  return s;
+}
+
 ShardStats ShardState::Stats() const {
   ShardStats s;
-  s.events_applied = applied_;
-  s.duplicates = duplicates_;
-  s.late_events = late_;
-  s.flushes = flushes_;
+  s = CounterSnapshot();
   s.dedup_ids_in_memory = dedup_.size();
   s.interned_values = interner_.size();
   s.groups_in_memory = groups_in_memory();

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "adpulse/event.h"
+#include "base/relaxed_counter.h"
 #include "state/dedup_index.h"
 #include "state/interner.h"
 #include "storage/state_store.h"
@@ -54,7 +55,9 @@ class ShardState {
 
   // Memory plus the store; an error when the store cannot be read.
   absl::Status RunQuery(const QuerySpec& spec, ResultTable& out) const;
+  // Only the counters are safe to read from another thread (the sizes are worker-only).
   ShardStats Stats() const;
+  ShardStats CounterSnapshot() const;
   int shard() const { return shard_; }
 
  private:
@@ -68,10 +71,11 @@ class ShardState {
   std::vector<CubeStore> cubes_;
   DedupIndex dedup_;
   int64_t max_event_ms_ = INT64_MIN;
-  uint64_t applied_ = 0;
-  uint64_t duplicates_ = 0;
-  uint64_t late_ = 0;
-  uint64_t flushes_ = 0;
+  // Written by the worker, read by metrics scrapes from other threads.
+  RelaxedCounter applied_;
+  RelaxedCounter duplicates_;
+  RelaxedCounter late_;
+  RelaxedCounter flushes_;
   std::string scratch_;
 };
 

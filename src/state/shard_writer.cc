@@ -146,7 +146,7 @@ void ShardWriter::CommitGroup() {
   } else {
     ++commit_failures_;
     std::string message(s.message().data(), s.message().size());
-    if (commit_failures_ == 1 || commit_failures_ % 1000 == 0) {
+    if (commit_failures_.Get() == 1 || commit_failures_.Get() % 1000 == 0) {
       LOG_ERROR("shard {}: ingestion failed for {} events: {}", state_->shard(), staged_.size(),
                 message);
     }

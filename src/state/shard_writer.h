@@ -52,8 +52,8 @@ class ShardWriter {
   absl::Status Reconcile(const CubeCatalog& catalog, int64_t start_ms, int64_t end_ms,
                          bool rebuild, ReconcileReport& report);
 
-  uint64_t commits() const { return commits_; }
-  uint64_t commit_failures() const { return commit_failures_; }
+  uint64_t commits() const { return commits_.Get(); }
+  uint64_t commit_failures() const { return commit_failures_.Get(); }
   // Non-empty when ingestion on this shard is refused until a restart.
   const std::string& unavailable() const { return unavailable_; }
 
@@ -70,8 +70,8 @@ class ShardWriter {
   std::string unavailable_;
   std::vector<Staged> staged_;
   std::string record_;
-  uint64_t commits_ = 0;
-  uint64_t commit_failures_ = 0;
+  RelaxedCounter commits_;           // group commits (one write + fdatasync each)
+  RelaxedCounter commit_failures_;
   int64_t last_flush_ms_ = 0;
   uint64_t archive_requested_below_ = 0;
 };
