@@ -154,11 +154,11 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     RETURN_IF_ERROR(
         CheckKeys(*t, "storage", source,
                   {"data_dir", "durability", "wal_segment_bytes", "flush_interval_ms",
-                   "block_cache_bytes"}));
+                   "memory_budget_bytes"}));
     RETURN_IF_ERROR(ReadInt(*t, "storage", "flush_interval_ms", source, 10, 3'600'000,
                             config.flush_interval_ms));
-    RETURN_IF_ERROR(ReadInt(*t, "storage", "block_cache_bytes", source, 1 << 20,
-                            int64_t{1} << 40, config.block_cache_bytes));
+    RETURN_IF_ERROR(ReadInt(*t, "storage", "memory_budget_bytes", source, 64ll << 20,
+                            int64_t{1} << 42, config.memory_budget_bytes));
     RETURN_IF_ERROR(ReadString(*t, "storage", "data_dir", source, config.data_dir));
     std::string durability;
     RETURN_IF_ERROR(ReadString(*t, "storage", "durability", source, durability));

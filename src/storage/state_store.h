@@ -27,7 +27,7 @@ struct WalPosition {
 struct StateStoreOptions {
   std::string path;
   size_t block_cache_bytes = 256ull << 20;
-  size_t write_buffer_bytes = 64ull << 20;
+  size_t write_buffer_bytes = 64ull << 20;  // each of up to 3 memtables
   int64_t dedup_horizon_ms = 86'400'000;
   int64_t minute_retention_ms = 90ll * 86'400'000;
   int64_t hour_retention_ms = 730ll * 86'400'000;

@@ -1,0 +1,243 @@
+// adpulse-loadgen: sends realistic unique events to a running adpulse as NDJSON over several
+// keep-alive connections, flat out or at a fixed rate, and reports accepted events/s, the
+// acknowledgement latency percentiles, errors by status, and (with --pid) the daemon's peak
+// resident memory. One-line summary; --json FILE writes the figures for docs.
+//
+//   build/benchmarks/adpulse-loadgen --port 8080 --events 2000000 --campaigns 1000000
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+struct Options {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  uint64_t events = 1'000'000;
+  uint64_t campaigns = 10'000;
+  uint64_t users = 1'000'000;
+  int batch = 1000;
+  int connections = 4;
+  double rate = 0;  // events/s in total; 0 = flat out
+  double duplicate_rate = 0.0;
+  uint64_t seed = 1;
+  int pid = 0;
+  std::string json;
+};
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void AppendEvent(std::string& out, uint64_t id, uint64_t seed, std::mt19937_64& rng,
+                 const Options& o, int64_t now) {
+  static const char* kTypes[] = {"impression", "impression", "impression", "impression",
+                                 "impression", "impression", "impression", "impression",
+                                 "click",      "conversion"};
+  static const char* kCountries[] = {"US", "DE", "FR", "GB", "BR", "IN", "JP", "CA"};
+  static const char* kDevices[] = {"desktop", "mobile", "tablet"};
+  uint64_t campaign = rng() % o.campaigns;
+  fmt::format_to(std::back_inserter(out),
+                 R"({{"event_id":"lg{}-{}","event_type":"{}","timestamp":{},"campaign_id":"c{}",)"
+                 R"("ad_id":"a{}","advertiser_id":"adv{}","publisher_id":"p{}","user_id":"u{}",)"
+                 R"("ip_address":"203.0.113.{}","user_agent":"Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",)"
+                 R"("page_url":"https://news.example.com/a/{}","device_type":"{}","country":"{}",)"
+                 R"("bid_price":0.{:06},"currency":"USD"}})"
+                 "\n",
+                 seed, id, kTypes[rng() % 10], now - static_cast<int64_t>(rng() % 120'000), campaign,
+                 campaign * 4 + rng() % 4, campaign % 5000, rng() % 500, rng() % o.users,
+                 rng() % 256, rng() % 1000, kDevices[rng() % 3], kCountries[rng() % 8],
+                 rng() % 1'000'000);
+}
+
+int Connect(const Options& o) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(o.port));
+  ::inet_pton(AF_INET, o.host.c_str(), &addr.sin_addr);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return fd;
+}
+
+// Sends one request and reads one response; returns the status (0 on a transport error) and
+// fills `body`.
+int RoundTrip(int fd, const std::string& request, std::string& buffer, std::string& body) {
+  size_t sent = 0;
+  while (sent < request.size()) {
+    ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return 0;
+    sent += static_cast<size_t>(n);
+  }
+  buffer.clear();
+  char chunk[65536];
+  while (true) {
+    size_t header_end = buffer.find("\r\n\r\n");
+    if (header_end != std::string::npos) {
+      size_t cl = buffer.find("Content-Length: ");
+      if (cl == std::string::npos) cl = buffer.find("content-length: ");
+      size_t length = cl == std::string::npos ? 0 : std::strtoul(buffer.c_str() + cl + 16, nullptr, 10);
+      if (buffer.size() >= header_end + 4 + length) {
+        body = buffer.substr(header_end + 4, length);
+        return std::atoi(buffer.c_str() + 9);
+      }
+    }
+    ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
+    if (n <= 0) return 0;
+    buffer.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+uint64_t PeakRss(int pid) {
+  std::ifstream f(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--host") o.host = v;
+    else if (k == "--port") o.port = std::stoi(v);
+    else if (k == "--events") o.events = std::stoull(v);
+    else if (k == "--campaigns") o.campaigns = std::stoull(v);
+    else if (k == "--users") o.users = std::stoull(v);
+    else if (k == "--batch") o.batch = std::stoi(v);
+    else if (k == "--connections") o.connections = std::stoi(v);
+    else if (k == "--rate") o.rate = std::stod(v);
+    else if (k == "--duplicates") o.duplicate_rate = std::stod(v);
+    else if (k == "--seed") o.seed = std::stoull(v);
+    else if (k == "--pid") o.pid = std::stoi(v);
+    else if (k == "--json") o.json = v;
+    else {
+      fmt::print(stderr, "unknown option {}\n", k);
+      return 2;
+    }
+  }
+  std::atomic<uint64_t> next{0}, accepted{0}, duplicates{0}, rejected{0};
+  std::mutex mu;
+  std::vector<double> latencies_ms;
+  std::map<int, uint64_t> errors;
+  auto started = std::chrono::steady_clock::now();
+  std::atomic<uint64_t> peak_rss{0};
+  std::atomic<bool> done{false};
+  std::thread sampler([&] {
+    while (!done.load()) {
+      if (o.pid) peak_rss = std::max<uint64_t>(peak_rss.load(), PeakRss(o.pid));
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  });
+  std::vector<std::thread> threads;
+  for (int c = 0; c < o.connections; ++c) {
+    threads.emplace_back([&, c] {
+      std::mt19937_64 rng(o.seed * 1000 + c);
+      int fd = Connect(o);
+      std::string body, request, buffer, reply;
+      std::vector<double> local;
+      std::map<int, uint64_t> local_errors;
+      while (fd >= 0) {
+        uint64_t first = next.fetch_add(o.batch);
+        if (first >= o.events) break;
+        uint64_t last = std::min<uint64_t>(o.events, first + o.batch);
+        if (o.rate > 0) {
+          auto due = started + std::chrono::duration<double>(first / o.rate);
+          std::this_thread::sleep_until(due);
+        }
+        body.clear();
+        int64_t now = NowMs();
+        for (uint64_t id = first; id < last; ++id) {
+          uint64_t use = id;
+          if (o.duplicate_rate > 0 && id > 0 && (rng() % 10000) < o.duplicate_rate * 10000) {
+            use = rng() % id;  // a resend of an earlier event
+          }
+          AppendEvent(body, use, o.seed, rng, o, now);
+        }
+        request = fmt::format(
+            "POST /v1/events HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-ndjson\r\n"
+            "Content-Length: {}\r\n\r\n",
+            o.host, body.size());
+        request += body;
+        auto t0 = std::chrono::steady_clock::now();
+        int status = RoundTrip(fd, request, buffer, reply);
+        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        if (status == 200) {
+          local.push_back(ms);
+          auto field = [&](const char* name) {
+            size_t p = reply.find(name);
+            return p == std::string::npos ? 0ull : std::strtoull(reply.c_str() + p + std::strlen(name), nullptr, 10);
+          };
+          accepted += field("\"accepted\":");
+          duplicates += field("\"duplicates\":");
+          rejected += field("\"rejected\":");
+        } else {
+          ++local_errors[status];
+          if (status == 0) {
+            ::close(fd);
+            fd = Connect(o);
+          }
+        }
+      }
+      if (fd >= 0) ::close(fd);
+      std::lock_guard<std::mutex> lock(mu);
+      latencies_ms.insert(latencies_ms.end(), local.begin(), local.end());
+      for (auto [k, v] : local_errors) errors[k] += v;
+    });
+  }
+  for (auto& t : threads) t.join();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  done = true;
+  sampler.join();
+  if (o.pid) peak_rss = std::max<uint64_t>(peak_rss.load(), PeakRss(o.pid));
+  std::sort(latencies_ms.begin(), latencies_ms.end());
+  auto pct = [&](double p) {
+    if (latencies_ms.empty()) return 0.0;
+    return latencies_ms[std::min(latencies_ms.size() - 1, static_cast<size_t>(p * latencies_ms.size()))];
+  };
+  std::string errs;
+  for (auto [k, v] : errors) errs += fmt::format(" {}:{}", k == 0 ? std::string("io") : std::to_string(k), v);
+  double rate = static_cast<double>(accepted + duplicates) / secs;
+  fmt::print(
+      "sent {} events in {:.1f} s: {:.0f} events/s acknowledged ({} accepted, {} duplicates, {} "
+      "rejected); batch {} x {} connections; ack latency p50 {:.2f} ms p99 {:.2f} ms p99.9 {:.2f} ms; "
+      "errors{}{}\n",
+      o.events, secs, rate, accepted.load(), duplicates.load(), rejected.load(), o.batch,
+      o.connections, pct(0.5), pct(0.99), pct(0.999), errs.empty() ? " none" : errs,
+      o.pid ? fmt::format("; daemon peak RSS {:.0f} MiB", peak_rss.load() / 1048576.0) : "");
+  if (!o.json.empty()) {
+    std::ofstream f(o.json);
+    f << fmt::format(
+        R"({{"events":{},"seconds":{:.3f},"events_per_s":{:.0f},"accepted":{},"duplicates":{},)"
+        R"("p50_ms":{:.3f},"p99_ms":{:.3f},"p999_ms":{:.3f},"peak_rss_bytes":{},"campaigns":{},"batch":{},"connections":{}}})",
+        o.events, secs, rate, accepted.load(), duplicates.load(), pct(0.5), pct(0.99), pct(0.999),
+        peak_rss.load(), o.campaigns, o.batch, o.connections);
+  }
+  return errors.empty() ? 0 : 1;
+}
