@@ -1,0 +1,133 @@
+#include "storage/state_store.h"
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <random>
+
+#include "base/time_parse.h"
+#include "state/dedup_index.h"
+#include "window/aggregate_codec.h"
+
+namespace adpulse {
+namespace {
+
+std::string TempDir() {
+  return (std::filesystem::temp_directory_path() /
+          ("adpulse-store-test-" + std::to_string(std::random_device{}())))
+      .string();
+}
+
+std::string Value(uint64_t impressions, int64_t spend, std::initializer_list<uint64_t> users) {
+  Aggregate a;
+  a.counters.impressions = impressions;
+  a.counters.spend_micros = spend;
+  for (uint64_t u : users) a.users.AddHash(u * 0x9E3779B97F4A7C15ull);
+  std::string out;
+  EncodeAggregate(a, out);
+  return out;
+}
+
+Aggregate Read(StateStore& store, const std::string& key) {
+  Aggregate got;
+  int found = 0;
+  REQUIRE(store.Scan(key, key + '\xff', [&](std::string_view k, std::string_view v) {
+    if (k == key) {
+      REQUIRE(DecodeAggregate(v, got));
+      ++found;
+    }
+    return true;
+  }).ok());
+  REQUIRE(found == 1);
+  return got;
+}
+
+}  // namespace
+
+TEST_CASE("the merge operator adds counters and unions users", "[store]") {
+  std::string dir = TempDir();
+  auto store = StateStore::Open({dir});
+  REQUIRE(store.ok());
+  std::string key;
+  AppendAggregateKeyPrefix(key, 1, 2, Level::kHour, FloorDiv(NowMs(), kHourMs));
+  AppendAggregateKeyDim(key, "camp-1");
+  for (int round = 0; round < 3; ++round) {
+    StateStore::Batch b;
+    b.MergeAggregate(key, Value(10, 1'500'000, {1, 2, 3}));
+    b.MergeAggregate(key, Value(5, 250, {3, 4}));
+    REQUIRE((*store)->Write(b).ok());
+  }
+  Aggregate a = Read(**store, key);
+  CHECK(a.counters.impressions == 45);
+  CHECK(a.counters.spend_micros == 3 * 1'500'250);
+  CHECK(a.users.Estimate() == 4);
+  // The same after compaction has folded the operands.
+  REQUIRE((*store)->CompactAll().ok());
+  Aggregate b = Read(**store, key);
+  CHECK(b.counters.impressions == 45);
+  CHECK(b.users.Estimate() == 4);
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("checkpoints and meta round-trip", "[store]") {
+  std::string dir = TempDir();
+  {
+    auto store = StateStore::Open({dir});
+    REQUIRE(store.ok());
+    CHECK_FALSE(*(*store)->ReadCheckpoint(3));
+    StateStore::Batch b;
+    b.PutCheckpoint(3, {7, 1234});
+    REQUIRE((*store)->Write(b).ok());
+    REQUIRE((*store)->PutMeta("shards", "4").ok());
+    REQUIRE((*store)->Sync().ok());
+  }
+  auto store = StateStore::Open({dir});
+  REQUIRE(store.ok());
+  auto cp = (*store)->ReadCheckpoint(3);
+  REQUIRE(cp.ok());
+  REQUIRE(*cp);
+  CHECK((*cp)->sequence == 7);
+  CHECK((*cp)->offset == 1234);
+  CHECK(**(*store)->GetMeta("shards") == "4");
+  CHECK_FALSE(*(*store)->ReadCheckpoint(2));
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("compaction expires old dedup ids and old buckets, keeps recent ones", "[store]") {
+  std::string dir = TempDir();
+  StateStoreOptions o{dir};
+  o.dedup_horizon_ms = kDayMs;
+  o.minute_retention_ms = 2 * kDayMs;
+  auto store = StateStore::Open(o);
+  REQUIRE(store.ok());
+  int32_t now_hour = static_cast<int32_t>(FloorDiv(NowMs(), kHourMs));
+  absl::uint128 old_id = DedupIndex::Fingerprint("old"), new_id = DedupIndex::Fingerprint("new");
+  std::string old_key, new_key;
+  AppendAggregateKeyPrefix(old_key, 0, 0, Level::kMinute, FloorDiv(NowMs() - 3 * kDayMs, kMinuteMs));
+  AppendAggregateKeyDim(old_key, "c");
+  AppendAggregateKeyPrefix(new_key, 0, 0, Level::kMinute, FloorDiv(NowMs(), kMinuteMs));
+  AppendAggregateKeyDim(new_key, "c");
+  StateStore::Batch b;
+  b.PutDedup(0, old_id, now_hour - 30);
+  b.PutDedup(0, new_id, now_hour - 2);
+  b.PutAggregate(old_key, Value(1, 1, {}));
+  b.PutAggregate(new_key, Value(1, 1, {}));
+  REQUIRE((*store)->Write(b).ok());
+  CHECK(*(*store)->DedupContains(0, old_id, INT32_MIN));  // before compaction: still there
+  REQUIRE((*store)->Sync().ok());
+  REQUIRE((*store)->CompactAll().ok());
+  CHECK_FALSE(*(*store)->DedupContains(0, old_id, INT32_MIN));
+  CHECK(*(*store)->DedupContains(0, new_id, INT32_MIN));
+  int keys = 0;
+  REQUIRE((*store)->Scan("A", "B", [&](std::string_view, std::string_view) {
+    ++keys;
+    return true;
+  }).ok());
+  CHECK(keys == 1);
+  CHECK(Read(**store, new_key).counters.impressions == 1);
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace adpulse
