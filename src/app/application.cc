@@ -266,6 +266,8 @@ int RunApplication(int argc, char** argv) {
   // interned values and a small HyperLogLog (docs/benchmarks.md).
   constexpr uint64_t kBytesPerGroup = 400;
 
+  pipeline_options.dedup_filter_bytes =
+      budget / 16 / static_cast<uint64_t>(pipeline_options.workers);
   pipeline_options.flush_max_groups = std::max<uint64_t>(
       10'000, budget * 3 / 8 / kBytesPerGroup / static_cast<uint64_t>(pipeline_options.workers));
 

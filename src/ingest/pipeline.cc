@@ -58,6 +58,7 @@ Pipeline::Pipeline(const CubeCatalog& catalog, const PipelineOptions& options)
     writer.store = options.store;
     writer.flush_interval_ms = options.flush_interval_ms;
     writer.flush_max_groups = options.flush_max_groups;
+    writer.dedup_filter_bytes = options.dedup_filter_bytes;
     workers_.push_back(std::make_unique<Worker>(
         s, std::make_unique<ShardState>(catalog, s, options.store, options.dedup_horizon_ms),
         std::move(writer), std::move(column), pin));

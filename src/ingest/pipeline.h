@@ -31,6 +31,7 @@ struct PipelineOptions {
   StateStore* store = nullptr;  // null: memory only
   int64_t flush_interval_ms = 1000;
   size_t flush_max_groups = 500'000;  // per shard
+  uint64_t dedup_filter_bytes = 16ull << 20;  // per shard
   int workers = 1;
   int max_producers = 4;
   size_t ring_capacity_tasks = 4096;

@@ -21,7 +21,8 @@ Admission ShardState::Admit(const Event& e, std::string* error) {
     ++duplicates_;
     return Admission::kDuplicate;
   }
-  if (store_) {
+  if (store_ && (!filter_ || filter_->MayContain(fp))) {
+    ++store_lookups_;
     int32_t min_hour = static_cast<int32_t>(FloorDiv(NowMs() - dedup_horizon_ms_, kHourMs)) - 1;
     auto seen = store_->DedupContains(shard_, fp, min_hour);
     if (!seen.ok()) {
@@ -61,6 +62,13 @@ void ShardState::AddToCubes(const Event& e) {
   ++applied_;
 }
 
+absl::Status ShardState::EnableDedupFilter(uint64_t bytes) {
+  if (!store_) return absl::OkStatus();
+  filter_ = std::make_unique<DedupFilter>(bytes, dedup_horizon_ms_ / 2);
+  int64_t now = NowMs();
+  return store_->ForEachDedup(shard_, [&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
+}
+
 size_t ShardState::groups_in_memory() const {
   size_t n = 0;
   for (const CubeStore& c : cubes_) n += c.GroupCount();
@@ -87,6 +95,10 @@ absl::Status ShardState::Flush(const WalPosition& checkpoint) {
   batch.PutCheckpoint(shard_, checkpoint);
   absl::Status s = store_->Write(batch);
   if (!s.ok()) return s;
+  if (filter_) {
+    int64_t now = NowMs();
+    dedup_.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
+  }
   for (CubeStore& cube : cubes_) cube.Clear();
   dedup_.Clear();
   interner_.Clear();

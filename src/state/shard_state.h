@@ -4,12 +4,14 @@
 // shard's checkpoint. Owned and touched only by its worker thread; queries reach it as tasks.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "adpulse/event.h"
 #include "base/relaxed_counter.h"
+#include "state/dedup_filter.h"
 #include "state/dedup_index.h"
 #include "state/interner.h"
 #include "storage/state_store.h"
@@ -47,6 +49,10 @@ class ShardState {
   // Admit + AddToCubes, for replay and tests; false for a duplicate.
   bool Apply(const Event& e);
 
+  // Puts a Bloom filter of `bytes` in front of the store's dedup ids and fills it from the store.
+  absl::Status EnableDedupFilter(uint64_t bytes);
+  uint64_t store_dedup_lookups() const { return store_lookups_.Get(); }
+
   // Moves everything in memory into the store with `checkpoint`, atomically. On error nothing
   // changes in memory. A no-op without a store.
   absl::Status Flush(const WalPosition& checkpoint);
@@ -70,6 +76,8 @@ class ShardState {
   Interner interner_;
   std::vector<CubeStore> cubes_;
   DedupIndex dedup_;
+  std::unique_ptr<DedupFilter> filter_;
+  RelaxedCounter store_lookups_;
   int64_t max_event_ms_ = INT64_MIN;
   // Written by the worker, read by metrics scrapes from other threads.
   RelaxedCounter applied_;

@@ -21,6 +21,10 @@ absl::Status ShardWriter::Recover(RecoveryStats* stats) {
   if (!options_.use_wal) return absl::OkStatus();
   auto recover = [&]() -> absl::Status {
     WalPosition checkpoint;
+    if (options_.store && options_.dedup_filter_bytes > 0) {
+      absl::Status filled = state_->EnableDedupFilter(options_.dedup_filter_bytes);
+      if (!filled.ok()) return filled;
+    }
     if (options_.store) {
       auto cp = options_.store->ReadCheckpoint(state_->shard());
       if (!cp.ok()) return cp.status();

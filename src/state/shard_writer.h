@@ -34,6 +34,7 @@ struct ShardWriterOptions {
   StateStore* store = nullptr;
   int64_t flush_interval_ms = 1000;
   size_t flush_max_groups = 500'000;  // flush early when memory holds this many aggregates
+  uint64_t dedup_filter_bytes = 16ull << 20;  // 0: every new id is looked up in the store
 };
 
 class ShardWriter {

@@ -212,6 +212,22 @@ absl::StatusOr<std::optional<WalPosition>> StateStore::ReadCheckpoint(int shard)
   return std::optional<WalPosition>(p);
 }
 
+absl::Status StateStore::ForEachDedup(int shard,
+                                      const std::function<void(absl::uint128, int32_t)>& fn) {
+  std::string from = DedupKey(shard, 0).substr(0, 3);
+  std::string to = DedupKey(shard + 1, 0).substr(0, 3);
+  return Scan(from, to, [&](std::string_view k, std::string_view v) {
+    if (k.size() != 19 || v.size() != 4) return true;
+    uint64_t hi, lo;
+    int32_t hour;
+    std::memcpy(&hi, k.data() + 3, 8);
+    std::memcpy(&lo, k.data() + 11, 8);
+    std::memcpy(&hour, v.data(), 4);
+    fn(absl::MakeUint128(hi, lo), hour);
+    return true;
+  });
+}
+
 absl::StatusOr<bool> StateStore::DedupContains(int shard, absl::uint128 fp, int32_t min_hour) {
   std::string value;
   rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), DedupKey(shard, fp), &value);
