@@ -269,7 +269,7 @@ int RunApplication(int argc, char** argv) {
   pipeline_options.dedup_filter_bytes =
       budget / 16 / static_cast<uint64_t>(pipeline_options.workers);
   pipeline_options.flush_max_groups = std::max<uint64_t>(
-      10'000, budget * 3 / 8 / kBytesPerGroup / static_cast<uint64_t>(pipeline_options.workers));
+      10'000, budget / 4 / kBytesPerGroup / static_cast<uint64_t>(pipeline_options.workers));
 
   MetricsRegistry metrics;
   Pipeline pipeline(*catalog, pipeline_options);

@@ -243,6 +243,18 @@ void WriteMetric(JsonWriter& w, Metric m, const Aggregate& a) {
   }
 }
 
+// Exact counters as billing reads them: money as strings with 6 decimals.
+void WriteExactCounters(JsonWriter& w, const Counters& c) {
+  w.Key("impressions").Uint(c.impressions)
+      .Key("clicks").Uint(c.clicks)
+      .Key("conversions").Uint(c.conversions)
+      .Key("spend").String(MicrosToDecimal(c.spend_micros, true))
+      .Key("fraud_impressions").Uint(c.fraud_impressions)
+      .Key("fraud_clicks").Uint(c.fraud_clicks)
+      .Key("fraud_conversions").Uint(c.fraud_conversions)
+      .Key("fraud_spend").String(MicrosToDecimal(c.fraud_spend_micros, true));
+}
+
 }  // namespace
 
 struct Api::Impl {
@@ -775,16 +787,9 @@ struct Api::Impl {
             rebuilt |= r.rebuilt;
           }
           auto counters = [](JsonWriter& w, const Counters& c) {
-            w.BeginObject()
-                .Key("impressions").Uint(c.impressions)
-                .Key("clicks").Uint(c.clicks)
-                .Key("conversions").Uint(c.conversions)
-                .Key("spend").String(MicrosToDecimal(c.spend_micros, true))
-                .Key("fraud_impressions").Uint(c.fraud_impressions)
-                .Key("fraud_clicks").Uint(c.fraud_clicks)
-                .Key("fraud_conversions").Uint(c.fraud_conversions)
-                .Key("fraud_spend").String(MicrosToDecimal(c.fraud_spend_micros, true))
-                .EndObject();
+            w.BeginObject();
+            WriteExactCounters(w, c);
+            w.EndObject();
           };
           JsonWriter w;
           w.BeginObject()
@@ -853,16 +858,7 @@ struct Api::Impl {
           .Key("start").Int(spec.start_ms)
           .Key("end").Int(spec.end_ms);
       if (!tz.empty()) w.Key("tz").String(tz);
-      auto write_counters = [&w](const Counters& c) {
-        w.Key("impressions").Uint(c.impressions)
-            .Key("clicks").Uint(c.clicks)
-            .Key("conversions").Uint(c.conversions)
-            .Key("spend").String(MicrosToDecimal(c.spend_micros, true))
-            .Key("fraud_impressions").Uint(c.fraud_impressions)
-            .Key("fraud_clicks").Uint(c.fraud_clicks)
-            .Key("fraud_conversions").Uint(c.fraud_conversions)
-            .Key("fraud_spend").String(MicrosToDecimal(c.fraud_spend_micros, true));
-      };
+      auto write_counters = [&w](const Counters& c) { WriteExactCounters(w, c); };
       w.Key("rows").BeginArray();
       for (const ResultRow* row : table.SortedRows()) {
         w.BeginObject();

@@ -1020,6 +1020,25 @@ class E2E:
         req = (b"POST /v1/events HTTP/1.1\r\n" + host.encode() + b"Content-Type: application/json\r\n"
                b"Transfer-Encoding: gzip\r\n\r\n" + smuggled)
         self.raw_framing_case("Transfer-Encoding: gzip without chunked", req)
+        # 3. Pipelining: three requests in one write are answered in order on the same connection.
+        ev = invalid_event("event_type 'view'", "pipelined", self.now_ms, self.rng)[0].encode()
+        req = (("GET /healthz HTTP/1.1\r\n" + host + "\r\n").encode() +
+               b"POST /v1/events HTTP/1.1\r\n" + host.encode() + b"Content-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(ev) + ev +
+               ("GET /readyz HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n").encode())
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            s.sendall(req)
+            data, closed, how = read_until_close(s, 3.0)
+        except OSError as e:
+            data, closed, how = b"", True, type(e).__name__
+        finally:
+            s.close()
+        codes = status_lines(data)
+        self.res.check(codes == [200, 200, 200] and b'"rejected":1' in data and
+                       data.index(b'"status":"ok"') < data.index(b'"rejected"') < data.index(b'"ready"'),
+                       "pipelined requests are answered in order", "[200, 200, 200] in order",
+                       f"{codes}: {short(data, 300)!r}")
         self.ensure_alive()
 
     def raw_framing_case(self, name, request_bytes):
