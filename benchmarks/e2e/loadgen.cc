@@ -54,17 +54,17 @@ void AppendEvent(std::string& out, uint64_t id, uint64_t seed, std::mt19937_64& 
   static const char* kCountries[] = {"US", "DE", "FR", "GB", "BR", "IN", "JP", "CA"};
   static const char* kDevices[] = {"desktop", "mobile", "tablet"};
   uint64_t campaign = rng() % o.campaigns;
-  fmt::format_to(std::back_inserter(out),
-                 R"({{"event_id":"lg{}-{}","event_type":"{}","timestamp":{},"campaign_id":"c{}",)"
-                 R"("ad_id":"a{}","advertiser_id":"adv{}","publisher_id":"p{}","user_id":"u{}",)"
-                 R"("ip_address":"203.0.113.{}","user_agent":"Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",)"
-                 R"("page_url":"https://news.example.com/a/{}","device_type":"{}","country":"{}",)"
-                 R"("bid_price":0.{:06},"currency":"USD"}})"
-                 "\n",
-                 seed, id, kTypes[rng() % 10], now - static_cast<int64_t>(rng() % 120'000), campaign,
-                 campaign * 4 + rng() % 4, campaign % 5000, rng() % 500, rng() % o.users,
-                 rng() % 256, rng() % 1000, kDevices[rng() % 3], kCountries[rng() % 8],
-                 rng() % 1'000'000);
+  fmt::format_to(
+      std::back_inserter(out),
+      R"({{"event_id":"lg{}-{}","event_type":"{}","timestamp":{},"campaign_id":"c{}",)"
+      R"("ad_id":"a{}","advertiser_id":"adv{}","publisher_id":"p{}","user_id":"u{}",)"
+      R"("ip_address":"203.0.113.{}","user_agent":"Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",)"
+      R"("page_url":"https://news.example.com/a/{}","device_type":"{}","country":"{}",)"
+      R"("bid_price":0.{:06},"currency":"USD"}})"
+      "\n",
+      seed, id, kTypes[rng() % 10], now - static_cast<int64_t>(rng() % 120'000), campaign,
+      campaign * 4 + rng() % 4, campaign % 5000, rng() % 500, rng() % o.users, rng() % 256,
+      rng() % 1000, kDevices[rng() % 3], kCountries[rng() % 8], rng() % 1'000'000);
 }
 
 int Connect(const Options& o) {
@@ -98,7 +98,8 @@ int RoundTrip(int fd, const std::string& request, std::string& buffer, std::stri
     if (header_end != std::string::npos) {
       size_t cl = buffer.find("Content-Length: ");
       if (cl == std::string::npos) cl = buffer.find("content-length: ");
-      size_t length = cl == std::string::npos ? 0 : std::strtoul(buffer.c_str() + cl + 16, nullptr, 10);
+      size_t length =
+          cl == std::string::npos ? 0 : std::strtoul(buffer.c_str() + cl + 16, nullptr, 10);
       if (buffer.size() >= header_end + 4 + length) {
         body = buffer.substr(header_end + 4, length);
         return std::atoi(buffer.c_str() + 9);
@@ -125,18 +126,30 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--host") o.host = v;
-    else if (k == "--port") o.port = std::stoi(v);
-    else if (k == "--events") o.events = std::stoull(v);
-    else if (k == "--campaigns") o.campaigns = std::stoull(v);
-    else if (k == "--users") o.users = std::stoull(v);
-    else if (k == "--batch") o.batch = std::stoi(v);
-    else if (k == "--connections") o.connections = std::stoi(v);
-    else if (k == "--rate") o.rate = std::stod(v);
-    else if (k == "--duplicates") o.duplicate_rate = std::stod(v);
-    else if (k == "--seed") o.seed = std::stoull(v);
-    else if (k == "--pid") o.pid = std::stoi(v);
-    else if (k == "--json") o.json = v;
+    if (k == "--host")
+      o.host = v;
+    else if (k == "--port")
+      o.port = std::stoi(v);
+    else if (k == "--events")
+      o.events = std::stoull(v);
+    else if (k == "--campaigns")
+      o.campaigns = std::stoull(v);
+    else if (k == "--users")
+      o.users = std::stoull(v);
+    else if (k == "--batch")
+      o.batch = std::stoi(v);
+    else if (k == "--connections")
+      o.connections = std::stoi(v);
+    else if (k == "--rate")
+      o.rate = std::stod(v);
+    else if (k == "--duplicates")
+      o.duplicate_rate = std::stod(v);
+    else if (k == "--seed")
+      o.seed = std::stoull(v);
+    else if (k == "--pid")
+      o.pid = std::stoi(v);
+    else if (k == "--json")
+      o.json = v;
     else {
       fmt::print(stderr, "unknown option {}\n", k);
       return 2;
@@ -187,12 +200,15 @@ int main(int argc, char** argv) {
         request += body;
         auto t0 = std::chrono::steady_clock::now();
         int status = RoundTrip(fd, request, buffer, reply);
-        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                        .count();
         if (status == 200) {
           local.push_back(ms);
           auto field = [&](const char* name) {
             size_t p = reply.find(name);
-            return p == std::string::npos ? 0ull : std::strtoull(reply.c_str() + p + std::strlen(name), nullptr, 10);
+            return p == std::string::npos
+                       ? 0ull
+                       : std::strtoull(reply.c_str() + p + std::strlen(name), nullptr, 10);
           };
           accepted += field("\"accepted\":");
           duplicates += field("\"duplicates\":");
@@ -219,14 +235,17 @@ int main(int argc, char** argv) {
   std::sort(latencies_ms.begin(), latencies_ms.end());
   auto pct = [&](double p) {
     if (latencies_ms.empty()) return 0.0;
-    return latencies_ms[std::min(latencies_ms.size() - 1, static_cast<size_t>(p * latencies_ms.size()))];
+    return latencies_ms[std::min(latencies_ms.size() - 1,
+                                 static_cast<size_t>(p * latencies_ms.size()))];
   };
   std::string errs;
-  for (auto [k, v] : errors) errs += fmt::format(" {}:{}", k == 0 ? std::string("io") : std::to_string(k), v);
+  for (auto [k, v] : errors)
+    errs += fmt::format(" {}:{}", k == 0 ? std::string("io") : std::to_string(k), v);
   double rate = static_cast<double>(accepted + duplicates) / secs;
   fmt::print(
       "sent {} events in {:.1f} s: {:.0f} events/s acknowledged ({} accepted, {} duplicates, {} "
-      "rejected); batch {} x {} connections; ack latency p50 {:.2f} ms p99 {:.2f} ms p99.9 {:.2f} ms; "
+      "rejected); batch {} x {} connections; ack latency p50 {:.2f} ms p99 {:.2f} ms p99.9 {:.2f} "
+      "ms; "
       "errors{}{}\n",
       o.events, secs, rate, accepted.load(), duplicates.load(), rejected.load(), o.batch,
       o.connections, pct(0.5), pct(0.99), pct(0.999), errs.empty() ? " none" : errs,

@@ -21,7 +21,7 @@ constexpr int kBatch = 1000;
 std::string MakeNdjson(int64_t now_ms, int count, uint64_t seed, uint64_t campaigns = 10000) {
   std::mt19937_64 rng(seed);
   const char* types[] = {"impression", "impression", "impression", "impression", "impression",
-                         "impression", "impression", "impression", "click", "conversion"};
+                         "impression", "impression", "impression", "click",      "conversion"};
   const char* countries[] = {"US", "DE", "FR", "GB", "BR", "IN", "JP", "CA"};
   const char* devices[] = {"desktop", "mobile", "tablet"};
   std::string out;
@@ -33,30 +33,30 @@ std::string MakeNdjson(int64_t now_ms, int count, uint64_t seed, uint64_t campai
            ",\"campaign_id\":\"camp-" + std::to_string(campaign) + "\",\"ad_id\":\"ad-" +
            std::to_string(campaign * 4 + rng() % 4) + "\",\"advertiser_id\":\"adv-" +
            std::to_string(campaign % 500) + "\",\"user_id\":\"user-" +
-           std::to_string(rng() % 100000) +
-           "\",\"session_id\":\"s-" + std::to_string(rng()) +
+           std::to_string(rng() % 100000) + "\",\"session_id\":\"s-" + std::to_string(rng()) +
            "\",\"ip_address\":\"203.0.113." + std::to_string(rng() % 256) +
            "\",\"user_agent\":\"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
            "(KHTML, like Gecko) Chrome/120.0 Safari/537.36\",\"publisher_id\":\"pub-" +
            std::to_string(rng() % 200) + "\",\"placement_id\":\"pl-" + std::to_string(rng() % 50) +
            "\",\"page_url\":\"https://news.example.com/article/" + std::to_string(rng() % 1000) +
-           "\",\"device_type\":\"" + devices[rng() % 3] + "\",\"os\":\"Windows\",\"browser\":\"Chrome\"" +
-           ",\"country\":\"" + countries[rng() % 8] + "\",\"city\":\"City\",\"bid_price\":0." +
+           "\",\"device_type\":\"" + devices[rng() % 3] +
+           "\",\"os\":\"Windows\",\"browser\":\"Chrome\"" + ",\"country\":\"" +
+           countries[rng() % 8] + "\",\"city\":\"City\",\"bid_price\":0." +
            std::to_string(100 + rng() % 900) + ",\"currency\":\"USD\"}\n";
   }
   return out;
 }
 
 CubeCatalog DefaultCatalog() {
-  return *CubeCatalog::Create({{"campaign", {Dim::kCampaignId}},
-                               {"campaign_country", {Dim::kCampaignId, Dim::kCountry}},
-                               {"campaign_device", {Dim::kCampaignId, Dim::kDeviceType}},
-                               {"campaign_country_device",
-                                {Dim::kCampaignId, Dim::kCountry, Dim::kDeviceType}},
-                               {"campaign_ad", {Dim::kCampaignId, Dim::kAdId}},
-                               {"advertiser", {Dim::kAdvertiserId}},
-                               {"publisher", {Dim::kPublisherId}},
-                               {"billing", {Dim::kAdvertiserId, Dim::kCampaignId, Dim::kCurrency}}});
+  return *CubeCatalog::Create(
+      {{"campaign", {Dim::kCampaignId}},
+       {"campaign_country", {Dim::kCampaignId, Dim::kCountry}},
+       {"campaign_device", {Dim::kCampaignId, Dim::kDeviceType}},
+       {"campaign_country_device", {Dim::kCampaignId, Dim::kCountry, Dim::kDeviceType}},
+       {"campaign_ad", {Dim::kCampaignId, Dim::kAdId}},
+       {"advertiser", {Dim::kAdvertiserId}},
+       {"publisher", {Dim::kPublisherId}},
+       {"billing", {Dim::kAdvertiserId, Dim::kCampaignId, Dim::kCurrency}}});
 }
 
 void BM_DecodeValidate(benchmark::State& state) {

@@ -10,7 +10,8 @@
 
 namespace adpulse {
 
-absl::StatusOr<HttpReply> HttpPost(const std::string& host, uint16_t port, const std::string& target) {
+absl::StatusOr<HttpReply> HttpPost(const std::string& host, uint16_t port,
+                                   const std::string& target) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
@@ -22,8 +23,8 @@ absl::StatusOr<HttpReply> HttpPost(const std::string& host, uint16_t port, const
     int err = errno;
     freeaddrinfo(res);
     if (fd >= 0) ::close(fd);
-    return absl::UnavailableError(fmt::format("cannot connect to adpulse at {}:{}: {}", host, port,
-                                              std::strerror(err)));
+    return absl::UnavailableError(
+        fmt::format("cannot connect to adpulse at {}:{}: {}", host, port, std::strerror(err)));
   }
   freeaddrinfo(res);
   std::string request = fmt::format(

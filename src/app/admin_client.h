@@ -12,6 +12,7 @@ struct HttpReply {
   std::string body;
 };
 
-absl::StatusOr<HttpReply> HttpPost(const std::string& host, uint16_t port, const std::string& target);
+absl::StatusOr<HttpReply> HttpPost(const std::string& host, uint16_t port,
+                                   const std::string& target);
 
 }  // namespace adpulse

@@ -4,18 +4,18 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
-#include <chrono>
 #include <thread>
 
 #include "app/admin_client.h"
 #include "app/config.h"
-#include "base/status_macros.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/status_macros.h"
 #include "base/time_parse.h"
 #include "http/api.h"
 #include "http/server.h"
@@ -248,9 +248,10 @@ int RunApplication(int argc, char** argv) {
     int shards = std::atoi((*stored_shards)->c_str());
     if (shards < 1) return fail(absl::DataLossError("the state store's shard count is malformed"));
     if (shards != pipeline_options.workers) {
-      LOG_WARN("data dir {} was created with {} shards: running {} workers (ingest.workers = {} "
-               "applies to new data dirs only)",
-               config.data_dir, shards, shards, pipeline_options.workers);
+      LOG_WARN(
+          "data dir {} was created with {} shards: running {} workers (ingest.workers = {} "
+          "applies to new data dirs only)",
+          config.data_dir, shards, shards, pipeline_options.workers);
       pipeline_options.workers = shards;
     }
   } else {
@@ -321,9 +322,10 @@ int RunApplication(int argc, char** argv) {
 
   // Serve /healthz and /readyz (503 until recovery ends) while the shards replay their logs.
   std::thread serving([&server] { server.Run(); });
-  LOG_INFO("adpulse {} listening on http://{}:{} (data dir {}, {} workers, {} cubes, durability {})",
-           kVersion, config.server.host, server.port(), config.data_dir, pipeline_options.workers,
-           catalog->cubes().size(), config.fsync ? "fsync" : "os");
+  LOG_INFO(
+      "adpulse {} listening on http://{}:{} (data dir {}, {} workers, {} cubes, durability {})",
+      kVersion, config.server.host, server.port(), config.data_dir, pipeline_options.workers,
+      catalog->cubes().size(), config.fsync ? "fsync" : "os");
   auto recovery_started = std::chrono::steady_clock::now();
   pipeline.Start();
   absl::Status recovered = pipeline.WaitRecovered();
@@ -335,9 +337,9 @@ int RunApplication(int argc, char** argv) {
     return fail(recovered);
   }
   api.SetReady(true);
-  LOG_INFO("ready: recovery took {:.2f} s",
-           std::chrono::duration<double>(std::chrono::steady_clock::now() - recovery_started)
-               .count());
+  LOG_INFO(
+      "ready: recovery took {:.2f} s",
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - recovery_started).count());
   serving.join();
   pipeline.Stop();  // each shard flushes its memory into the store with a final checkpoint
   archiver.Stop();

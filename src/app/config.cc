@@ -1,11 +1,11 @@
 #include "app/config.h"
 
 #include <fmt/format.h>
+#include <toml++/toml.h>
 
 #include <charconv>
 #include <fstream>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "base/status_macros.h"
 #include "default_config.h"
@@ -82,15 +82,15 @@ absl::Status ReadBool(const toml::table& table, std::string_view section, std::s
   return absl::OkStatus();
 }
 
-absl::Status CheckKeys(const toml::table& table, std::string_view section,
-                       std::string_view source, std::initializer_list<std::string_view> allowed) {
+absl::Status CheckKeys(const toml::table& table, std::string_view section, std::string_view source,
+                       std::initializer_list<std::string_view> allowed) {
   for (const auto& [key, node] : table) {
     bool known = false;
     for (std::string_view a : allowed) known |= (a == key.str());
     if (!known) {
-      return absl::InvalidArgumentError(fmt::format(
-          "{}: unknown key '{}{}{}'", Where(source, node), section, section.empty() ? "" : ".",
-          key.str()));
+      return absl::InvalidArgumentError(fmt::format("{}: unknown key '{}{}{}'", Where(source, node),
+                                                    section, section.empty() ? "" : ".",
+                                                    key.str()));
     }
   }
   return absl::OkStatus();
@@ -108,12 +108,12 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
   try {
     root = toml::parse(toml_text, std::string(source));
   } catch (const toml::parse_error& e) {
-    return absl::InvalidArgumentError(fmt::format("{}:{}: {}", source, e.source().begin.line,
-                                                  e.description()));
+    return absl::InvalidArgumentError(
+        fmt::format("{}:{}: {}", source, e.source().begin.line, e.description()));
   }
-  RETURN_IF_ERROR(CheckKeys(root, "", source,
-                            {"server", "storage", "log", "ingest", "dedup", "query", "retention",
-                             "cubes"}));
+  RETURN_IF_ERROR(
+      CheckKeys(root, "", source,
+                {"server", "storage", "log", "ingest", "dedup", "query", "retention", "cubes"}));
   for (std::string_view name :
        {"server", "storage", "log", "ingest", "dedup", "query", "retention"}) {
     const toml::node* node = root.get(name);
@@ -124,9 +124,8 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
   }
   if (const toml::table* t = Section(root, "server")) {
     RETURN_IF_ERROR(CheckKeys(*t, "server", source,
-                              {"listen", "http_threads", "max_body_bytes",
-                               "max_decoded_body_bytes", "idle_timeout_s", "request_timeout_s",
-                               "drain_timeout_s"}));
+                              {"listen", "http_threads", "max_body_bytes", "max_decoded_body_bytes",
+                               "idle_timeout_s", "request_timeout_s", "drain_timeout_s"}));
     std::string listen;
     RETURN_IF_ERROR(ReadString(*t, "server", "listen", source, listen));
     if (!listen.empty()) {
@@ -138,8 +137,8 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     v = static_cast<int64_t>(config.server.max_body_bytes);
     RETURN_IF_ERROR(ReadInt(*t, "server", "max_body_bytes", source, 1024, int64_t{1} << 32, v));
     config.server.max_body_bytes = static_cast<size_t>(v);
-    RETURN_IF_ERROR(ReadInt(*t, "server", "max_decoded_body_bytes", source, 1024,
-                            int64_t{1} << 34, config.max_decoded_body_bytes));
+    RETURN_IF_ERROR(ReadInt(*t, "server", "max_decoded_body_bytes", source, 1024, int64_t{1} << 34,
+                            config.max_decoded_body_bytes));
     v = config.server.idle_timeout_s;
     RETURN_IF_ERROR(ReadInt(*t, "server", "idle_timeout_s", source, 1, 86400, v));
     config.server.idle_timeout_s = static_cast<int>(v);
@@ -151,10 +150,9 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     config.server.drain_timeout_s = static_cast<int>(v);
   }
   if (const toml::table* t = Section(root, "storage")) {
-    RETURN_IF_ERROR(
-        CheckKeys(*t, "storage", source,
-                  {"data_dir", "durability", "wal_segment_bytes", "flush_interval_ms",
-                   "memory_budget_bytes"}));
+    RETURN_IF_ERROR(CheckKeys(*t, "storage", source,
+                              {"data_dir", "durability", "wal_segment_bytes", "flush_interval_ms",
+                               "memory_budget_bytes"}));
     RETURN_IF_ERROR(ReadInt(*t, "storage", "flush_interval_ms", source, 10, 3'600'000,
                             config.flush_interval_ms));
     RETURN_IF_ERROR(ReadInt(*t, "storage", "memory_budget_bytes", source, 64ll << 20,
@@ -167,9 +165,9 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     } else if (durability == "os") {
       config.fsync = false;
     } else if (!durability.empty()) {
-      return absl::InvalidArgumentError(fmt::format(
-          "{}: storage.durability = \"{}\" must be \"fsync\" or \"os\"",
-          Where(source, *t->get("durability")), durability));
+      return absl::InvalidArgumentError(
+          fmt::format("{}: storage.durability = \"{}\" must be \"fsync\" or \"os\"",
+                      Where(source, *t->get("durability")), durability));
     }
     RETURN_IF_ERROR(ReadInt(*t, "storage", "wal_segment_bytes", source, 1 << 16, int64_t{1} << 32,
                             config.wal_segment_bytes));
@@ -200,12 +198,12 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
         ReadInt(*t, "dedup", "horizon_s", source, 60, 86400 * 366, config.dedup_horizon_s));
   }
   if (const toml::table* t = Section(root, "retention")) {
+    RETURN_IF_ERROR(CheckKeys(*t, "retention", source,
+                              {"minute_days", "hour_days", "day_days", "archive_days"}));
     RETURN_IF_ERROR(
-        CheckKeys(*t, "retention", source, {"minute_days", "hour_days", "day_days", "archive_days"}));
-    RETURN_IF_ERROR(ReadInt(*t, "retention", "archive_days", source, 1, 36500,
-                            config.archive_retention_days));
-    RETURN_IF_ERROR(ReadInt(*t, "retention", "minute_days", source, 1, 36500,
-                            config.minute_retention_days));
+        ReadInt(*t, "retention", "archive_days", source, 1, 36500, config.archive_retention_days));
+    RETURN_IF_ERROR(
+        ReadInt(*t, "retention", "minute_days", source, 1, 36500, config.minute_retention_days));
     RETURN_IF_ERROR(
         ReadInt(*t, "retention", "hour_days", source, 1, 36500, config.hour_retention_days));
     RETURN_IF_ERROR(
@@ -219,8 +217,8 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
   if (const toml::node* cubes_node = root.get("cubes")) {
     const toml::array* cubes = cubes_node->as_array();
     if (!cubes) {
-      return absl::InvalidArgumentError(
-          fmt::format("{}: cubes must be an array of tables ([[cubes]])", Where(source, *cubes_node)));
+      return absl::InvalidArgumentError(fmt::format(
+          "{}: cubes must be an array of tables ([[cubes]])", Where(source, *cubes_node)));
     }
     std::vector<CubeSpec> specs;
     for (const toml::node& entry : *cubes) {
@@ -234,17 +232,17 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
       RETURN_IF_ERROR(ReadString(*t, "cubes", "name", source, spec.name));
       const toml::array* dims = t->get_as<toml::array>("dimensions");
       if (!dims) {
-        return absl::InvalidArgumentError(fmt::format(
-            "{}: cube '{}' needs dimensions = [\"campaign_id\", ...]", Where(source, entry),
-            spec.name));
+        return absl::InvalidArgumentError(
+            fmt::format("{}: cube '{}' needs dimensions = [\"campaign_id\", ...]",
+                        Where(source, entry), spec.name));
       }
       for (const toml::node& d : *dims) {
         auto name = d.value<std::string>();
         std::optional<Dim> dim = name ? ParseDim(*name) : std::nullopt;
         if (!dim) {
-          return absl::InvalidArgumentError(fmt::format(
-              "{}: cube '{}': '{}' is not a dimension", Where(source, d), spec.name,
-              name ? *name : "(not a string)"));
+          return absl::InvalidArgumentError(fmt::format("{}: cube '{}': '{}' is not a dimension",
+                                                        Where(source, d), spec.name,
+                                                        name ? *name : "(not a string)"));
         }
         spec.dims.push_back(*dim);
       }

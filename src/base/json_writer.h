@@ -8,7 +8,8 @@
 
 namespace adpulse {
 
-// Appends `s` to `out` as a JSON string literal, quotes included; invalid UTF-8 bytes become U+FFFD.
+// Appends `s` to `out` as a JSON string literal, quotes included; invalid UTF-8 bytes become
+// U+FFFD.
 void AppendJsonString(std::string& out, std::string_view s);
 
 // Formats integer micro-units as an exact decimal: 15500000 -> "15.5", 0 -> "0", -1 -> "-0.000001".

@@ -17,9 +17,9 @@ absl::StatusOr<int64_t> ParseTimeMs(std::string_view param, std::string_view tex
   if (absl::ParseTime(absl::RFC3339_full, absl::string_view(text.data(), text.size()), &t, &err)) {
     return absl::ToUnixMillis(t);
   }
-  return absl::InvalidArgumentError(fmt::format(
-      "{} '{}' is neither epoch milliseconds nor RFC 3339 (e.g. 2025-11-28T14:00:00Z)", param,
-      text));
+  return absl::InvalidArgumentError(
+      fmt::format("{} '{}' is neither epoch milliseconds nor RFC 3339 (e.g. 2025-11-28T14:00:00Z)",
+                  param, text));
 }
 
 absl::StatusOr<absl::TimeZone> ParseTimeZone(std::string_view name) {

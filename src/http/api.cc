@@ -1,10 +1,10 @@
 #include "http/api.h"
 
 #include <fmt/format.h>
+#include <simdjson.h>
 
 #include <algorithm>
 #include <cmath>
-#include <simdjson.h>
 
 #include "absl/strings/ascii.h"
 #include "base/json_writer.h"
@@ -40,7 +40,8 @@ std::string Lower(std::string_view s) {
   return absl::AsciiStrToLower(absl::string_view(s.data(), s.size()));
 }
 
-// The media type without parameters, lower case: "Application/JSON; charset=utf-8" -> "application/json".
+// The media type without parameters, lower case: "Application/JSON; charset=utf-8" ->
+// "application/json".
 std::string MediaType(std::string_view content_type) {
   std::string_view t = content_type.substr(0, content_type.find(';'));
   while (!t.empty() && t.back() == ' ') t.remove_suffix(1);
@@ -49,10 +50,9 @@ std::string MediaType(std::string_view content_type) {
 }
 
 const std::vector<Metric> kDefaultMetrics = {
-    Metric::kImpressions, Metric::kClicks,      Metric::kConversions,
-    Metric::kSpend,       Metric::kCtr,         Metric::kCvr,
-    Metric::kUniqueUsers, Metric::kFraudImpressions, Metric::kFraudClicks,
-    Metric::kFraudSpend};
+    Metric::kImpressions, Metric::kClicks,    Metric::kConversions, Metric::kSpend,
+    Metric::kCtr,         Metric::kCvr,       Metric::kUniqueUsers, Metric::kFraudImpressions,
+    Metric::kFraudClicks, Metric::kFraudSpend};
 
 std::string DimList() {
   std::vector<std::string_view> names;
@@ -177,8 +177,8 @@ absl::Status ReadCommonParams(const ParsedTarget& t, QueryRequest& q, int64_t ma
   if (g) {
     auto parsed = ParseGranularity(*g);
     if (!parsed) {
-      return absl::InvalidArgumentError(fmt::format(
-          "granularity '{}' is not one of minute, 5minute, hour, day, all", *g));
+      return absl::InvalidArgumentError(
+          fmt::format("granularity '{}' is not one of minute, 5minute, hour, day, all", *g));
     }
     q.spec.granularity = *parsed;
   } else {
@@ -245,14 +245,22 @@ void WriteMetric(JsonWriter& w, Metric m, const Aggregate& a) {
 
 // Exact counters as billing reads them: money as strings with 6 decimals.
 void WriteExactCounters(JsonWriter& w, const Counters& c) {
-  w.Key("impressions").Uint(c.impressions)
-      .Key("clicks").Uint(c.clicks)
-      .Key("conversions").Uint(c.conversions)
-      .Key("spend").String(MicrosToDecimal(c.spend_micros, true))
-      .Key("fraud_impressions").Uint(c.fraud_impressions)
-      .Key("fraud_clicks").Uint(c.fraud_clicks)
-      .Key("fraud_conversions").Uint(c.fraud_conversions)
-      .Key("fraud_spend").String(MicrosToDecimal(c.fraud_spend_micros, true));
+  w.Key("impressions")
+      .Uint(c.impressions)
+      .Key("clicks")
+      .Uint(c.clicks)
+      .Key("conversions")
+      .Uint(c.conversions)
+      .Key("spend")
+      .String(MicrosToDecimal(c.spend_micros, true))
+      .Key("fraud_impressions")
+      .Uint(c.fraud_impressions)
+      .Key("fraud_clicks")
+      .Uint(c.fraud_clicks)
+      .Key("fraud_conversions")
+      .Uint(c.fraud_conversions)
+      .Key("fraud_spend")
+      .String(MicrosToDecimal(c.fraud_spend_micros, true));
 }
 
 }  // namespace
@@ -277,11 +285,11 @@ struct Api::Impl {
                                      "Events accepted (new, durable, counted).")),
         events_duplicate(m.GetCounter("adpulse_events_duplicate_total",
                                       "Events dropped as duplicates of an accepted event_id.")),
-        events_rejected(m.GetCounter("adpulse_events_rejected_total",
-                                     "Events rejected by validation.")),
-        requests_rejected_busy(m.GetCounter(
-            "adpulse_ingest_saturated_total",
-            "Requests answered 503 because ingestion was saturated.")),
+        events_rejected(
+            m.GetCounter("adpulse_events_rejected_total", "Events rejected by validation.")),
+        requests_rejected_busy(
+            m.GetCounter("adpulse_ingest_saturated_total",
+                         "Requests answered 503 because ingestion was saturated.")),
         queries(m.GetCounter("adpulse_queries_total", "Aggregate queries answered.")) {}
 
   // ---- ingestion ----
@@ -316,9 +324,9 @@ struct Api::Impl {
       body = std::move(req.body);
       body.reserve(body.size() + simdjson::SIMDJSON_PADDING);
     } else {
-      respond(ErrorResponse(
-          415, fmt::format("Content-Encoding '{}' is not supported; use gzip or none",
-                           req.content_encoding)));
+      respond(
+          ErrorResponse(415, fmt::format("Content-Encoding '{}' is not supported; use gzip or none",
+                                         req.content_encoding)));
       return;
     }
     if (!pipeline.TryAdmit()) {
@@ -330,8 +338,7 @@ struct Api::Impl {
     }
     thread_local EventDecoder decoder;
     auto* request = new IngestRequest();
-    absl::Status decoded =
-        decoder.Decode(format, body, opt.validation, NowMs(), request->batch);
+    absl::Status decoded = decoder.Decode(format, body, opt.validation, NowMs(), request->batch);
     if (!decoded.ok()) {
       delete request;
       pipeline.Release();
@@ -359,10 +366,14 @@ struct Api::Impl {
       events_rejected.fetch_add(b.rejected, std::memory_order_relaxed);
       JsonWriter w;
       w.BeginObject()
-          .Key("accepted").Uint(accepted)
-          .Key("duplicates").Uint(duplicates)
-          .Key("rejected").Uint(b.rejected)
-          .Key("errors").BeginArray();
+          .Key("accepted")
+          .Uint(accepted)
+          .Key("duplicates")
+          .Uint(duplicates)
+          .Key("rejected")
+          .Uint(b.rejected)
+          .Key("errors")
+          .BeginArray();
       for (const EventError& e : b.errors) {
         w.BeginObject().Key("index").Uint(e.index);
         if (!e.event_id.empty()) w.Key("event_id").String(e.event_id);
@@ -398,13 +409,14 @@ struct Api::Impl {
           std::unique_ptr<Job> owned(job);
           for (const absl::Status& s : owned->statuses) {
             if (!s.ok()) {
-              respond_error(ErrorResponse(503, fmt::format("the query could not read stored data: {}",
-                                                           Message(s))));
+              respond_error(ErrorResponse(
+                  503, fmt::format("the query could not read stored data: {}", Message(s))));
               return;
             }
           }
           ResultTable merged;
-          for (ResultTable& t : owned->partials) merged.MergeFrom(std::move(t), owned->spec.need_users);
+          for (ResultTable& t : owned->partials)
+            merged.MergeFrom(std::move(t), owned->spec.need_users);
           finish(std::move(merged), owned->spec);
         });
     pipeline.RunOnEveryShard(producer, job->fan_out.get());
@@ -414,28 +426,31 @@ struct Api::Impl {
     std::vector<Metric> metrics = q.metrics;
     std::string tz = q.tz_name;
     Responder on_error = respond;  // copied first: the lambda below takes `respond`
-    RunQuery(producer, q.spec, std::move(on_error),
-             [metrics, tz, respond = std::move(respond)](ResultTable&& table,
-                                                         const QuerySpec& spec) {
-               JsonWriter w;
-               w.BeginObject()
-                   .Key("granularity").String(GranularityName(spec.granularity))
-                   .Key("start").Int(spec.start_ms)
-                   .Key("end").Int(spec.end_ms);
-               if (!tz.empty()) w.Key("tz").String(tz);
-               w.Key("rows").BeginArray();
-               for (const ResultRow* row : table.SortedRows()) {
-                 w.BeginObject();
-                 if (spec.granularity != Granularity::kAll) w.Key("time").Int(row->time);
-                 for (size_t i = 0; i < spec.group_by.size(); ++i) {
-                   w.Key(DimName(spec.group_by[i])).String(row->dims[i]);
-                 }
-                 for (Metric m : metrics) WriteMetric(w, m, row->agg);
-                 w.EndObject();
-               }
-               w.EndArray().EndObject();
-               respond(JsonResponse(w.Take()));
-             });
+    RunQuery(
+        producer, q.spec, std::move(on_error),
+        [metrics, tz, respond = std::move(respond)](ResultTable&& table, const QuerySpec& spec) {
+          JsonWriter w;
+          w.BeginObject()
+              .Key("granularity")
+              .String(GranularityName(spec.granularity))
+              .Key("start")
+              .Int(spec.start_ms)
+              .Key("end")
+              .Int(spec.end_ms);
+          if (!tz.empty()) w.Key("tz").String(tz);
+          w.Key("rows").BeginArray();
+          for (const ResultRow* row : table.SortedRows()) {
+            w.BeginObject();
+            if (spec.granularity != Granularity::kAll) w.Key("time").Int(row->time);
+            for (size_t i = 0; i < spec.group_by.size(); ++i) {
+              w.Key(DimName(spec.group_by[i])).String(row->dims[i]);
+            }
+            for (Metric m : metrics) WriteMetric(w, m, row->agg);
+            w.EndObject();
+          }
+          w.EndArray().EndObject();
+          respond(JsonResponse(w.Take()));
+        });
   }
 
   absl::Status ReadMetricsParams(const ParsedTarget& t, QueryRequest& q) {
@@ -452,8 +467,7 @@ struct Api::Impl {
       }
     }
     if (q.metrics.empty()) q.metrics = kDefaultMetrics;
-    RETURN_IF_ERROR(
-        ReadCommonParams(t, q, api.options_.max_query_buckets, Granularity::kAll));
+    RETURN_IF_ERROR(ReadCommonParams(t, q, api.options_.max_query_buckets, Granularity::kAll));
     return SelectCube(catalog, q);
   }
 
@@ -482,7 +496,8 @@ struct Api::Impl {
       }
       return absl::OkStatus();
     };
-    auto time_value = [](simdjson::dom::element e, std::string_view name) -> absl::StatusOr<int64_t> {
+    auto time_value = [](simdjson::dom::element e,
+                         std::string_view name) -> absl::StatusOr<int64_t> {
       if (e.is_int64()) return e.get_int64().value();
       if (e.is_string()) return ParseTimeMs(name, std::string_view(e.get_string().value()));
       return absl::InvalidArgumentError(
@@ -514,8 +529,8 @@ struct Api::Impl {
         std::string_view g = value.get_string().value();
         auto parsed = ParseGranularity(g);
         if (!parsed) {
-          return absl::InvalidArgumentError(fmt::format(
-              "granularity '{}' is not one of minute, 5minute, hour, day, all", g));
+          return absl::InvalidArgumentError(
+              fmt::format("granularity '{}' is not one of minute, 5minute, hour, day, all", g));
         }
         q.spec.granularity = *parsed;
       } else if (key == "tz") {
@@ -533,8 +548,8 @@ struct Api::Impl {
           if (fvalue.is_string()) {
             values.emplace_back(std::string_view(fvalue.get_string().value()));
           } else {
-            RETURN_IF_ERROR(string_list(fvalue, fmt::format("filters.{}", std::string_view(fkey)),
-                                        values));
+            RETURN_IF_ERROR(
+                string_list(fvalue, fmt::format("filters.{}", std::string_view(fkey)), values));
           }
           if (values.empty()) {
             return absl::InvalidArgumentError(
@@ -562,8 +577,8 @@ struct Api::Impl {
       char* endp = nullptr;
       long long v = std::strtoll(w->c_str(), &endp, 10);
       if (w->empty() || *endp != '\0' || v < 1 || v > 90LL * 86400) {
-        respond(ErrorResponse(400, fmt::format("window '{}' must be whole seconds from 1 to {}",
-                                               *w, 90LL * 86400)));
+        respond(ErrorResponse(
+            400, fmt::format("window '{}' must be whole seconds from 1 to {}", *w, 90LL * 86400)));
         return;
       }
       window_s = v;
@@ -583,26 +598,30 @@ struct Api::Impl {
     }
     std::string campaign_id = *campaign;
     Responder on_error = respond;  // copied first: the lambda below takes `respond`
-    RunQuery(producer, q.spec, std::move(on_error),
-             [campaign_id, window_s, respond = std::move(respond)](ResultTable&& table,
-                                                                   const QuerySpec& spec) {
-               Aggregate total;
-               for (const ResultRow* row : table.SortedRows()) total.Merge(row->agg, true);
-               JsonWriter w;
-               w.BeginObject()
-                   .Key("campaign_id").String(campaign_id)
-                   .Key("window_s").Int(window_s)
-                   .Key("from").Int(spec.start_ms)
-                   .Key("to").Int(spec.end_ms);
-               for (Metric m : {Metric::kImpressions, Metric::kClicks, Metric::kConversions,
-                                Metric::kSpend, Metric::kCtr, Metric::kCvr, Metric::kUniqueUsers,
-                                Metric::kFraudImpressions, Metric::kFraudClicks,
-                                Metric::kFraudSpend}) {
-                 WriteMetric(w, m, total);
-               }
-               w.EndObject();
-               respond(JsonResponse(w.Take()));
-             });
+    RunQuery(
+        producer, q.spec, std::move(on_error),
+        [campaign_id, window_s, respond = std::move(respond)](ResultTable&& table,
+                                                              const QuerySpec& spec) {
+          Aggregate total;
+          for (const ResultRow* row : table.SortedRows()) total.Merge(row->agg, true);
+          JsonWriter w;
+          w.BeginObject()
+              .Key("campaign_id")
+              .String(campaign_id)
+              .Key("window_s")
+              .Int(window_s)
+              .Key("from")
+              .Int(spec.start_ms)
+              .Key("to")
+              .Int(spec.end_ms);
+          for (Metric m : {Metric::kImpressions, Metric::kClicks, Metric::kConversions,
+                           Metric::kSpend, Metric::kCtr, Metric::kCvr, Metric::kUniqueUsers,
+                           Metric::kFraudImpressions, Metric::kFraudClicks, Metric::kFraudSpend}) {
+            WriteMetric(w, m, total);
+          }
+          w.EndObject();
+          respond(JsonResponse(w.Take()));
+        });
   }
 
   void Top(int producer, const ParsedTarget& t, Responder respond) {
@@ -610,7 +629,8 @@ struct Api::Impl {
     auto fail = [&](const absl::Status& s) { respond(ErrorResponse(400, Message(s))); };
     const std::string* metric_name = t.Get("metric");
     const std::string* dim_name = t.Get("dimension");
-    if (!metric_name) return fail(absl::InvalidArgumentError("metric is required, e.g. metric=ctr"));
+    if (!metric_name)
+      return fail(absl::InvalidArgumentError("metric is required, e.g. metric=ctr"));
     if (!dim_name) {
       return fail(absl::InvalidArgumentError("dimension is required, e.g. dimension=campaign_id"));
     }
@@ -649,8 +669,8 @@ struct Api::Impl {
     Dim d = *dim;
     Responder on_error = respond;  // copied first: the lambda below takes `respond`
     RunQuery(producer, q.spec, std::move(on_error),
-             [m, d, limit, min_impressions, respond = std::move(respond)](
-                 ResultTable&& table, const QuerySpec& spec) {
+             [m, d, limit, min_impressions, respond = std::move(respond)](ResultTable&& table,
+                                                                          const QuerySpec& spec) {
                struct Ranked {
                  const ResultRow* row;
                  double value;
@@ -667,11 +687,16 @@ struct Api::Impl {
                if (static_cast<int64_t>(ranked.size()) > limit) ranked.resize(limit);
                JsonWriter w;
                w.BeginObject()
-                   .Key("metric").String(MetricName(m))
-                   .Key("dimension").String(DimName(d))
-                   .Key("start").Int(spec.start_ms)
-                   .Key("end").Int(spec.end_ms)
-                   .Key("rows").BeginArray();
+                   .Key("metric")
+                   .String(MetricName(m))
+                   .Key("dimension")
+                   .String(DimName(d))
+                   .Key("start")
+                   .Int(spec.start_ms)
+                   .Key("end")
+                   .Int(spec.end_ms)
+                   .Key("rows")
+                   .BeginArray();
                for (const Ranked& r : ranked) {
                  w.BeginObject().Key(DimName(d)).String(r.row->dims[0]);
                  w.Key("value");
@@ -703,10 +728,11 @@ struct Api::Impl {
     QueryRequest q;
     q.metrics = {Metric::kImpressions};
     q.spec.filters.push_back({Dim::kCampaignId, {*campaign}});
-    absl::Status s = t.Get("granularity")
-                         ? absl::InvalidArgumentError(
-                               "granularity: /v1/funnel counts over the whole range; omit it")
-                         : ReadCommonParams(t, q, api.options_.max_query_buckets, Granularity::kAll);
+    absl::Status s =
+        t.Get("granularity")
+            ? absl::InvalidArgumentError(
+                  "granularity: /v1/funnel counts over the whole range; omit it")
+            : ReadCommonParams(t, q, api.options_.max_query_buckets, Granularity::kAll);
     if (s.ok()) s = SelectCube(catalog, q);
     if (!s.ok()) {
       respond(ErrorResponse(400, Message(s)));
@@ -716,23 +742,26 @@ struct Api::Impl {
     q.spec.need_users = false;
     std::string campaign_id = *campaign;
     Responder on_error = respond;  // copied first: the lambda below takes `respond`
-    RunQuery(producer, q.spec, std::move(on_error),
-             [campaign_id, respond = std::move(respond)](ResultTable&& table,
-                                                         const QuerySpec& spec) {
-               Aggregate total;
-               for (const ResultRow* row : table.SortedRows()) total.Merge(row->agg, false);
-               JsonWriter w;
-               w.BeginObject()
-                   .Key("campaign_id").String(campaign_id)
-                   .Key("start").Int(spec.start_ms)
-                   .Key("end").Int(spec.end_ms);
-               for (Metric m : {Metric::kImpressions, Metric::kClicks, Metric::kConversions,
-                                Metric::kCtr, Metric::kCvr, Metric::kSpend}) {
-                 WriteMetric(w, m, total);
-               }
-               w.EndObject();
-               respond(JsonResponse(w.Take()));
-             });
+    RunQuery(
+        producer, q.spec, std::move(on_error),
+        [campaign_id, respond = std::move(respond)](ResultTable&& table, const QuerySpec& spec) {
+          Aggregate total;
+          for (const ResultRow* row : table.SortedRows()) total.Merge(row->agg, false);
+          JsonWriter w;
+          w.BeginObject()
+              .Key("campaign_id")
+              .String(campaign_id)
+              .Key("start")
+              .Int(spec.start_ms)
+              .Key("end")
+              .Int(spec.end_ms);
+          for (Metric m : {Metric::kImpressions, Metric::kClicks, Metric::kConversions,
+                           Metric::kCtr, Metric::kCvr, Metric::kSpend}) {
+            WriteMetric(w, m, total);
+          }
+          w.EndObject();
+          respond(JsonResponse(w.Take()));
+        });
   }
 
   void Reconcile(int producer, const ParsedTarget& t, Responder respond) {
@@ -793,27 +822,41 @@ struct Api::Impl {
           };
           JsonWriter w;
           w.BeginObject()
-              .Key("start").Int(from)
-              .Key("end").Int(to)
-              .Key("events").Uint(events)
-              .Key("segments").Uint(segments)
-              .Key("groups_compared").Uint(groups)
-              .Key("difference_count").Uint(differences)
-              .Key("rebuild").Bool(rebuild)
-              .Key("rebuilt").Bool(rebuilt)
-              .Key("differences").BeginArray();
+              .Key("start")
+              .Int(from)
+              .Key("end")
+              .Int(to)
+              .Key("events")
+              .Uint(events)
+              .Key("segments")
+              .Uint(segments)
+              .Key("groups_compared")
+              .Uint(groups)
+              .Key("difference_count")
+              .Uint(differences)
+              .Key("rebuild")
+              .Bool(rebuild)
+              .Key("rebuilt")
+              .Bool(rebuilt)
+              .Key("differences")
+              .BeginArray();
           size_t listed = 0;
           for (const ReconcileReport& r : owned->reports) {
             for (const ReconcileDifference& d : r.differences) {
               if (listed++ >= kMaxReportedDifferences) break;
               w.BeginObject()
-                  .Key("shard").Int(d.shard)
-                  .Key("cube").String(d.cube)
-                  .Key("granularity").String(d.level == Level::kMinute ? "minute"
-                                             : d.level == Level::kHour ? "hour"
-                                                                       : "day")
-                  .Key("time").Int(d.time_ms)
-                  .Key("dimensions").BeginObject();
+                  .Key("shard")
+                  .Int(d.shard)
+                  .Key("cube")
+                  .String(d.cube)
+                  .Key("granularity")
+                  .String(d.level == Level::kMinute ? "minute"
+                          : d.level == Level::kHour ? "hour"
+                                                    : "day")
+                  .Key("time")
+                  .Int(d.time_ms)
+                  .Key("dimensions")
+                  .BeginObject();
               for (const auto& [dim, value] : d.dims) w.Key(DimName(dim)).String(value);
               w.EndObject().Key("stored");
               counters(w, d.stored);
@@ -848,35 +891,40 @@ struct Api::Impl {
     std::string advertiser_id = *advertiser;
     std::string tz = q.tz_name;
     Responder on_error = respond;  // copied first: the lambda below takes `respond`
-    RunQuery(producer, q.spec, std::move(on_error), [advertiser_id, tz, respond = std::move(respond)](
-                                   ResultTable&& table, const QuerySpec& spec) {
-      std::map<std::string, Counters> totals;  // per currency
-      JsonWriter w;
-      w.BeginObject()
-          .Key("advertiser_id").String(advertiser_id)
-          .Key("granularity").String(GranularityName(spec.granularity))
-          .Key("start").Int(spec.start_ms)
-          .Key("end").Int(spec.end_ms);
-      if (!tz.empty()) w.Key("tz").String(tz);
-      auto write_counters = [&w](const Counters& c) { WriteExactCounters(w, c); };
-      w.Key("rows").BeginArray();
-      for (const ResultRow* row : table.SortedRows()) {
-        w.BeginObject();
-        if (spec.granularity != Granularity::kAll) w.Key("time").Int(row->time);
-        w.Key("campaign_id").String(row->dims[0]).Key("currency").String(row->dims[1]);
-        write_counters(row->agg.counters);
-        w.EndObject();
-        totals[row->dims[1]].Merge(row->agg.counters);
-      }
-      w.EndArray().Key("totals").BeginArray();
-      for (const auto& [currency, c] : totals) {
-        w.BeginObject().Key("currency").String(currency);
-        write_counters(c);
-        w.EndObject();
-      }
-      w.EndArray().EndObject();
-      respond(JsonResponse(w.Take()));
-    });
+    RunQuery(producer, q.spec, std::move(on_error),
+             [advertiser_id, tz, respond = std::move(respond)](ResultTable&& table,
+                                                               const QuerySpec& spec) {
+               std::map<std::string, Counters> totals;  // per currency
+               JsonWriter w;
+               w.BeginObject()
+                   .Key("advertiser_id")
+                   .String(advertiser_id)
+                   .Key("granularity")
+                   .String(GranularityName(spec.granularity))
+                   .Key("start")
+                   .Int(spec.start_ms)
+                   .Key("end")
+                   .Int(spec.end_ms);
+               if (!tz.empty()) w.Key("tz").String(tz);
+               auto write_counters = [&w](const Counters& c) { WriteExactCounters(w, c); };
+               w.Key("rows").BeginArray();
+               for (const ResultRow* row : table.SortedRows()) {
+                 w.BeginObject();
+                 if (spec.granularity != Granularity::kAll) w.Key("time").Int(row->time);
+                 w.Key("campaign_id").String(row->dims[0]).Key("currency").String(row->dims[1]);
+                 write_counters(row->agg.counters);
+                 w.EndObject();
+                 totals[row->dims[1]].Merge(row->agg.counters);
+               }
+               w.EndArray().Key("totals").BeginArray();
+               for (const auto& [currency, c] : totals) {
+                 w.BeginObject().Key("currency").String(currency);
+                 write_counters(c);
+                 w.EndObject();
+               }
+               w.EndArray().EndObject();
+               respond(JsonResponse(w.Take()));
+             });
   }
 };
 
@@ -892,8 +940,8 @@ void Api::Handle(int producer, HttpRequest&& request, Responder respond) {
   const std::string& method = request.method;
   auto expect = [&](std::string_view m) {
     if (method == m || (m == "GET" && method == "HEAD")) return true;
-    HttpResponse r = ErrorResponse(
-        405, fmt::format("{} does not accept {}; use {}", path, method, m));
+    HttpResponse r =
+        ErrorResponse(405, fmt::format("{} does not accept {}; use {}", path, method, m));
     r.headers.emplace_back("Allow", std::string(m));
     respond(std::move(r));
     return false;

@@ -1,7 +1,8 @@
 #include "http/server.h"
 
-#include <utility>  // before Asio: DEPENDENCIES.md trap 1
+#include <fmt/format.h>
 
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -9,11 +10,9 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <fmt/format.h>
-
-#include <atomic>
 #include <chrono>
 #include <thread>
+#include <utility>  // before Asio: DEPENDENCIES.md trap 1
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -55,8 +54,8 @@ struct HttpServer::Impl {
       : options(o),
         api(a),
         pipeline(p),
-        connections_total(m.GetCounter("adpulse_http_connections_total",
-                                       "TCP connections accepted.")),
+        connections_total(
+            m.GetCounter("adpulse_http_connections_total", "TCP connections accepted.")),
         framing_refused(m.GetCounter(
             "adpulse_http_framing_refused_total",
             "Requests refused for ambiguous or unsupported framing (400/501, connection closed).")),
@@ -69,10 +68,9 @@ struct HttpServer::Impl {
     std::string_view p = path;
     p = p.substr(0, p.find('?'));
     // Keep label cardinality bounded: known paths only.
-    static const char* kKnown[] = {"/v1/events", "/v1/metrics/realtime", "/v1/metrics",
-                                   "/v1/query",  "/v1/top",              "/v1/funnel",
-                                   "/v1/billing", "/healthz",            "/readyz",
-                                   "/metrics"};
+    static const char* kKnown[] = {
+        "/v1/events", "/v1/metrics/realtime", "/v1/metrics", "/v1/query", "/v1/top",
+        "/v1/funnel", "/v1/billing",          "/healthz",    "/readyz",   "/metrics"};
     std::string label = "other";
     for (const char* k : kKnown) {
       if (p == k) label = k;
@@ -155,8 +153,8 @@ struct HttpServer::Impl {
         return Close();
       }
       if (ec == http::error::body_limit) {
-        return SendError(413, fmt::format("body exceeds the limit of {} bytes",
-                                          server_.options.max_body_bytes));
+        return SendError(
+            413, fmt::format("body exceeds the limit of {} bytes", server_.options.max_body_bytes));
       }
       if (ec == http::error::header_limit) {
         return SendError(431, "request headers are too large");
@@ -182,10 +180,9 @@ struct HttpServer::Impl {
       stream_.expires_never();
       server_.active_requests.fetch_add(1);
       Responder respond = [self = shared_from_this()](HttpResponse response) {
-        asio::post(self->stream_.get_executor(),
-                   [self, response = std::move(response)]() mutable {
-                     self->Send(std::move(response), false, true);
-                   });
+        asio::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
+          self->Send(std::move(response), false, true);
+        });
       };
       server_.api.Handle(t_producer, std::move(request), std::move(respond));
     }
@@ -215,13 +212,13 @@ struct HttpServer::Impl {
       if (head_) res->body().clear();
       res->keep_alive(keep);
       stream_.expires_after(std::chrono::seconds(server_.options.request_timeout_s));
-      http::async_write(stream_, *res,
-                        [self = shared_from_this(), res, keep, counted](beast::error_code ec,
-                                                                        size_t) {
-                          if (counted) self->server_.active_requests.fetch_sub(1);
-                          if (ec || !keep) return self->Close();
-                          self->ReadHeader();
-                        });
+      http::async_write(
+          stream_, *res,
+          [self = shared_from_this(), res, keep, counted](beast::error_code ec, size_t) {
+            if (counted) self->server_.active_requests.fetch_sub(1);
+            if (ec || !keep) return self->Close();
+            self->ReadHeader();
+          });
     }
 
     void Close() {
@@ -258,7 +255,8 @@ struct HttpServer::Impl {
     LOG_INFO("shutting down: no new connections; draining in-flight requests");
     beast::error_code ignored;
     acceptor.close(ignored);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options.drain_timeout_s);
+    auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(options.drain_timeout_s);
     auto timer = std::make_shared<asio::steady_timer>(ioc);
     std::function<void()> poll;
     auto poll_ptr = std::make_shared<std::function<void()>>();

@@ -21,9 +21,9 @@ struct ServerOptions {
   int threads = 1;
   size_t max_body_bytes = 16 << 20;
   size_t max_header_bytes = 64 << 10;
-  int idle_timeout_s = 60;       // keep-alive connection with no request
-  int request_timeout_s = 60;    // to receive one whole request
-  int drain_timeout_s = 30;      // on shutdown, for in-flight requests
+  int idle_timeout_s = 60;     // keep-alive connection with no request
+  int request_timeout_s = 60;  // to receive one whole request
+  int drain_timeout_s = 30;    // on shutdown, for in-flight requests
 };
 
 class HttpServer {

@@ -1,7 +1,6 @@
 #include "ingest/event_decoder.h"
 
 #include <fmt/format.h>
-
 #include <simdjson.h>
 
 #include "base/status_macros.h"
@@ -170,8 +169,8 @@ bool AtEnd(od::document& doc) {
 }
 
 std::string_view TrimRight(std::string_view s) {
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' ||
-                        s.back() == '\t')) {
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t')) {
     s.remove_suffix(1);
   }
   return s;
@@ -280,8 +279,8 @@ struct EventDecoder::Impl {
           seen.has_event_type = true;
           auto parsed = ParseEventType(kept);
           if (!parsed) {
-            problem = fmt::format(
-                "event_type '{}' is not one of impression, click, conversion", kept);
+            problem =
+                fmt::format("event_type '{}' is not one of impression, click, conversion", kept);
           } else {
             event.type = *parsed;
           }
@@ -354,8 +353,9 @@ struct EventDecoder::Impl {
       return absl::InvalidArgumentError(
           fmt::format("body is not valid JSON: {}", simdjson::error_message(err)));
     };
-    if (auto err = parser.iterate(body.data(), body.size(), body.size() + simdjson::SIMDJSON_PADDING)
-                       .get(doc)) {
+    if (auto err =
+            parser.iterate(body.data(), body.size(), body.size() + simdjson::SIMDJSON_PADDING)
+                .get(doc)) {
       return fail(err);
     }
     od::json_type type;

@@ -23,8 +23,9 @@ absl::StatusOr<std::string> GunzipBody(std::string_view input, size_t max_output
     rc = inflate(&zs, Z_NO_FLUSH);
     if (rc != Z_OK && rc != Z_STREAM_END) {
       inflateEnd(&zs);
-      return absl::InvalidArgumentError(fmt::format(
-          "body is not valid gzip: {}", zs.msg ? zs.msg : (rc == Z_BUF_ERROR ? "truncated" : "error")));
+      return absl::InvalidArgumentError(
+          fmt::format("body is not valid gzip: {}",
+                      zs.msg ? zs.msg : (rc == Z_BUF_ERROR ? "truncated" : "error")));
     }
     size_t produced = sizeof(chunk) - zs.avail_out;
     if (out.size() + produced > max_output_bytes) {

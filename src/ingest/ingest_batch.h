@@ -28,7 +28,7 @@ struct IngestBatch {
   std::vector<Event> events;        // valid events only
   std::vector<uint32_t> positions;  // request index of each valid event
   std::vector<EventOutcome> outcomes;
-  std::vector<EventError> errors;   // the first kMaxReportedErrors rejections
+  std::vector<EventError> errors;  // the first kMaxReportedErrors rejections
   uint32_t rejected = 0;
   uint32_t total = 0;  // events in the request, valid or not
 

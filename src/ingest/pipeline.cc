@@ -34,8 +34,7 @@ void IngestRequest::ShardTask::Complete() {
   if (r->pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) r->Finish();
 }
 
-Pipeline::Pipeline(const CubeCatalog& catalog, const PipelineOptions& options)
-    : options_(options) {
+Pipeline::Pipeline(const CubeCatalog& catalog, const PipelineOptions& options) : options_(options) {
   ADPULSE_CHECK(options.workers >= 1 && options.max_producers >= 1);
   rings_.resize(options.max_producers);
   for (auto& row : rings_) {
@@ -53,7 +52,8 @@ Pipeline::Pipeline(const CubeCatalog& catalog, const PipelineOptions& options)
     writer.use_wal = !options.wal_dir.empty();
     writer.wal.fsync = options.fsync;
     writer.wal.segment_bytes = options.wal_segment_bytes;
-    if (writer.use_wal) writer.wal.dir = (std::filesystem::path(options.wal_dir) / shard_dir).string();
+    if (writer.use_wal)
+      writer.wal.dir = (std::filesystem::path(options.wal_dir) / shard_dir).string();
     writer.archiver = options.archiver;
     writer.store = options.store;
     writer.flush_interval_ms = options.flush_interval_ms;
@@ -94,8 +94,7 @@ int Pipeline::RegisterProducer() {
 }
 
 int Pipeline::ShardOf(std::string_view campaign_id) const {
-  return static_cast<int>(XXH3_64bits(campaign_id.data(), campaign_id.size()) %
-                          workers_.size());
+  return static_cast<int>(XXH3_64bits(campaign_id.data(), campaign_id.size()) % workers_.size());
 }
 
 bool Pipeline::TryAdmit() {

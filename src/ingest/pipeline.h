@@ -8,12 +8,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
-
 #include "ingest/ingest_batch.h"
 #include "ingest/spsc_ring.h"
 #include "ingest/task.h"
@@ -30,7 +29,7 @@ struct PipelineOptions {
   uint64_t wal_segment_bytes = 64ull << 20;
   StateStore* store = nullptr;  // null: memory only
   int64_t flush_interval_ms = 1000;
-  size_t flush_max_groups = 500'000;  // per shard
+  size_t flush_max_groups = 500'000;          // per shard
   uint64_t dedup_filter_bytes = 16ull << 20;  // per shard
   int workers = 1;
   int max_producers = 4;

@@ -1,5 +1,5 @@
-// Bounded lock-free single-producer single-consumer ring (after rigtorp/SPSCQueue): indices on their
-// own cache lines, each side caching the other's index so the common case touches one line.
+// Bounded lock-free single-producer single-consumer ring (after rigtorp/SPSCQueue): indices on
+// their own cache lines, each side caching the other's index so the common case touches one line.
 // Exactly one thread may push and one other thread may pop; only try_ operations, never blocking.
 #pragma once
 #include <atomic>

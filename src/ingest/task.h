@@ -1,7 +1,7 @@
 // Work sent to a shard's worker over its rings. The worker calls Run() for each task it pops, then,
-// once per group of tasks (after the group's log write is durable, when the log exists), Complete().
-// A task is owned by whoever submitted it and must stay alive until its Complete() has been called;
-// Complete() may release it, so the worker never touches a task afterwards.
+// once per group of tasks (after the group's log write is durable, when the log exists),
+// Complete(). A task is owned by whoever submitted it and must stay alive until its Complete() has
+// been called; Complete() may release it, so the worker never touches a task afterwards.
 #pragma once
 
 namespace adpulse {

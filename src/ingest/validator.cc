@@ -38,9 +38,8 @@ std::string ValidateEvent(Event& event, const EventFields& seen, const Validatio
   std::string_view& currency = event.dim(Dim::kCurrency);
   if (currency.empty()) {
     currency = "USD";
-  } else if (currency.size() != 3 || !std::all_of(currency.begin(), currency.end(), [](char c) {
-               return c >= 'A' && c <= 'Z';
-             })) {
+  } else if (currency.size() != 3 || !std::all_of(currency.begin(), currency.end(),
+                                                  [](char c) { return c >= 'A' && c <= 'Z'; })) {
     return fmt::format("currency '{}' is not an ISO 4217 code such as USD", currency);
   }
   return {};

@@ -1,5 +1,5 @@
-// The per-event rules of API.md (required fields, event_type, timestamp bounds, bid_price, currency),
-// applied after decoding. Pure function of the event, the rules and the clock.
+// The per-event rules of API.md (required fields, event_type, timestamp bounds, bid_price,
+// currency), applied after decoding. Pure function of the event, the rules and the clock.
 #pragma once
 #include <cstdint>
 #include <string>

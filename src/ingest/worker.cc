@@ -33,7 +33,9 @@ Worker::~Worker() {
   if (thread_.joinable()) StopAndJoin();
 }
 
-void Worker::Start() { thread_ = std::thread([this] { Loop(); }); }
+void Worker::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void Worker::StopAndJoin() {
   stop_.store(true);
@@ -78,9 +80,10 @@ void Worker::Loop() {
     absl::Status s = writer_.Recover(&stats);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (s.ok() && stats.segments > 0) {
-      LOG_INFO("shard {} replayed {} events after its checkpoint ({} already in the store) from {} "
-               "log segments in {:.2f} s",
-               shard_, stats.records, stats.skipped_records, stats.segments, secs);
+      LOG_INFO(
+          "shard {} replayed {} events after its checkpoint ({} already in the store) from {} "
+          "log segments in {:.2f} s",
+          shard_, stats.records, stats.skipped_records, stats.segments, secs);
     }
     std::lock_guard<std::mutex> lock(recovery_mutex_);
     recovery_status_ = s;

@@ -1,5 +1,6 @@
 // Maps dimension values to dense 32-bit ids and back, so aggregates are keyed by small integers
-// instead of strings. Id 0 is the empty string (a missing value). One per shard, owned by its worker.
+// instead of strings. Id 0 is the empty string (a missing value). One per shard, owned by its
+// worker.
 #pragma once
 #include <cstdint>
 #include <string>

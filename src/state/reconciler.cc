@@ -111,7 +111,8 @@ absl::Status ReconcileShard(const CubeCatalog& catalog, ShardState& live,
           d.cube = cube.name;
           d.level = level;
           d.time_ms = row->time;
-          for (size_t i = 0; i < cube.dims.size(); ++i) d.dims.emplace_back(cube.dims[i], row->dims[i]);
+          for (size_t i = 0; i < cube.dims.size(); ++i)
+            d.dims.emplace_back(cube.dims[i], row->dims[i]);
           d.stored = a;
           d.recomputed = b;
           report.differences.push_back(std::move(d));

@@ -128,15 +128,17 @@ absl::Status ShardState::RunQuery(const QuerySpec& spec, ResultTable& out) const
     }
     filters.push_back(std::move(f));
   }
-  ExecuteOnCube(spec, store, filters,
-                [this](uint32_t id) -> const std::string& { return interner_.Lookup(id); }, out);
+  ExecuteOnCube(
+      spec, store, filters,
+      [this](uint32_t id) -> const std::string& { return interner_.Lookup(id); }, out);
   return store_ ? ScanStore(spec, out) : absl::OkStatus();
 }
 
 absl::Status ShardState::ScanStore(const QuerySpec& spec, ResultTable& out) const {
   const CubeSpec& cube = catalog_.cube(spec.cube);
   std::vector<std::pair<int, const std::vector<std::string>*>> filters;
-  for (const auto& [dim, values] : spec.filters) filters.emplace_back(cube.PositionOf(dim), &values);
+  for (const auto& [dim, values] : spec.filters)
+    filters.emplace_back(cube.PositionOf(dim), &values);
   std::vector<int> positions;
   for (Dim d : spec.group_by) positions.push_back(cube.PositionOf(d));
   std::string from, to;

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-
 #include "base/log.h"
 #include "base/time_parse.h"
 #include "storage/wal_record.h"
@@ -80,12 +79,13 @@ absl::Status ShardWriter::Recover(RecoveryStats* stats) {
             fmt::format("cannot truncate the torn tail of {}: {}", seg.path, std::strerror(err)));
       }
       ::close(fd);
-      LOG_WARN("WAL {}: {}; truncated {} bytes after the last whole record (byte {}), kept {} "
-               "records{}",
-               seg.path, scan->problem, cut, scan->valid_bytes, scan->records,
-               scan->valid_bytes < skip_below
-                   ? "; the store's checkpoint already holds the cut records, so nothing is lost"
-                   : "");
+      LOG_WARN(
+          "WAL {}: {}; truncated {} bytes after the last whole record (byte {}), kept {} "
+          "records{}",
+          seg.path, scan->problem, cut, scan->valid_bytes, scan->records,
+          scan->valid_bytes < skip_below
+              ? "; the store's checkpoint already holds the cut records, so nothing is lost"
+              : "");
     }
     auto wal = WalWriter::Open(options_.wal, next_sequence);
     if (!wal.ok()) return wal.status();
@@ -198,8 +198,8 @@ absl::Status ShardWriter::Reconcile(const CubeCatalog& catalog, int64_t start_ms
     if (!unavailable_.empty()) return absl::UnavailableError(unavailable_);
     return absl::OkStatus();
   };
-  return ReconcileShard(catalog, *state_, sources, start_ms, end_ms, rebuild, flush,
-                        options_.store, report);
+  return ReconcileShard(catalog, *state_, sources, start_ms, end_ms, rebuild, flush, options_.store,
+                        report);
 }
 
 }  // namespace adpulse

@@ -33,7 +33,7 @@ struct ShardWriterOptions {
   Archiver* archiver = nullptr;  // takes covered segments; null: they stay in the log dir
   StateStore* store = nullptr;
   int64_t flush_interval_ms = 1000;
-  size_t flush_max_groups = 500'000;  // flush early when memory holds this many aggregates
+  size_t flush_max_groups = 500'000;          // flush early when memory holds this many aggregates
   uint64_t dedup_filter_bytes = 16ull << 20;  // 0: every new id is looked up in the store
 };
 
@@ -50,8 +50,8 @@ class ShardWriter {
   void MaybeFlush(int64_t now_ms, bool force);
 
   // Reconciliation over this shard's archive and log (see reconciler.h).
-  absl::Status Reconcile(const CubeCatalog& catalog, int64_t start_ms, int64_t end_ms,
-                         bool rebuild, ReconcileReport& report);
+  absl::Status Reconcile(const CubeCatalog& catalog, int64_t start_ms, int64_t end_ms, bool rebuild,
+                         ReconcileReport& report);
 
   uint64_t commits() const { return commits_.Get(); }
   uint64_t commit_failures() const { return commit_failures_.Get(); }
@@ -59,7 +59,6 @@ class ShardWriter {
   const std::string& unavailable() const { return unavailable_; }
 
  private:
-
   struct Staged {
     const Event* event;
     EventOutcome* outcome;
@@ -71,7 +70,7 @@ class ShardWriter {
   std::string unavailable_;
   std::vector<Staged> staged_;
   std::string record_;
-  RelaxedCounter commits_;           // group commits (one write + fdatasync each)
+  RelaxedCounter commits_;  // group commits (one write + fdatasync each)
   RelaxedCounter commit_failures_;
   int64_t last_flush_ms_ = 0;
   uint64_t archive_requested_below_ = 0;

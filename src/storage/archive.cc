@@ -1,7 +1,7 @@
 #include "storage/archive.h"
 
-#include <fmt/format.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -47,7 +47,8 @@ std::vector<ArchivedSegment> ListArchivedSegments(const std::string& archive_dir
       out.push_back({std::stoull(name.substr(0, 20)), f.path().string()});
     }
   }
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.sequence < b.sequence; });
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.sequence < b.sequence; });
   return out;
 }
 
@@ -96,7 +97,9 @@ Archiver::Archiver(Options options) : options_(std::move(options)) {}
 
 Archiver::~Archiver() { Stop(); }
 
-void Archiver::Start() { thread_ = std::thread([this] { Loop(); }); }
+void Archiver::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void Archiver::Stop() {
   {
@@ -158,8 +161,8 @@ void Archiver::Archive(const Request& r) {
     if (seg.sequence >= r.sequence) continue;
     struct stat st {};
     ::stat(seg.path.c_str(), &st);
-    fs::path dir = fs::path(options_.archive_dir) / HourDir(st.st_mtime) /
-                   fmt::format("shard-{:03}", r.shard);
+    fs::path dir =
+        fs::path(options_.archive_dir) / HourDir(st.st_mtime) / fmt::format("shard-{:03}", r.shard);
     std::error_code ec;
     fs::create_directories(dir, ec);
     std::string target = (dir / (fs::path(seg.path).filename().string() + ".zst")).string();

@@ -11,8 +11,8 @@
 #include <rocksdb/write_batch.h>
 
 #include <chrono>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 
 #include "window/aggregate_codec.h"
 
@@ -57,9 +57,8 @@ int64_t WallMs() {
 // Adds aggregates: counters summed, HyperLogLogs unioned.
 class AggregateMerge : public rocksdb::AssociativeMergeOperator {
  public:
-  bool Merge(const rocksdb::Slice& key, const rocksdb::Slice* existing,
-             const rocksdb::Slice& value, std::string* new_value,
-             rocksdb::Logger*) const override {
+  bool Merge(const rocksdb::Slice& key, const rocksdb::Slice* existing, const rocksdb::Slice& value,
+             std::string* new_value, rocksdb::Logger*) const override {
     if (!existing) {
       new_value->assign(value.data(), value.size());
       return true;
@@ -258,8 +257,7 @@ absl::Status StateStore::Scan(std::string_view from, std::string_view to,
 
 absl::StatusOr<std::optional<std::string>> StateStore::GetMeta(std::string_view name) {
   std::string value;
-  rocksdb::Status s =
-      impl_->db->Get(rocksdb::ReadOptions(), "M" + std::string(name), &value);
+  rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), "M" + std::string(name), &value);
   if (s.IsNotFound()) return std::optional<std::string>();
   if (!s.ok()) return ToStatus(s, "read meta");
   return std::optional<std::string>(std::move(value));
@@ -268,9 +266,9 @@ absl::StatusOr<std::optional<std::string>> StateStore::GetMeta(std::string_view 
 absl::Status StateStore::PutMeta(std::string_view name, std::string_view value) {
   rocksdb::WriteOptions w;
   w.sync = true;  // meta is rare and must survive: through RocksDB's own log
-  return ToStatus(impl_->db->Put(w, "M" + std::string(name),
-                                 rocksdb::Slice(value.data(), value.size())),
-                  "write meta");
+  return ToStatus(
+      impl_->db->Put(w, "M" + std::string(name), rocksdb::Slice(value.data(), value.size())),
+      "write meta");
 }
 
 absl::Status StateStore::Sync() {

@@ -62,8 +62,7 @@ class StateStore {
   absl::Status Write(Batch& batch);
   absl::StatusOr<std::optional<WalPosition>> ReadCheckpoint(int shard);
   // Calls fn(fingerprint, hour) for every dedup id of `shard`.
-  absl::Status ForEachDedup(int shard,
-                            const std::function<void(absl::uint128, int32_t)>& fn);
+  absl::Status ForEachDedup(int shard, const std::function<void(absl::uint128, int32_t)>& fn);
   // True when `fingerprint` was accepted by `shard` in an hour >= min_hour.
   absl::StatusOr<bool> DedupContains(int shard, absl::uint128 fingerprint, int32_t min_hour);
   // Calls fn(key, value) for every key in [from, to), in order; fn returns false to stop.

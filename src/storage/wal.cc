@@ -51,7 +51,8 @@ absl::StatusOr<std::vector<WalSegment>> ListWalSegments(const std::string& dir) 
     std::string name = entry.path().filename().string();
     if (name.size() != 24 || name.substr(20) != ".wal") continue;
     uint64_t seq = 0;
-    bool digits = std::all_of(name.begin(), name.begin() + 20, [](char c) { return c >= '0' && c <= '9'; });
+    bool digits =
+        std::all_of(name.begin(), name.begin() + 20, [](char c) { return c >= '0' && c <= '9'; });
     if (!digits) continue;
     seq = std::stoull(name.substr(0, 20));
     out.push_back({seq, entry.path().string()});
@@ -145,7 +146,8 @@ absl::Status WalWriter::OpenSegment(uint64_t sequence) {
   std::string path = (std::filesystem::path(options_.dir) / SegmentName(sequence)).string();
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {
-    return absl::UnavailableError(fmt::format("cannot create WAL segment {}: {}", path, Errno(errno)));
+    return absl::UnavailableError(
+        fmt::format("cannot create WAL segment {}: {}", path, Errno(errno)));
   }
   char header[kWalHeaderBytes];
   std::memcpy(header, kMagic, 8);
@@ -203,8 +205,9 @@ absl::Status WalWriter::Commit() {
       // Cut the segment back so no part of this group stays in the log.
       if (::ftruncate(fd_, static_cast<off_t>(file_bytes_)) != 0 ||
           ::lseek(fd_, static_cast<off_t>(file_bytes_), SEEK_SET) < 0) {
-        broken_reason_ = fmt::format("WAL write failed ({}) and the segment could not be cut back: {}",
-                                     Errno(err), Errno(errno));
+        broken_reason_ =
+            fmt::format("WAL write failed ({}) and the segment could not be cut back: {}",
+                        Errno(err), Errno(errno));
         return absl::DataLossError(broken_reason_);
       }
       return absl::UnavailableError(fmt::format("WAL write failed: {}", Errno(err)));
@@ -214,7 +217,8 @@ absl::Status WalWriter::Commit() {
   file_bytes_ += buffer_.size();
   Discard();
   if (options_.fsync && ::fdatasync(fd_) != 0) {
-    broken_reason_ = fmt::format("WAL fdatasync failed: {}; restart adpulse to recover", Errno(errno));
+    broken_reason_ =
+        fmt::format("WAL fdatasync failed: {}; restart adpulse to recover", Errno(errno));
     return absl::DataLossError(broken_reason_);
   }
   if (file_bytes_ >= options_.segment_bytes) {

@@ -31,7 +31,7 @@ struct WalScan {
   uint64_t records = 0;
   uint64_t valid_bytes = 0;  // file offset just past the last valid record
   uint64_t file_bytes = 0;
-  std::string problem;       // empty when the whole file is valid
+  std::string problem;  // empty when the whole file is valid
 };
 
 // Calls fn(offset, payload) for each valid record of the segment at `path`, in order (offset is

@@ -2,10 +2,13 @@
 
 namespace adpulse {
 namespace {
-constexpr std::string_view kMetricNames[kMetricCount] = {
-    "impressions", "clicks", "conversions",       "spend",        "ctr",
-    "cvr",         "cpc",    "cpm",               "unique_users", "fraud_impressions",
-    "fraud_clicks", "fraud_conversions", "fraud_spend"};
+constexpr std::string_view kMetricNames[kMetricCount] = {"impressions",  "clicks",
+                                                         "conversions",  "spend",
+                                                         "ctr",          "cvr",
+                                                         "cpc",          "cpm",
+                                                         "unique_users", "fraud_impressions",
+                                                         "fraud_clicks", "fraud_conversions",
+                                                         "fraud_spend"};
 
 double Ratio(double num, double den) { return den == 0 ? 0.0 : num / den; }
 }  // namespace
@@ -20,8 +23,7 @@ std::optional<Metric> ParseMetric(std::string_view name) {
 std::string_view MetricName(Metric m) { return kMetricNames[static_cast<int>(m)]; }
 
 bool MetricIsMoney(Metric m) {
-  return m == Metric::kSpend || m == Metric::kFraudSpend || m == Metric::kCpc ||
-         m == Metric::kCpm;
+  return m == Metric::kSpend || m == Metric::kFraudSpend || m == Metric::kCpc || m == Metric::kCpm;
 }
 
 double MetricValue(Metric m, const Aggregate& a) {

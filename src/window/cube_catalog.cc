@@ -24,13 +24,12 @@ absl::StatusOr<CubeCatalog> CubeCatalog::Create(std::vector<CubeSpec> cubes) {
       return absl::InvalidArgumentError(fmt::format("cube '{}' is defined twice", cube.name));
     }
     if (cube.dims.empty() || cube.dims.size() > kMaxCubeDims) {
-      return absl::InvalidArgumentError(fmt::format("cube '{}' must have 1 to {} dimensions",
-                                                    cube.name, kMaxCubeDims));
+      return absl::InvalidArgumentError(
+          fmt::format("cube '{}' must have 1 to {} dimensions", cube.name, kMaxCubeDims));
     }
     std::set<Dim> seen(cube.dims.begin(), cube.dims.end());
     if (seen.size() != cube.dims.size()) {
-      return absl::InvalidArgumentError(
-          fmt::format("cube '{}' repeats a dimension", cube.name));
+      return absl::InvalidArgumentError(fmt::format("cube '{}' repeats a dimension", cube.name));
     }
     used.insert(seen.begin(), seen.end());
   }
@@ -43,8 +42,8 @@ absl::StatusOr<int> CubeCatalog::Select(const std::vector<Dim>& needed) const {
   int best = -1;
   for (size_t i = 0; i < cubes_.size(); ++i) {
     const CubeSpec& c = cubes_[i];
-    bool covers = std::all_of(needed.begin(), needed.end(),
-                              [&](Dim d) { return c.PositionOf(d) >= 0; });
+    bool covers =
+        std::all_of(needed.begin(), needed.end(), [&](Dim d) { return c.PositionOf(d) >= 0; });
     if (covers && (best < 0 || c.dims.size() < cubes_[best].dims.size())) {
       best = static_cast<int>(i);
     }

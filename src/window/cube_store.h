@@ -1,6 +1,7 @@
 // One cube's aggregates in one shard: for each stored level (minute, hour, day) an ordered map of
 // buckets, each a hash table from the group's interned dimension ids to its Aggregate. Every event
-// updates its minute, hour and day bucket, so coarse queries never sum minutes. Owned by one worker.
+// updates its minute, hour and day bucket, so coarse queries never sum minutes. Owned by one
+// worker.
 #pragma once
 #include <array>
 #include <cstdint>

@@ -3,8 +3,8 @@
 namespace adpulse {
 namespace {
 constexpr std::string_view kDimNames[kDimCount] = {
-    "campaign_id", "ad_id", "advertiser_id", "publisher_id", "placement_id", "country",
-    "city",        "device_type", "os",      "browser",      "currency"};
+    "campaign_id", "ad_id", "advertiser_id", "publisher_id", "placement_id", "country", "city",
+    "device_type", "os",    "browser",       "currency"};
 }
 
 std::string_view EventTypeName(EventType type) {

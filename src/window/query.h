@@ -29,7 +29,7 @@ struct QuerySpec {
 };
 
 struct ResultRow {
-  int64_t time = 0;  // bucket start; the range start for granularity all
+  int64_t time = 0;               // bucket start; the range start for granularity all
   std::vector<std::string> dims;  // values of QuerySpec::group_by, in order
   Aggregate agg;
 };

@@ -40,8 +40,8 @@ int64_t BucketStart(Granularity g, const absl::TimeZone& tz, int64_t t_ms) {
       return FloorTo(t_ms, 5 * kMinuteMs);
     case Granularity::kHour:
       if (IsUtc(tz)) return FloorTo(t_ms, kHourMs);
-      return absl::ToUnixMillis(absl::FromCivil(
-          absl::CivilHour(absl::ToCivilHour(absl::FromUnixMillis(t_ms), tz)), tz));
+      return absl::ToUnixMillis(
+          absl::FromCivil(absl::CivilHour(absl::ToCivilHour(absl::FromUnixMillis(t_ms), tz)), tz));
     case Granularity::kDay:
       if (IsUtc(tz)) return FloorTo(t_ms, kDayMs);
       return absl::ToUnixMillis(

@@ -1,6 +1,6 @@
 // Event-time bucket arithmetic. Stored levels are UTC minute, hour and day buckets; query
-// granularities (minute, 5 minutes, hour, day, all; optionally in an IANA time zone) are answered by
-// covering each output bucket with whole stored buckets. Pure functions, no I/O.
+// granularities (minute, 5 minutes, hour, day, all; optionally in an IANA time zone) are answered
+// by covering each output bucket with whole stored buckets. Pure functions, no I/O.
 #pragma once
 #include <cstdint>
 #include <optional>

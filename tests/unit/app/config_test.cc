@@ -22,9 +22,9 @@ TEST_CASE("the embedded defaults load and match the contract", "[config]") {
 TEST_CASE("a config file overrides only what it sets", "[config]") {
   auto config = LoadConfig(std::nullopt);
   REQUIRE(config.ok());
-  REQUIRE(ApplyToml("[server]\nlisten = \"0.0.0.0:9000\"\n[ingest]\nworkers = 3\n", "t.toml",
-                    *config)
-              .ok());
+  REQUIRE(
+      ApplyToml("[server]\nlisten = \"0.0.0.0:9000\"\n[ingest]\nworkers = 3\n", "t.toml", *config)
+          .ok());
   CHECK(config->server.host == "0.0.0.0");
   CHECK(config->server.port == 9000);
   CHECK(config->workers == 3);
@@ -42,8 +42,8 @@ TEST_CASE("config errors say what and where", "[config]") {
   CHECK(std::string(wrong_type.message()).find("ingest.workers must be an integer") !=
         std::string::npos);
 
-  auto bad_dim = ApplyToml("[[cubes]]\nname = \"x\"\ndimensions = [\"colour\"]\n", "my.toml",
-                           config);
+  auto bad_dim =
+      ApplyToml("[[cubes]]\nname = \"x\"\ndimensions = [\"colour\"]\n", "my.toml", config);
   REQUIRE_FALSE(bad_dim.ok());
   CHECK(std::string(bad_dim.message()).find("'colour' is not a dimension") != std::string::npos);
 

@@ -17,14 +17,22 @@ TEST_CASE("MicrosToDecimal is exact for money", "[base]") {
 TEST_CASE("JsonWriter places commas and escapes strings", "[base]") {
   JsonWriter w;
   w.BeginObject()
-      .Key("a").Int(-3)
-      .Key("b").BeginArray().String("x\"y").String("tab\there").Null().EndArray()
-      .Key("c").Double(0.0258333333)
-      .Key("d").Micros(2'000'000)
-      .Key("e").Bool(false)
+      .Key("a")
+      .Int(-3)
+      .Key("b")
+      .BeginArray()
+      .String("x\"y")
+      .String("tab\there")
+      .Null()
+      .EndArray()
+      .Key("c")
+      .Double(0.0258333333)
+      .Key("d")
+      .Micros(2'000'000)
+      .Key("e")
+      .Bool(false)
       .EndObject();
-  CHECK(w.str() ==
-        R"({"a":-3,"b":["x\"y","tab\there",null],"c":0.025833,"d":2,"e":false})");
+  CHECK(w.str() == R"({"a":-3,"b":["x\"y","tab\there",null],"c":0.025833,"d":2,"e":false})");
 }
 
 TEST_CASE("AppendJsonString replaces invalid UTF-8 and escapes control bytes", "[base]") {

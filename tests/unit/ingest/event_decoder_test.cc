@@ -94,7 +94,8 @@ TEST_CASE("escaped strings are unescaped and unknown fields ignored", "[decoder]
 TEST_CASE("each invalid event is rejected with its index and reason", "[decoder]") {
   std::string ts = std::to_string(kNow);
   std::vector<std::pair<std::string, std::string>> cases = {
-      {R"({"event_type":"click","timestamp":)" + ts + R"(,"campaign_id":"c"})", "event_id is missing"},
+      {R"({"event_type":"click","timestamp":)" + ts + R"(,"campaign_id":"c"})",
+       "event_id is missing"},
       {R"({"event_id":")" + std::string(129, 'x') + R"(","event_type":"click","timestamp":)" + ts +
            R"(,"campaign_id":"c"})",
        "event_id is 129 bytes (limit 128)"},

@@ -52,8 +52,9 @@ Counters QueryTotal(Pipeline& p, const CubeCatalog& catalog, int producer) {
   spec.need_users = false;
   std::vector<ResultTable> partials(p.shard_count());
   std::promise<void> done;
-  ShardFanOut fan_out([&](ShardContext& ctx) { (void)ctx.state->RunQuery(spec, partials[ctx.shard]); },
-                      [&] { done.set_value(); });
+  ShardFanOut fan_out(
+      [&](ShardContext& ctx) { (void)ctx.state->RunQuery(spec, partials[ctx.shard]); },
+      [&] { done.set_value(); });
   p.RunOnEveryShard(producer, &fan_out);
   done.get_future().wait();
   ResultTable merged;

@@ -12,8 +12,8 @@ namespace adpulse {
 namespace {
 
 CubeCatalog Catalog() {
-  return *CubeCatalog::Create({{"campaign", {Dim::kCampaignId}},
-                               {"campaign_country", {Dim::kCampaignId, Dim::kCountry}}});
+  return *CubeCatalog::Create(
+      {{"campaign", {Dim::kCampaignId}}, {"campaign_country", {Dim::kCampaignId, Dim::kCountry}}});
 }
 
 // Ingests `n` events through a real log, store and archive, then reconciles, alters one stored
@@ -117,8 +117,7 @@ void Run(int n) {
 
 }  // namespace
 
-TEST_CASE("reconciliation finds no difference, then exactly the altered aggregate",
-          "[reconcile]") {
+TEST_CASE("reconciliation finds no difference, then exactly the altered aggregate", "[reconcile]") {
   Run(100'000);
 }
 

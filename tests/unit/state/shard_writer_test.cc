@@ -1,11 +1,11 @@
 #include "state/shard_writer.h"
 
-#include "base/time_parse.h"
-
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <random>
+
+#include "base/time_parse.h"
 
 namespace adpulse {
 namespace {
@@ -184,9 +184,9 @@ TEST_CASE("a checkpoint in the store bounds replay, and queries read store plus 
     Write(writer, first.events);
     writer.MaybeFlush(NowMs(), true);  // into the store, checkpointed; memory emptied
     CHECK(state.groups_in_memory() == 0);
-    Write(writer, second.events);     // only in the log and in memory
+    Write(writer, second.events);  // only in the log and in memory
     CHECK(state.groups_in_memory() > 0);
-    expected = Total(state);          // store + memory
+    expected = Total(state);  // store + memory
     CHECK(expected.impressions + expected.clicks == 1500);
     // The flushed ids are duplicates through the store, the unflushed through memory.
     auto again = Write(writer, first.events);

@@ -30,13 +30,16 @@ std::string Value(uint64_t impressions, int64_t spend, std::initializer_list<uin
 Aggregate Read(StateStore& store, const std::string& key) {
   Aggregate got;
   int found = 0;
-  REQUIRE(store.Scan(key, key + '\xff', [&](std::string_view k, std::string_view v) {
-    if (k == key) {
-      REQUIRE(DecodeAggregate(v, got));
-      ++found;
-    }
-    return true;
-  }).ok());
+  REQUIRE(store
+              .Scan(key, key + '\xff',
+                    [&](std::string_view k, std::string_view v) {
+                      if (k == key) {
+                        REQUIRE(DecodeAggregate(v, got));
+                        ++found;
+                      }
+                      return true;
+                    })
+              .ok());
   REQUIRE(found == 1);
   return got;
 }
@@ -104,7 +107,8 @@ TEST_CASE("compaction expires old dedup ids and old buckets, keeps recent ones",
   int32_t now_hour = static_cast<int32_t>(FloorDiv(NowMs(), kHourMs));
   absl::uint128 old_id = DedupIndex::Fingerprint("old"), new_id = DedupIndex::Fingerprint("new");
   std::string old_key, new_key;
-  AppendAggregateKeyPrefix(old_key, 0, 0, Level::kMinute, FloorDiv(NowMs() - 3 * kDayMs, kMinuteMs));
+  AppendAggregateKeyPrefix(old_key, 0, 0, Level::kMinute,
+                           FloorDiv(NowMs() - 3 * kDayMs, kMinuteMs));
   AppendAggregateKeyDim(old_key, "c");
   AppendAggregateKeyPrefix(new_key, 0, 0, Level::kMinute, FloorDiv(NowMs(), kMinuteMs));
   AppendAggregateKeyDim(new_key, "c");
@@ -120,10 +124,13 @@ TEST_CASE("compaction expires old dedup ids and old buckets, keeps recent ones",
   CHECK_FALSE(*(*store)->DedupContains(0, old_id, INT32_MIN));
   CHECK(*(*store)->DedupContains(0, new_id, INT32_MIN));
   int keys = 0;
-  REQUIRE((*store)->Scan("A", "B", [&](std::string_view, std::string_view) {
-    ++keys;
-    return true;
-  }).ok());
+  REQUIRE((*store)
+              ->Scan("A", "B",
+                     [&](std::string_view, std::string_view) {
+                       ++keys;
+                       return true;
+                     })
+              .ok());
   CHECK(keys == 1);
   CHECK(Read(**store, new_key).counters.impressions == 1);
   store->reset();

@@ -11,10 +11,10 @@ namespace adpulse {
 namespace {
 
 std::string TempDir() {
-  std::string dir = (std::filesystem::temp_directory_path() /
-                     ("adpulse-wal-test-" + std::to_string(::getpid()) + "-" +
-                      std::to_string(std::random_device{}())))
-                        .string();
+  std::string dir =
+      (std::filesystem::temp_directory_path() / ("adpulse-wal-test-" + std::to_string(::getpid()) +
+                                                 "-" + std::to_string(std::random_device{}())))
+          .string();
   std::filesystem::create_directories(dir);
   return dir;
 }
@@ -91,7 +91,8 @@ TEST_CASE("committed records are read back in order across segments", "[wal]") {
     for (auto& r : ReadAll(seg.path)) all.push_back(r);
   }
   REQUIRE(all.size() == 200);
-  for (int i = 0; i < 200; ++i) CHECK(all[i] == "record-" + std::to_string(i) + std::string(100, '.'));
+  for (int i = 0; i < 200; ++i)
+    CHECK(all[i] == "record-" + std::to_string(i) + std::string(100, '.'));
   std::filesystem::remove_all(dir);
 }
 
@@ -122,9 +123,10 @@ TEST_CASE("a segment cut at any byte yields exactly the whole records before the
     size_t whole = std::count_if(ends.begin(), ends.end(), [&](size_t e) { return e <= cut; });
     CAPTURE(cut);
     CHECK(records.size() == whole);
-    CHECK(scan.problem.empty() == (cut == full.size() || (whole > 0 && ends[whole - 1] == cut) ||
-                                   cut == kWalHeaderBytes));
-    if (cut >= kWalHeaderBytes) CHECK(scan.valid_bytes == (whole ? ends[whole - 1] : kWalHeaderBytes));
+    CHECK(scan.problem.empty() ==
+          (cut == full.size() || (whole > 0 && ends[whole - 1] == cut) || cut == kWalHeaderBytes));
+    if (cut >= kWalHeaderBytes)
+      CHECK(scan.valid_bytes == (whole ? ends[whole - 1] : kWalHeaderBytes));
   }
   std::filesystem::remove_all(dir);
 }

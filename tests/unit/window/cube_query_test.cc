@@ -19,8 +19,7 @@ CubeCatalog Catalog() {
 }
 }  // namespace
 
-TEST_CASE("cube selection picks the smallest covering cube or names the one to add",
-          "[cube]") {
+TEST_CASE("cube selection picks the smallest covering cube or names the one to add", "[cube]") {
   CubeCatalog catalog = Catalog();
   CHECK(*catalog.Select({Dim::kCampaignId}) == 0);
   CHECK(*catalog.Select({}) == 0);

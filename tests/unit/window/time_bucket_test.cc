@@ -60,7 +60,8 @@ TEST_CASE("buckets align to UTC or to the given zone", "[time]") {
   absl::TimeZone kolkata;
   REQUIRE(absl::LoadTimeZone("Asia/Kolkata", &kolkata));  // UTC+05:30
   // 20:10 local on the 28th: the local day began at 18:30Z on the 27th.
-  CHECK(BucketStart(Granularity::kDay, kolkata, t) == 1'764'288'000'000 - 5 * kHourMs - 30 * kMinuteMs);
+  CHECK(BucketStart(Granularity::kDay, kolkata, t) ==
+        1'764'288'000'000 - 5 * kHourMs - 30 * kMinuteMs);
   CHECK(BucketStart(Granularity::kHour, kolkata, t) == 1'764'340'800'000 - 10 * kMinuteMs);
   CHECK(NextBucketStart(Granularity::kHour, kolkata, 1'764'340'200'000) == 1'764'343'800'000);
 }
