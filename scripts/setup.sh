@@ -8,7 +8,7 @@ packages=(
   librocksdb-dev libsimdjson-dev libabsl-dev libxxhash-dev libfmt-dev libtomlplusplus-dev
   libzstd-dev zlib1g-dev
   catch2 libbenchmark-dev
-  python3 curl
+  python3 curl redis-server redis-tools
 )
 missing=()
 for p in "${packages[@]}"; do

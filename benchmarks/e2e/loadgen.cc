@@ -1,7 +1,9 @@
 // adpulse-loadgen: sends realistic unique events to a running adpulse as NDJSON over several
 // keep-alive connections, flat out or at a fixed rate, and reports accepted events/s, the
 // acknowledgement latency percentiles, errors by status, and (with --pid) the daemon's peak
-// resident memory. One-line summary; --json FILE writes the figures for docs.
+// resident memory. One-line summary; --json FILE writes the figures for docs. With
+// --target redis it sends the same events, as the seed's pipelined Redis commands, to a
+// redis-server instead (benchmarks/e2e/versus_redis.sh runs both).
 //
 //   build/benchmarks/adpulse-loadgen --port 8080 --events 2000000 --campaigns 1000000
 #include <arpa/inet.h>
@@ -20,6 +22,7 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -34,6 +37,7 @@ struct Options {
   int batch = 1000;
   int connections = 4;
   double rate = 0;  // events/s in total; 0 = flat out
+  bool redis = false;  // --target redis: the seed's design, RESP commands to a redis-server
   double duplicate_rate = 0.0;
   uint64_t seed = 1;
   int pid = 0;
@@ -46,14 +50,39 @@ int64_t NowMs() {
       .count();
 }
 
-void AppendEvent(std::string& out, uint64_t id, uint64_t seed, std::mt19937_64& rng,
-                 const Options& o, int64_t now) {
+// One generated event; fields drawn in a fixed order so both targets see the same events.
+struct GenEvent {
+  uint64_t id, campaign, ad, advertiser, publisher, user, ip, page, price_micros;
+  int64_t timestamp_ms;
+  const char* type;
+  const char* device;
+  const char* country;
+};
+
+GenEvent Generate(uint64_t id, std::mt19937_64& rng, const Options& o, int64_t now) {
   static const char* kTypes[] = {"impression", "impression", "impression", "impression",
                                  "impression", "impression", "impression", "impression",
                                  "click",      "conversion"};
   static const char* kCountries[] = {"US", "DE", "FR", "GB", "BR", "IN", "JP", "CA"};
   static const char* kDevices[] = {"desktop", "mobile", "tablet"};
-  uint64_t campaign = rng() % o.campaigns;
+  GenEvent e;
+  e.id = id;
+  e.type = kTypes[rng() % 10];
+  e.timestamp_ms = now - static_cast<int64_t>(rng() % 120'000);
+  e.campaign = rng() % o.campaigns;
+  e.ad = e.campaign * 4 + rng() % 4;
+  e.advertiser = e.campaign % 5000;
+  e.publisher = rng() % 500;
+  e.user = rng() % o.users;
+  e.ip = rng() % 256;
+  e.page = rng() % 1000;
+  e.device = kDevices[rng() % 3];
+  e.country = kCountries[rng() % 8];
+  e.price_micros = rng() % 1'000'000;
+  return e;
+}
+
+void AppendJson(std::string& out, const GenEvent& e, uint64_t seed) {
   fmt::format_to(
       std::back_inserter(out),
       R"({{"event_id":"lg{}-{}","event_type":"{}","timestamp":{},"campaign_id":"c{}",)"
@@ -62,9 +91,84 @@ void AppendEvent(std::string& out, uint64_t id, uint64_t seed, std::mt19937_64& 
       R"("page_url":"https://news.example.com/a/{}","device_type":"{}","country":"{}",)"
       R"("bid_price":0.{:06},"currency":"USD"}})"
       "\n",
-      seed, id, kTypes[rng() % 10], now - static_cast<int64_t>(rng() % 120'000), campaign,
-      campaign * 4 + rng() % 4, campaign % 5000, rng() % 500, rng() % o.users, rng() % 256,
-      rng() % 1000, kDevices[rng() % 3], kCountries[rng() % 8], rng() % 1'000'000);
+      seed, e.id, e.type, e.timestamp_ms, e.campaign, e.ad, e.advertiser, e.publisher, e.user, e.ip,
+      e.page, e.device, e.country, e.price_micros);
+}
+
+void AppendResp(std::string& out, std::initializer_list<std::string_view> args) {
+  fmt::format_to(std::back_inserter(out), "*{}\r\n", args.size());
+  for (std::string_view a : args) fmt::format_to(std::back_inserter(out), "${}\r\n{}\r\n", a.size(), a);
+}
+
+// The seed's real-time path (its RealtimeMetricsCache): for each of adpulse's eight default cubes
+// and each of minute, hour and day, HINCRBY the event type's count, HINCRBYFLOAT the spend, and
+// PFADD the user: 72 pipelined commands per event. Returns the number of commands appended.
+int AppendRedis(std::string& out, const GenEvent& e) {
+  std::string c = fmt::format("c{}", e.campaign), adv = fmt::format("adv{}", e.advertiser);
+  std::string groups[8] = {
+      c,
+      c + "|" + e.country,
+      c + "|" + e.device,
+      c + "|" + e.country + "|" + e.device,
+      c + "|" + fmt::format("a{}", e.ad),
+      adv,
+      fmt::format("p{}", e.publisher),
+      adv + "|" + c + "|USD",
+  };
+  static const char* kCubes[8] = {"campaign", "campaign_country", "campaign_device",
+                                  "campaign_country_device", "campaign_ad", "advertiser",
+                                  "publisher", "billing"};
+  static const int64_t kLevelMs[3] = {60'000, 3'600'000, 86'400'000};
+  static const char* kLevels[3] = {"m", "h", "d"};
+  std::string field = fmt::format("{}s", e.type);
+  std::string price = fmt::format("0.{:06}", e.price_micros);
+  std::string user = fmt::format("u{}", e.user);
+  int n = 0;
+  for (int cube = 0; cube < 8; ++cube) {
+    for (int l = 0; l < 3; ++l) {
+      std::string key = fmt::format("m:{}:{}:{}:{}", kCubes[cube], kLevels[l],
+                                    e.timestamp_ms / kLevelMs[l], groups[cube]);
+      AppendResp(out, {"HINCRBY", key, field, "1"});
+      AppendResp(out, {"HINCRBYFLOAT", key, "spend", price});
+      AppendResp(out, {"PFADD", "u:" + key, user});
+      n += 3;
+    }
+  }
+  return n;
+}
+
+// Reads `count` RESP replies; false on a transport error or an error reply.
+bool ReadRespReplies(int fd, std::string& buffer, int count) {
+  size_t pos = 0;
+  char chunk[65536];
+  auto line_end = [&](size_t from) { return buffer.find("\r\n", from); };
+  while (count > 0) {
+    size_t eol = line_end(pos);
+    if (eol != std::string::npos) {
+      char kind = buffer[pos];
+      if (kind == '-') return false;
+      if (kind == '$') {
+        long len = std::strtol(buffer.c_str() + pos + 1, nullptr, 10);
+        size_t need = eol + 2 + (len < 0 ? 0 : static_cast<size_t>(len) + 2);
+        if (buffer.size() >= need) {
+          pos = need;
+          --count;
+          continue;
+        }
+      } else {
+        pos = eol + 2;
+        --count;
+        continue;
+      }
+    }
+    buffer.erase(0, pos);
+    pos = 0;
+    ssize_t r = ::recv(fd, chunk, sizeof(chunk), 0);
+    if (r <= 0) return false;
+    buffer.append(chunk, static_cast<size_t>(r));
+  }
+  buffer.erase(0, pos);
+  return true;
 }
 
 int Connect(const Options& o) {
@@ -150,6 +254,8 @@ int main(int argc, char** argv) {
       o.pid = std::stoi(v);
     else if (k == "--json")
       o.json = v;
+    else if (k == "--target")
+      o.redis = (v == "redis");
     else {
       fmt::print(stderr, "unknown option {}\n", k);
       return 2;
@@ -185,13 +291,39 @@ int main(int argc, char** argv) {
           std::this_thread::sleep_until(due);
         }
         body.clear();
+        int commands = 0;
         int64_t now = NowMs();
         for (uint64_t id = first; id < last; ++id) {
           uint64_t use = id;
           if (o.duplicate_rate > 0 && id > 0 && (rng() % 10000) < o.duplicate_rate * 10000) {
             use = rng() % id;  // a resend of an earlier event
           }
-          AppendEvent(body, use, o.seed, rng, o, now);
+          GenEvent e = Generate(use, rng, o, now);
+          if (o.redis) {
+            commands += AppendRedis(body, e);
+          } else {
+            AppendJson(body, e, o.seed);
+          }
+        }
+        if (o.redis) {
+          auto t0 = std::chrono::steady_clock::now();
+          size_t sent = 0;
+          bool ok = true;
+          while (ok && sent < body.size()) {
+            ssize_t n = ::send(fd, body.data() + sent, body.size() - sent, MSG_NOSIGNAL);
+            ok = n > 0;
+            if (ok) sent += static_cast<size_t>(n);
+          }
+          ok = ok && ReadRespReplies(fd, buffer, commands);
+          double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+          if (ok) {
+            local.push_back(ms);
+            accepted += last - first;
+          } else {
+            ++local_errors[0];
+            break;
+          }
+          continue;
         }
         request = fmt::format(
             "POST /v1/events HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-ndjson\r\n"
