@@ -274,6 +274,40 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   });
+  // Freshness: every 250 ms one event for a campaign of its own, then poll
+  // /v1/metrics/realtime until it shows; the time from sending to visible.
+  std::vector<double> freshness_ms;
+  std::thread prober([&] {
+    if (o.redis) return;
+    int fd = Connect(o);
+    std::string buffer, reply;
+    for (int n = 0; fd >= 0 && !done.load(); ++n) {
+      std::string campaign = fmt::format("fresh-{}-{}", o.seed, n);
+      std::string body = fmt::format(
+          R"({{"event_id":"fresh-{}-{}","event_type":"impression","timestamp":{},"campaign_id":"{}"}})",
+          o.seed, n, NowMs(), campaign);
+      std::string post = fmt::format(
+          "POST /v1/events HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n"
+          "Content-Length: {}\r\n\r\n{}",
+          o.host, body.size(), body);
+      std::string get = fmt::format(
+          "GET /v1/metrics/realtime?campaign_id={}&window=300 HTTP/1.1\r\nHost: {}\r\n\r\n",
+          campaign, o.host);
+      auto t0 = std::chrono::steady_clock::now();
+      if (RoundTrip(fd, post, buffer, reply) != 200) break;
+      while (!done.load()) {
+        if (RoundTrip(fd, get, buffer, reply) != 200) break;
+        if (reply.find("\"impressions\":1,") != std::string::npos) {
+          freshness_ms.push_back(std::chrono::duration<double, std::milli>(
+                                     std::chrono::steady_clock::now() - t0)
+                                     .count());
+          break;
+        }
+      }
+      std::this_thread::sleep_until(t0 + std::chrono::milliseconds(250));
+    }
+    if (fd >= 0) ::close(fd);
+  });
   std::vector<std::thread> threads;
   for (int c = 0; c < o.connections; ++c) {
     threads.emplace_back([&, c] {
@@ -363,6 +397,13 @@ int main(int argc, char** argv) {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   done = true;
   sampler.join();
+  prober.join();
+  std::sort(freshness_ms.begin(), freshness_ms.end());
+  auto fresh = [&](double p) {
+    if (freshness_ms.empty()) return 0.0;
+    return freshness_ms[std::min(freshness_ms.size() - 1,
+                                 static_cast<size_t>(p * freshness_ms.size()))];
+  };
   if (o.pid) peak_rss = std::max<uint64_t>(peak_rss.load(), PeakRss(o.pid));
   std::sort(latencies_ms.begin(), latencies_ms.end());
   auto pct = [&](double p) {
@@ -382,13 +423,19 @@ int main(int argc, char** argv) {
       o.events, secs, rate, accepted.load(), duplicates.load(), rejected.load(), o.batch,
       o.connections, pct(0.5), pct(0.99), pct(0.999), errs.empty() ? " none" : errs,
       o.pid ? fmt::format("; daemon peak RSS {:.0f} MiB", peak_rss.load() / 1048576.0) : "");
+  if (!freshness_ms.empty()) {
+    fmt::print("freshness (sent -> visible in /v1/metrics/realtime) over {} probes: p50 {:.1f} ms, "
+               "p99 {:.1f} ms, max {:.1f} ms\n",
+               freshness_ms.size(), fresh(0.5), fresh(0.99), freshness_ms.back());
+  }
   if (!o.json.empty()) {
     std::ofstream f(o.json);
     f << fmt::format(
         R"({{"events":{},"seconds":{:.3f},"events_per_s":{:.0f},"accepted":{},"duplicates":{},)"
-        R"("p50_ms":{:.3f},"p99_ms":{:.3f},"p999_ms":{:.3f},"peak_rss_bytes":{},"campaigns":{},"batch":{},"connections":{}}})",
+        R"("p50_ms":{:.3f},"p99_ms":{:.3f},"p999_ms":{:.3f},"peak_rss_bytes":{},"campaigns":{},"batch":{},"connections":{},)"
+        R"("freshness_p50_ms":{:.3f},"freshness_p99_ms":{:.3f}}})",
         o.events, secs, rate, accepted.load(), duplicates.load(), pct(0.5), pct(0.99), pct(0.999),
-        peak_rss.load(), o.campaigns, o.batch, o.connections);
+        peak_rss.load(), o.campaigns, o.batch, o.connections, fresh(0.5), fresh(0.99));
   }
   return errors.empty() ? 0 : 1;
 }
