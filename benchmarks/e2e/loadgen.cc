@@ -36,7 +36,7 @@ struct Options {
   uint64_t users = 1'000'000;
   int batch = 1000;
   int connections = 4;
-  double rate = 0;  // events/s in total; 0 = flat out
+  double rate = 0;     // events/s in total; 0 = flat out
   bool redis = false;  // --target redis: the seed's design, RESP commands to a redis-server
   double duplicate_rate = 0.0;
   uint64_t seed = 1;
@@ -97,7 +97,8 @@ void AppendJson(std::string& out, const GenEvent& e, uint64_t seed) {
 
 void AppendResp(std::string& out, std::initializer_list<std::string_view> args) {
   fmt::format_to(std::back_inserter(out), "*{}\r\n", args.size());
-  for (std::string_view a : args) fmt::format_to(std::back_inserter(out), "${}\r\n{}\r\n", a.size(), a);
+  for (std::string_view a : args)
+    fmt::format_to(std::back_inserter(out), "${}\r\n{}\r\n", a.size(), a);
 }
 
 // The seed's real-time path (its RealtimeMetricsCache): for each of adpulse's eight default cubes
@@ -115,9 +116,9 @@ int AppendRedis(std::string& out, const GenEvent& e) {
       fmt::format("p{}", e.publisher),
       adv + "|" + c + "|USD",
   };
-  static const char* kCubes[8] = {"campaign", "campaign_country", "campaign_device",
-                                  "campaign_country_device", "campaign_ad", "advertiser",
-                                  "publisher", "billing"};
+  static const char* kCubes[8] = {
+      "campaign",    "campaign_country", "campaign_device", "campaign_country_device",
+      "campaign_ad", "advertiser",       "publisher",       "billing"};
   static const int64_t kLevelMs[3] = {60'000, 3'600'000, 86'400'000};
   static const char* kLevels[3] = {"m", "h", "d"};
   std::string field = fmt::format("{}s", e.type);
@@ -298,9 +299,9 @@ int main(int argc, char** argv) {
       while (!done.load()) {
         if (RoundTrip(fd, get, buffer, reply) != 200) break;
         if (reply.find("\"impressions\":1,") != std::string::npos) {
-          freshness_ms.push_back(std::chrono::duration<double, std::milli>(
-                                     std::chrono::steady_clock::now() - t0)
-                                     .count());
+          freshness_ms.push_back(
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                  .count());
           break;
         }
       }
@@ -349,7 +350,9 @@ int main(int argc, char** argv) {
             if (ok) sent += static_cast<size_t>(n);
           }
           ok = ok && ReadRespReplies(fd, buffer, commands);
-          double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+          double ms =
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                  .count();
           if (ok) {
             local.push_back(ms);
             accepted += last - first;
@@ -424,9 +427,10 @@ int main(int argc, char** argv) {
       o.connections, pct(0.5), pct(0.99), pct(0.999), errs.empty() ? " none" : errs,
       o.pid ? fmt::format("; daemon peak RSS {:.0f} MiB", peak_rss.load() / 1048576.0) : "");
   if (!freshness_ms.empty()) {
-    fmt::print("freshness (sent -> visible in /v1/metrics/realtime) over {} probes: p50 {:.1f} ms, "
-               "p99 {:.1f} ms, max {:.1f} ms\n",
-               freshness_ms.size(), fresh(0.5), fresh(0.99), freshness_ms.back());
+    fmt::print(
+        "freshness (sent -> visible in /v1/metrics/realtime) over {} probes: p50 {:.1f} ms, "
+        "p99 {:.1f} ms, max {:.1f} ms\n",
+        freshness_ms.size(), fresh(0.5), fresh(0.99), freshness_ms.back());
   }
   if (!o.json.empty()) {
     std::ofstream f(o.json);

@@ -243,6 +243,13 @@ void WriteMetric(JsonWriter& w, Metric m, const Aggregate& a) {
   }
 }
 
+// "granularity", "start", "end" and, when given, "tz" of an aggregate answer.
+void WriteRange(JsonWriter& w, const QuerySpec& spec, const std::string& tz) {
+  w.Key("granularity").String(GranularityName(spec.granularity));
+  w.Key("start").Int(spec.start_ms).Key("end").Int(spec.end_ms);
+  if (!tz.empty()) w.Key("tz").String(tz);
+}
+
 // Exact counters as billing reads them: money as strings with 6 decimals.
 void WriteExactCounters(JsonWriter& w, const Counters& c) {
   w.Key("impressions")
@@ -430,14 +437,8 @@ struct Api::Impl {
         producer, q.spec, std::move(on_error),
         [metrics, tz, respond = std::move(respond)](ResultTable&& table, const QuerySpec& spec) {
           JsonWriter w;
-          w.BeginObject()
-              .Key("granularity")
-              .String(GranularityName(spec.granularity))
-              .Key("start")
-              .Int(spec.start_ms)
-              .Key("end")
-              .Int(spec.end_ms);
-          if (!tz.empty()) w.Key("tz").String(tz);
+          w.BeginObject();
+          WriteRange(w, spec, tz);
           w.Key("rows").BeginArray();
           for (const ResultRow* row : table.SortedRows()) {
             w.BeginObject();
@@ -896,16 +897,8 @@ struct Api::Impl {
                                                                const QuerySpec& spec) {
                std::map<std::string, Counters> totals;  // per currency
                JsonWriter w;
-               w.BeginObject()
-                   .Key("advertiser_id")
-                   .String(advertiser_id)
-                   .Key("granularity")
-                   .String(GranularityName(spec.granularity))
-                   .Key("start")
-                   .Int(spec.start_ms)
-                   .Key("end")
-                   .Int(spec.end_ms);
-               if (!tz.empty()) w.Key("tz").String(tz);
+               w.BeginObject().Key("advertiser_id").String(advertiser_id);
+               WriteRange(w, spec, tz);
                auto write_counters = [&w](const Counters& c) { WriteExactCounters(w, c); };
                w.Key("rows").BeginArray();
                for (const ResultRow* row : table.SortedRows()) {
