@@ -37,6 +37,7 @@ struct Options {
   int batch = 1000;
   int connections = 4;
   double rate = 0;     // events/s in total; 0 = flat out
+  uint64_t spread_s = 120;  // event times spread over this many seconds before now
   bool redis = false;  // --target redis: the seed's design, RESP commands to a redis-server
   double duplicate_rate = 0.0;
   uint64_t seed = 1;
@@ -68,7 +69,7 @@ GenEvent Generate(uint64_t id, std::mt19937_64& rng, const Options& o, int64_t n
   GenEvent e;
   e.id = id;
   e.type = kTypes[rng() % 10];
-  e.timestamp_ms = now - static_cast<int64_t>(rng() % 120'000);
+  e.timestamp_ms = now - static_cast<int64_t>(rng() % (o.spread_s * 1000));
   e.campaign = rng() % o.campaigns;
   e.ad = e.campaign * 4 + rng() % 4;
   e.advertiser = e.campaign % 5000;
@@ -255,6 +256,8 @@ int main(int argc, char** argv) {
       o.pid = std::stoi(v);
     else if (k == "--json")
       o.json = v;
+    else if (k == "--spread-s")
+      o.spread_s = std::max<uint64_t>(1, std::stoull(v));
     else if (k == "--target")
       o.redis = (v == "redis");
     else {
