@@ -36,9 +36,9 @@ struct Options {
   uint64_t users = 1'000'000;
   int batch = 1000;
   int connections = 4;
-  double rate = 0;     // events/s in total; 0 = flat out
+  double rate = 0;          // events/s in total; 0 = flat out
   uint64_t spread_s = 120;  // event times spread over this many seconds before now
-  bool redis = false;  // --target redis: the seed's design, RESP commands to a redis-server
+  bool redis = false;       // --target redis: the seed's design, RESP commands to a redis-server
   double duplicate_rate = 0.0;
   uint64_t seed = 1;
   int pid = 0;

@@ -3,8 +3,8 @@
 #include <cstdint>
 #include <string>
 
-#include "ingest/event_decoder.h"
 #include "base/status_macros.h"
+#include "ingest/event_decoder.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static adpulse::EventDecoder decoder;
