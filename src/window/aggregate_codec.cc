@@ -2,21 +2,12 @@
 
 #include <cstring>
 
+#include "base/byte_io.h"
+
 namespace adpulse {
 namespace {
 constexpr uint8_t kAggregateV1 = 1;
 
-template <typename T>
-void PutLE(std::string& out, T v) {
-  out.append(reinterpret_cast<const char*>(&v), sizeof(T));
-}
-template <typename T>
-bool GetLE(std::string_view& in, T& v) {
-  if (in.size() < sizeof(T)) return false;
-  std::memcpy(&v, in.data(), sizeof(T));
-  in.remove_prefix(sizeof(T));
-  return true;
-}
 void PutBE64(std::string& out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (i * 8)) & 0xff));
 }
@@ -42,14 +33,19 @@ void EncodeAggregate(const Aggregate& a, std::string& out) {
 }
 
 bool DecodeAggregate(std::string_view in, Aggregate& a) {
-  if (in.empty() || static_cast<uint8_t>(in[0]) != kAggregateV1) return false;
-  in.remove_prefix(1);
+  ByteReader r(in);
+  if (r.Get<uint8_t>() != kAggregateV1) return false;
   Counters& c = a.counters;
-  bool ok = GetLE(in, c.impressions) && GetLE(in, c.clicks) && GetLE(in, c.conversions) &&
-            GetLE(in, c.spend_micros) && GetLE(in, c.fraud_impressions) &&
-            GetLE(in, c.fraud_clicks) && GetLE(in, c.fraud_conversions) &&
-            GetLE(in, c.fraud_spend_micros);
-  return ok && a.users.ReadFrom(in) && in.empty();
+  c.impressions = r.Get<uint64_t>();
+  c.clicks = r.Get<uint64_t>();
+  c.conversions = r.Get<uint64_t>();
+  c.spend_micros = r.Get<int64_t>();
+  c.fraud_impressions = r.Get<uint64_t>();
+  c.fraud_clicks = r.Get<uint64_t>();
+  c.fraud_conversions = r.Get<uint64_t>();
+  c.fraud_spend_micros = r.Get<int64_t>();
+  std::string_view rest = r.rest();
+  return r.ok() && a.users.ReadFrom(rest) && rest.empty();
 }
 
 void AppendAggregateKeyPrefix(std::string& out, int shard, int cube, Level level, int64_t bucket) {
