@@ -293,6 +293,15 @@ int RunApplication(int argc, char** argv) {
   metrics.AddCounterFn("adpulse_wal_commit_failures_total",
                        "Group commits that failed (their requests were answered 503).",
                        [&pipeline] { return pipeline.CounterTotals().commit_failures; });
+  metrics.AddCounterFn(
+      "adpulse_dedup_store_lookups_total",
+      "New event ids the dedup Bloom filter could not rule out, so the state store "
+      "was read.",
+      [&pipeline] { return pipeline.CounterTotals().store_dedup_lookups; });
+  metrics.AddCounterFn(
+      "adpulse_ring_full_waits_total",
+      "Times a producer found a worker's ring full and waited (nothing is dropped).",
+      [&pipeline] { return pipeline.ring_full_waits(); });
   metrics.AddCounterFn("adpulse_archived_segments_total",
                        "Log segments compressed into the raw-event archive.",
                        [&archiver] { return archiver.archived_segments(); });

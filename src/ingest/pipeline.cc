@@ -167,6 +167,7 @@ Pipeline::Totals Pipeline::CounterTotals() const {
     t.duplicates += s.duplicates;
     t.late_events += s.late_events;
     t.flushes += s.flushes;
+    t.store_dedup_lookups += s.store_dedup_lookups;
     t.commits += w->commits();
     t.commit_failures += w->commit_failures();
   }

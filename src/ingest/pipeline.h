@@ -121,7 +121,7 @@ class Pipeline {
   // Sums of every shard's counters; safe from any thread.
   struct Totals {
     uint64_t events_applied = 0, duplicates = 0, late_events = 0, flushes = 0, commits = 0,
-             commit_failures = 0;
+             commit_failures = 0, store_dedup_lookups = 0;
   };
   Totals CounterTotals() const;
 

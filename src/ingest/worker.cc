@@ -107,7 +107,6 @@ void Worker::Loop() {
       // Group commit: one log write and fdatasync covers every event of the group, and only then
       // are the events counted and their requests completed.
       writer_.CommitGroup();
-      tasks_run_.fetch_add(group.size(), std::memory_order_relaxed);
       for (Task* task : group) task->Complete();
       writer_.MaybeFlush(NowMs(), false);
       idle_spins = 0;

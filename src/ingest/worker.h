@@ -31,7 +31,6 @@ class Worker {
   // Called by a producer after a push, in case the worker is parked.
   void Notify();
 
-  uint64_t tasks_run() const { return tasks_run_.load(std::memory_order_relaxed); }
   // Safe from any thread.
   ShardStats CounterSnapshot() const { return state_->CounterSnapshot(); }
   uint64_t commits() const { return writer_.commits(); }
@@ -55,7 +54,6 @@ class Worker {
   std::atomic<bool> sleeping_{false};
   std::mutex park_mutex_;
   std::condition_variable park_cv_;
-  std::atomic<uint64_t> tasks_run_{0};
 };
 
 }  // namespace adpulse

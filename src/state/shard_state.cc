@@ -178,15 +178,7 @@ ShardStats ShardState::CounterSnapshot() const {
   s.duplicates = duplicates_.Get();
   s.late_events = late_.Get();
   s.flushes = flushes_.Get();
-  return s;
-}
-
-ShardStats ShardState::Stats() const {
-  ShardStats s;
-  s = CounterSnapshot();
-  s.dedup_ids_in_memory = dedup_.size();
-  s.interned_values = interner_.size();
-  s.groups_in_memory = groups_in_memory();
+  s.store_dedup_lookups = store_lookups_.Get();
   return s;
 }
 

@@ -26,9 +26,7 @@ struct ShardStats {
   uint64_t duplicates = 0;
   uint64_t late_events = 0;
   uint64_t flushes = 0;
-  size_t dedup_ids_in_memory = 0;
-  size_t interned_values = 0;
-  size_t groups_in_memory = 0;
+  uint64_t store_dedup_lookups = 0;  // new ids the dedup filter could not rule out
 };
 
 enum class Admission { kNew, kDuplicate, kError };
@@ -51,7 +49,6 @@ class ShardState {
 
   // Puts a Bloom filter of `bytes` in front of the store's dedup ids and fills it from the store.
   absl::Status EnableDedupFilter(uint64_t bytes);
-  uint64_t store_dedup_lookups() const { return store_lookups_.Get(); }
 
   // Moves everything in memory into the store with `checkpoint`, atomically. On error nothing
   // changes in memory. A no-op without a store.
@@ -61,8 +58,7 @@ class ShardState {
 
   // Memory plus the store; an error when the store cannot be read.
   absl::Status RunQuery(const QuerySpec& spec, ResultTable& out) const;
-  // Only the counters are safe to read from another thread (the sizes are worker-only).
-  ShardStats Stats() const;
+  // Safe to read from any thread.
   ShardStats CounterSnapshot() const;
   int shard() const { return shard_; }
 
@@ -84,7 +80,6 @@ class ShardState {
   RelaxedCounter duplicates_;
   RelaxedCounter late_;
   RelaxedCounter flushes_;
-  std::string scratch_;
 };
 
 }  // namespace adpulse

@@ -37,7 +37,6 @@ class CubeStore {
     }
   }
 
-  size_t BucketCount(Level level) const { return levels_[static_cast<int>(level)].buckets.size(); }
   size_t GroupCount() const;
 
   // Calls fn(level, bucket_index, key, aggregate) for everything held.
