@@ -180,6 +180,13 @@ class Tally:
             print(f"FAIL {what}", flush=True)
         return cond
 
+    def check_reconciled(self, port, now_ms, events, label=""):
+        """The daemon's aggregates equal a recomputation from its archive and log, over `events`."""
+        report = reconcile(port, now_ms)
+        return self.check(report["difference_count"] == 0 and report["events"] == events,
+                          f"{label}aggregates equal a recomputation from the archive and log "
+                          f"({report['difference_count']} differences, {report['events']} of {events} events)")
+
     def finish(self):
         print(f"{self.passed} passed, {self.failed} failed", flush=True)
         return 0 if self.failed == 0 else 1

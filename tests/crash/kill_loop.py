@@ -24,7 +24,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Daemon, Tally, compare, encode, make_events, post, query_by_campaign, reconcile, truth_by_campaign  # noqa: E402
+from common import Daemon, Tally, compare, encode, make_events, post, query_by_campaign, truth_by_campaign  # noqa: E402
 
 
 def main():
@@ -117,10 +117,7 @@ def main():
         for m in mismatches[:20]:
             print("  " + m)
         check(not mismatches, f"aggregates equal the ground truth exactly ({len(mismatches)} mismatches)")
-        report = reconcile(daemon.port, now_ms)
-        check(report["difference_count"] == 0 and report["events"] == len(events),
-              f"aggregates equal a recomputation from the archive and log "
-              f"({report['difference_count']} differences, {report['events']} events)")
+        tally.check_reconciled(daemon.port, now_ms, len(events))
         total = sum(t["impressions"] + t["clicks"] + t["conversions"] for t in truth.values())
         counted = sum(g.get("impressions", 0) + g.get("clicks", 0) + g.get("conversions", 0) for g in got.values())
         print(f"info {kills} kill -9 rounds, {len(events)} events in {len(batches)} batches, "
