@@ -7,6 +7,7 @@
 #include <random>
 #include <string>
 
+#include "app/config.h"
 #include "ingest/event_decoder.h"
 #include "ingest/pipeline.h"
 #include "state/shard_state.h"
@@ -47,16 +48,11 @@ std::string MakeNdjson(int64_t now_ms, int count, uint64_t seed, uint64_t campai
   return out;
 }
 
+// The cubes of the embedded default config (config/adpulse.toml), as the daemon runs them.
 CubeCatalog DefaultCatalog() {
-  return *CubeCatalog::Create(
-      {{"campaign", {Dim::kCampaignId}},
-       {"campaign_country", {Dim::kCampaignId, Dim::kCountry}},
-       {"campaign_device", {Dim::kCampaignId, Dim::kDeviceType}},
-       {"campaign_country_device", {Dim::kCampaignId, Dim::kCountry, Dim::kDeviceType}},
-       {"campaign_ad", {Dim::kCampaignId, Dim::kAdId}},
-       {"advertiser", {Dim::kAdvertiserId}},
-       {"publisher", {Dim::kPublisherId}},
-       {"billing", {Dim::kAdvertiserId, Dim::kCampaignId, Dim::kCurrency}}});
+  auto config = LoadConfig(std::nullopt);
+  if (!config.ok()) std::abort();
+  return *CubeCatalog::Create(config->cubes);
 }
 
 void BM_DecodeValidate(benchmark::State& state) {

@@ -263,14 +263,12 @@ int RunApplication(int argc, char** argv) {
   archiver.Start();
   pipeline_options.archiver = &archiver;
   pipeline_options.flush_interval_ms = config.flush_interval_ms;
-  // Measured: about 400 bytes of memory per in-memory aggregate with its map slot, bucket map,
-  // interned values and a small HyperLogLog (docs/benchmarks.md).
-  constexpr uint64_t kBytesPerGroup = 400;
+  constexpr uint64_t kBytesPerGroup = ShardWriter::kBytesPerGroup;
 
   pipeline_options.dedup_filter_bytes =
       budget / 16 / static_cast<uint64_t>(pipeline_options.workers);
-  pipeline_options.flush_max_groups = std::max<uint64_t>(
-      10'000, budget / 4 / kBytesPerGroup / static_cast<uint64_t>(pipeline_options.workers));
+  pipeline_options.shard_memory_bytes = std::max<uint64_t>(
+      10'000 * kBytesPerGroup, budget / 4 / static_cast<uint64_t>(pipeline_options.workers));
 
   MetricsRegistry metrics;
   Pipeline pipeline(*catalog, pipeline_options);
@@ -284,8 +282,21 @@ int RunApplication(int argc, char** argv) {
                        "Events counted although their time was over 60 s behind the newest event "
                        "of their shard (counted in their own event-time bucket).",
                        [&pipeline] { return pipeline.CounterTotals().late_events; });
+  metrics.AddGauge(
+      "adpulse_state_memory_groups",
+      "Minute aggregates held in shard memory, not yet flushed to the state store.",
+      [&pipeline] { return static_cast<double>(pipeline.CounterTotals().memory_groups); });
+  metrics.AddGauge(
+      "adpulse_state_memory_dedup_ids",
+      "Dedup ids held in shard memory, not yet flushed to the state store.",
+      [&pipeline] { return static_cast<double>(pipeline.CounterTotals().memory_dedup_ids); });
+  metrics.AddGauge(
+      "adpulse_state_interned_bytes",
+      "Approximate memory of the dimension values interned by the shards.",
+      [&pipeline] { return static_cast<double>(pipeline.CounterTotals().interned_bytes); });
   metrics.AddCounterFn("adpulse_state_flushes_total",
-                       "Flushes of shard memory into the state store, each with a checkpoint.",
+                       "Flushes of shard memory slices into the state store, each with its "
+                       "checkpoint.",
                        [&pipeline] { return pipeline.CounterTotals().flushes; });
   metrics.AddCounterFn("adpulse_wal_group_commits_total",
                        "Write-ahead-log group commits (one write and one fdatasync each).",

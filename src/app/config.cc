@@ -227,9 +227,10 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
         return absl::InvalidArgumentError(
             fmt::format("{}: each [[cubes]] entry must be a table", Where(source, entry)));
       }
-      RETURN_IF_ERROR(CheckKeys(*t, "cubes", source, {"name", "dimensions"}));
+      RETURN_IF_ERROR(CheckKeys(*t, "cubes", source, {"name", "dimensions", "unique_users"}));
       CubeSpec spec;
       RETURN_IF_ERROR(ReadString(*t, "cubes", "name", source, spec.name));
+      RETURN_IF_ERROR(ReadBool(*t, "cubes", "unique_users", source, spec.unique_users));
       const toml::array* dims = t->get_as<toml::array>("dimensions");
       if (!dims) {
         return absl::InvalidArgumentError(

@@ -12,6 +12,7 @@ class RelaxedCounter {
     v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
   uint64_t Get() const { return v_.load(std::memory_order_relaxed); }
+  void Set(uint64_t n) { v_.store(n, std::memory_order_relaxed); }
   RelaxedCounter& operator++() {
     Add(1);
     return *this;

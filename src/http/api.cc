@@ -144,9 +144,9 @@ absl::Status SetRange(QueryRequest& q, int64_t start_ms, int64_t end_ms, int64_t
 absl::Status SelectCube(const CubeCatalog& catalog, QueryRequest& q) {
   std::vector<Dim> needed = q.spec.group_by;
   for (const auto& [dim, values] : q.spec.filters) needed.push_back(dim);
-  ASSIGN_OR_RETURN(q.spec.cube, catalog.Select(needed));
   q.spec.need_users =
       std::find(q.metrics.begin(), q.metrics.end(), Metric::kUniqueUsers) != q.metrics.end();
+  ASSIGN_OR_RETURN(q.spec.cube, catalog.Select(needed, q.spec.need_users));
   return absl::OkStatus();
 }
 

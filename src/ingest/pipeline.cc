@@ -57,7 +57,7 @@ Pipeline::Pipeline(const CubeCatalog& catalog, const PipelineOptions& options) :
     writer.archiver = options.archiver;
     writer.store = options.store;
     writer.flush_interval_ms = options.flush_interval_ms;
-    writer.flush_max_groups = options.flush_max_groups;
+    writer.memory_bytes = options.shard_memory_bytes;
     writer.dedup_filter_bytes = options.dedup_filter_bytes;
     workers_.push_back(std::make_unique<Worker>(
         s, std::make_unique<ShardState>(catalog, s, options.store, options.dedup_horizon_ms),
@@ -168,6 +168,9 @@ Pipeline::Totals Pipeline::CounterTotals() const {
     t.late_events += s.late_events;
     t.flushes += s.flushes;
     t.store_dedup_lookups += s.store_dedup_lookups;
+    t.memory_groups += s.memory_groups;
+    t.memory_dedup_ids += s.memory_dedup_ids;
+    t.interned_bytes += s.interned_bytes;
     t.commits += w->commits();
     t.commit_failures += w->commit_failures();
   }

@@ -28,9 +28,9 @@ struct PipelineOptions {
   bool fsync = true;
   uint64_t wal_segment_bytes = 64ull << 20;
   StateStore* store = nullptr;  // null: memory only
-  int64_t flush_interval_ms = 1000;
-  size_t flush_max_groups = 500'000;          // per shard
-  uint64_t dedup_filter_bytes = 16ull << 20;  // per shard
+  int64_t flush_interval_ms = 10'000;
+  uint64_t shard_memory_bytes = 200ull << 20;  // per shard: aggregates, dedup ids, interned values
+  uint64_t dedup_filter_bytes = 16ull << 20;   // per shard
   int workers = 1;
   int max_producers = 4;
   size_t ring_capacity_tasks = 4096;
@@ -121,7 +121,8 @@ class Pipeline {
   // Sums of every shard's counters; safe from any thread.
   struct Totals {
     uint64_t events_applied = 0, duplicates = 0, late_events = 0, flushes = 0, commits = 0,
-             commit_failures = 0, store_dedup_lookups = 0;
+             commit_failures = 0, store_dedup_lookups = 0, memory_groups = 0, memory_dedup_ids = 0,
+             interned_bytes = 0;
   };
   Totals CounterTotals() const;
 

@@ -20,6 +20,6 @@ bool DedupIndex::Insert(std::string_view event_id, int64_t timestamp_ms) {
   return Insert(Fingerprint(event_id), static_cast<int32_t>(FloorDiv(timestamp_ms, kHourMs)));
 }
 
-void DedupIndex::Erase(absl::uint128 fingerprint) { ids_.erase(fingerprint); }
+bool DedupIndex::Erase(absl::uint128 fingerprint) { return ids_.erase(fingerprint) > 0; }
 
 }  // namespace adpulse

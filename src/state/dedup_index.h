@@ -18,8 +18,8 @@ class DedupIndex {
   // True if `fingerprint` was not in the index (and records it); false for a duplicate.
   bool Insert(absl::uint128 fingerprint, int32_t hour);
   bool Insert(std::string_view event_id, int64_t timestamp_ms);
-  void Erase(absl::uint128 fingerprint);
-  void Erase(std::string_view event_id) { Erase(Fingerprint(event_id)); }
+  bool Erase(absl::uint128 fingerprint);  // true if it was there
+  bool Erase(std::string_view event_id) { return Erase(Fingerprint(event_id)); }
   void Clear() { ids_.clear(); }
   size_t size() const { return ids_.size(); }
   bool empty_hint() const { return ids_.empty(); }

@@ -1,6 +1,6 @@
 // Maps dimension values to dense 32-bit ids and back, so aggregates are keyed by small integers
-// instead of strings. Id 0 is the empty string (a missing value). One per shard, owned by its
-// worker.
+// instead of strings, and keeps each value's XXH3 (stable across restarts, unlike the ids). Id 0
+// is the empty string (a missing value). One per shard, owned by its worker.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -27,7 +27,7 @@ struct StringEq {
 
 class Interner {
  public:
-  Interner() { strings_.emplace_back(); }
+  Interner() { Clear(); }
 
   uint32_t Intern(std::string_view s) {
     if (s.empty()) return 0;
@@ -35,6 +35,8 @@ class Interner {
     if (it != ids_.end()) return it->second;
     uint32_t id = static_cast<uint32_t>(strings_.size());
     strings_.emplace_back(s);
+    hashes_.push_back(XXH3_64bits(s.data(), s.size()));
+    bytes_ += s.size() + kEntryOverhead;
     ids_.emplace(strings_.back(), id);
     return id;
   }
@@ -45,16 +47,27 @@ class Interner {
     return it == ids_.end() ? -1 : static_cast<int64_t>(it->second);
   }
   const std::string& Lookup(uint32_t id) const { return strings_[id]; }
+  // XXH3 of the value (0 for the empty string).
+  uint64_t Hash(uint32_t id) const { return hashes_[id]; }
   size_t size() const { return strings_.size(); }
+  // Approximate memory held.
+  size_t bytes() const { return bytes_; }
   void Clear() {
     ids_.clear();
     strings_.clear();
+    hashes_.clear();
     strings_.emplace_back();
+    hashes_.push_back(0);
+    bytes_ = 0;
   }
 
  private:
+  // Map slot, string object, hash, and the vector's share, per value (beyond its characters).
+  static constexpr size_t kEntryOverhead = 100;
   absl::flat_hash_map<std::string, uint32_t, StringHash, StringEq> ids_;
   std::vector<std::string> strings_;
+  std::vector<uint64_t> hashes_;
+  size_t bytes_ = 0;
 };
 
 }  // namespace adpulse

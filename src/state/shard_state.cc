@@ -11,34 +11,47 @@ namespace adpulse {
 
 ShardState::ShardState(const CubeCatalog& catalog, int shard, StateStore* store,
                        int64_t dedup_horizon_ms)
-    : catalog_(catalog), shard_(shard), store_(store), dedup_horizon_ms_(dedup_horizon_ms) {
-  cubes_.reserve(catalog.cubes().size());
-  for (const CubeSpec& spec : catalog.cubes()) cubes_.emplace_back(spec);
+    : catalog_(catalog),
+      shard_(shard),
+      store_(store),
+      dedup_horizon_ms_(dedup_horizon_ms),
+      slices_(kSlices) {
+  for (Slice& slice : slices_) {
+    slice.cubes.reserve(catalog.cubes().size());
+    for (const CubeSpec& spec : catalog.cubes()) slice.cubes.emplace_back(spec);
+  }
 }
 
 Admission ShardState::Admit(const Event& e, std::string* error) {
   absl::uint128 fp = DedupIndex::Fingerprint(e.event_id);
   int32_t hour = static_cast<int32_t>(FloorDiv(e.timestamp_ms, kHourMs));
-  if (!dedup_.Insert(fp, hour)) {
+  DedupIndex& dedup = slices_[DedupSlice(fp)].dedup;
+  if (!dedup.Insert(fp, hour)) {
     ++duplicates_;
     return Admission::kDuplicate;
   }
+  ++dedup_ids_;
   if (store_ && (!filter_ || filter_->MayContain(fp))) {
     ++store_lookups_;
     int32_t min_hour = static_cast<int32_t>(FloorDiv(NowMs() - dedup_horizon_ms_, kHourMs)) - 1;
     auto seen = store_->DedupContains(shard_, fp, min_hour);
     if (!seen.ok()) {
-      dedup_.Erase(fp);
+      dedup_ids_ -= dedup.Erase(fp);
       *error = std::string(seen.status().message());
       return Admission::kError;
     }
     if (*seen) {
-      dedup_.Erase(fp);
+      dedup_ids_ -= dedup.Erase(fp);
       ++duplicates_;
       return Admission::kDuplicate;
     }
   }
   return Admission::kNew;
+}
+
+void ShardState::Unadmit(const Event& e) {
+  absl::uint128 fp = DedupIndex::Fingerprint(e.event_id);
+  dedup_ids_ -= slices_[DedupSlice(fp)].dedup.Erase(fp);
 }
 
 bool ShardState::Apply(const Event& e) {
@@ -48,20 +61,55 @@ bool ShardState::Apply(const Event& e) {
   return true;
 }
 
-void ShardState::AddToCubes(const Event& e) {
+int ShardState::GroupSlice(int cube, const DimKey& key, size_t dims) const {
+  uint64_t h = static_cast<uint64_t>(cube + 1) * 0x9E3779B97F4A7C15ull;
+  for (size_t i = 0; i < dims; ++i) h = (h ^ interner_.Hash(key[i])) * 0xBF58476D1CE4E5B9ull;
+  return static_cast<int>((h >> 32) % kSlices);
+}
+
+void ShardState::AddToCubes(const Event& e, const WalPosition* replay_at) {
   std::array<uint32_t, kDimCount> ids{};
   for (Dim d : catalog_.used_dims()) ids[static_cast<int>(d)] = interner_.Intern(e.dim(d));
   std::optional<uint64_t> user_hash;
   if (!e.user_id.empty()) user_hash = XXH3_64bits(e.user_id.data(), e.user_id.size());
-  for (CubeStore& cube : cubes_) {
+  int cubes = static_cast<int>(catalog_.cubes().size());
+  for (int c = 0; c < cubes; ++c) {
+    const auto& dims = catalog_.cube(c).dims;
     DimKey key{};
-    const auto& dims = cube.spec().dims;
     for (size_t i = 0; i < dims.size(); ++i) key[i] = ids[static_cast<int>(dims[i])];
-    cube.Add(key, e, user_hash);
+    Slice& slice = slices_[GroupSlice(c, key, dims.size())];
+    if (replay_at && *replay_at < slice.checkpoint) continue;
+    groups_ += slice.cubes[c].Add(key, e, user_hash);
   }
   if (e.timestamp_ms + kLateEventMs < max_event_ms_) ++late_;
   if (e.timestamp_ms > max_event_ms_) max_event_ms_ = e.timestamp_ms;
   ++applied_;
+}
+
+absl::Status ShardState::LoadCheckpoints() {
+  if (!store_) return absl::OkStatus();
+  auto checkpoints = store_->ReadSliceCheckpoints(shard_, kSlices);
+  if (!checkpoints.ok()) return checkpoints.status();
+  for (int i = 0; i < kSlices; ++i) slices_[i].checkpoint = (*checkpoints)[i];
+  return absl::OkStatus();
+}
+
+WalPosition ShardState::OldestCheckpoint() const {
+  WalPosition oldest = slices_[0].checkpoint;
+  for (const Slice& slice : slices_) oldest = std::min(oldest, slice.checkpoint);
+  return oldest;
+}
+
+void ShardState::Replay(const Event& e, const WalPosition& at) {
+  // The log holds each accepted event once; its id goes back into memory unless the store's copy
+  // of its dedup slice already has it.
+  absl::uint128 fp = DedupIndex::Fingerprint(e.event_id);
+  Slice& dedup_slice = slices_[DedupSlice(fp)];
+  if (!(at < dedup_slice.checkpoint)) {
+    dedup_ids_ +=
+        dedup_slice.dedup.Insert(fp, static_cast<int32_t>(FloorDiv(e.timestamp_ms, kHourMs)));
+  }
+  AddToCubes(e, &at);
 }
 
 absl::Status ShardState::EnableDedupFilter(uint64_t bytes) {
@@ -71,57 +119,109 @@ absl::Status ShardState::EnableDedupFilter(uint64_t bytes) {
   return store_->ForEachDedup(shard_, [&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
 }
 
-size_t ShardState::groups_in_memory() const {
-  size_t n = 0;
-  for (const CubeStore& c : cubes_) n += c.GroupCount();
-  return n;
+void ShardState::AppendSlice(int s, StateStore::Batch& batch) const {
+  // Sorted, so RocksDB inserts them into its memtable with hints instead of a full skiplist
+  // search each (see StateStore::Open). Values are encoded as they come (the hour and day
+  // aggregates exist only during the walk) into one buffer.
+  struct Entry {
+    std::string key;
+    size_t value_offset, value_size;
+  };
+  std::vector<Entry> entries;
+  std::string values;
+  const Slice& slice = slices_[s];
+  for (size_t c = 0; c < slice.cubes.size(); ++c) {
+    const CubeStore& cube = slice.cubes[c];
+    if (cube.GroupCount() == 0) continue;
+    size_t dims = cube.spec().dims.size();
+    cube.ForEachAggregate([&](Level level, int64_t bucket, const DimKey& k, const Aggregate& agg) {
+      Entry& e = entries.emplace_back();
+      AppendAggregateKeyPrefix(e.key, shard_, static_cast<int>(c), level, bucket);
+      for (size_t i = 0; i < dims; ++i) AppendAggregateKeyDim(e.key, interner_.Lookup(k[i]));
+      e.value_offset = values.size();
+      EncodeAggregate(agg, values);
+      e.value_size = values.size() - e.value_offset;
+    });
+  }
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return a.key < b.key; });
+  for (const Entry& e : entries) {
+    batch.MergeAggregate(e.key, std::string_view(values).substr(e.value_offset, e.value_size));
+  }
+  // In key order too: the key holds the fingerprint's two halves little-endian, so byte order is
+  // the numeric order of the byte-swapped halves.
+  struct Id {
+    uint64_t hi, lo;
+    absl::uint128 fp;
+    int32_t hour;
+  };
+  std::vector<Id> ids;
+  ids.reserve(slice.dedup.size());
+  slice.dedup.ForEach([&](absl::uint128 fp, int32_t hour) {
+    ids.push_back({__builtin_bswap64(absl::Uint128High64(fp)),
+                   __builtin_bswap64(absl::Uint128Low64(fp)), fp, hour});
+  });
+  std::sort(ids.begin(), ids.end(),
+            [](const Id& a, const Id& b) { return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo; });
+  for (const Id& id : ids) batch.PutDedup(shard_, id.fp, id.hour);
+}
+
+void ShardState::ClearSlice(int s) {
+  Slice& slice = slices_[s];
+  if (filter_) {
+    int64_t now = NowMs();
+    slice.dedup.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
+  }
+  for (CubeStore& cube : slice.cubes) {
+    groups_ -= cube.GroupCount();
+    cube.Clear();
+  }
+  dedup_ids_ -= slice.dedup.size();
+  slice.dedup.Clear();
+}
+
+absl::Status ShardState::FlushSlice(int s, const WalPosition& checkpoint) {
+  if (!store_) return absl::OkStatus();
+  StateStore::Batch batch;
+  AppendSlice(s, batch);
+  batch.PutCheckpoint(shard_, s, checkpoint);
+  absl::Status status = store_->Write(batch);
+  if (!status.ok()) return status;
+  ClearSlice(s);
+  slices_[s].checkpoint = checkpoint;
+  ++flushes_;
+  return absl::OkStatus();
 }
 
 absl::Status ShardState::Flush(const WalPosition& checkpoint) {
   if (!store_) return absl::OkStatus();
   StateStore::Batch batch;
-  // Sorted, so RocksDB inserts them into its memtable with hints instead of a full skiplist
-  // search each (see StateStore::Open).
-  std::vector<std::pair<std::string, const Aggregate*>> entries;
-  for (size_t c = 0; c < cubes_.size(); ++c) {
-    const CubeStore& cube = cubes_[c];
-    size_t dims = cube.spec().dims.size();
-    cube.ForEachAggregate([&](Level level, int64_t bucket, const DimKey& k, const Aggregate& agg) {
-      std::string key;
-      AppendAggregateKeyPrefix(key, shard_, static_cast<int>(c), level, bucket);
-      for (size_t i = 0; i < dims; ++i) AppendAggregateKeyDim(key, interner_.Lookup(k[i]));
-      entries.emplace_back(std::move(key), &agg);
-    });
+  for (int s = 0; s < kSlices; ++s) {
+    AppendSlice(s, batch);
+    batch.PutCheckpoint(shard_, s, checkpoint);
   }
-  std::sort(entries.begin(), entries.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::string value;
-  for (const auto& [key, agg] : entries) {
-    value.clear();
-    EncodeAggregate(*agg, value);
-    batch.MergeAggregate(key, value);
+  absl::Status status = store_->Write(batch);
+  if (!status.ok()) return status;
+  for (int s = 0; s < kSlices; ++s) {
+    ClearSlice(s);
+    slices_[s].checkpoint = checkpoint;
   }
-  dedup_.ForEach([&](absl::uint128 fp, int32_t hour) { batch.PutDedup(shard_, fp, hour); });
-  batch.PutCheckpoint(shard_, checkpoint);
-  absl::Status s = store_->Write(batch);
-  if (!s.ok()) return s;
-  if (filter_) {
-    int64_t now = NowMs();
-    dedup_.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
-  }
-  for (CubeStore& cube : cubes_) cube.Clear();
-  dedup_.Clear();
   interner_.Clear();
   ++flushes_;
   return absl::OkStatus();
 }
 
 absl::Status ShardState::RunQuery(const QuerySpec& spec, ResultTable& out) const {
-  const CubeStore& store = cubes_[spec.cube];
+  std::vector<const CubeStore*> stores;
+  stores.reserve(slices_.size());
+  for (const Slice& slice : slices_) {
+    if (slice.cubes[spec.cube].GroupCount() > 0) stores.push_back(&slice.cubes[spec.cube]);
+  }
+  const CubeSpec& cube = catalog_.cube(spec.cube);
   std::vector<ResolvedFilter> filters;
   for (const auto& [dim, values] : spec.filters) {
     ResolvedFilter f;
-    f.position = store.spec().PositionOf(dim);
+    f.position = cube.PositionOf(dim);
     for (const std::string& v : values) {
       int64_t id = interner_.Find(v);
       if (id >= 0) f.ids.push_back(static_cast<uint32_t>(id));
@@ -129,7 +229,7 @@ absl::Status ShardState::RunQuery(const QuerySpec& spec, ResultTable& out) const
     filters.push_back(std::move(f));
   }
   ExecuteOnCube(
-      spec, store, filters,
+      spec, stores, filters,
       [this](uint32_t id) -> const std::string& { return interner_.Lookup(id); }, out);
   return store_ ? ScanStore(spec, out) : absl::OkStatus();
 }
@@ -179,6 +279,9 @@ ShardStats ShardState::CounterSnapshot() const {
   s.late_events = late_.Get();
   s.flushes = flushes_.Get();
   s.store_dedup_lookups = store_lookups_.Get();
+  s.memory_groups = memory_groups_.Get();
+  s.memory_dedup_ids = memory_ids_.Get();
+  s.interned_bytes = interned_bytes_.Get();
   return s;
 }
 

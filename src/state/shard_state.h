@@ -1,7 +1,14 @@
-// Everything one shard knows. In memory: the aggregate deltas and dedup ids accepted since the last
-// flush (interned, per cube, per minute/hour/day bucket). In the state store: everything flushed
-// before. A query reads both; a flush moves the memory into the store in one atomic batch with the
-// shard's checkpoint. Owned and touched only by its worker thread; queries reach it as tasks.
+// Everything one shard knows. In memory: the aggregate deltas and dedup ids accepted since they
+// were last flushed (interned, per cube, per minute bucket). In the state store: everything flushed
+// before. A query reads both.
+//
+// The memory is cut into kSlices slices: a group belongs to the slice its cube and dimension
+// values hash to, a dedup id to the slice its fingerprint does. A slice is flushed on its own, in
+// one atomic batch with its own checkpoint (the log position it covers), so the worker flushes a
+// little at a time and each aggregate stays in memory for a whole flush interval, absorbing many
+// events into one write, without ever stalling ingestion for a whole flush. Recovery replays the
+// log from the oldest slice checkpoint and gives each slice only the events after its own.
+// Owned and touched only by its worker thread; queries reach it as tasks.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -27,6 +34,10 @@ struct ShardStats {
   uint64_t late_events = 0;
   uint64_t flushes = 0;
   uint64_t store_dedup_lookups = 0;  // new ids the dedup filter could not rule out
+  // Held in memory, as of the last PublishGauges.
+  uint64_t memory_groups = 0;
+  uint64_t memory_dedup_ids = 0;
+  uint64_t interned_bytes = 0;
 };
 
 enum class Admission { kNew, kDuplicate, kError };
@@ -36,33 +47,65 @@ inline constexpr int64_t kLateEventMs = 60'000;
 
 class ShardState {
  public:
+  static constexpr int kSlices = 64;
+
   // `store` may be null: memory only (unit tests, benchmarks).
   ShardState(const CubeCatalog& catalog, int shard, StateStore* store, int64_t dedup_horizon_ms);
 
   // Dedup against memory, then the store. kError (with `error`) when the store cannot be read.
   Admission Admit(const Event& e, std::string* error);
   // Forgets an admitted event whose log write failed.
-  void Unadmit(const Event& e) { dedup_.Erase(e.event_id); }
-  void AddToCubes(const Event& e);
-  // Admit + AddToCubes, for replay and tests; false for a duplicate.
+  void Unadmit(const Event& e);
+  void AddToCubes(const Event& e) { AddToCubes(e, nullptr); }
+  // Admit + AddToCubes, for tests; false for a duplicate.
   bool Apply(const Event& e);
+
+  // Recovery: reads the slice checkpoints from the store; then Replay each logged event after
+  // OldestCheckpoint(), with the log position of its record, to give it to the slices whose
+  // checkpoint does not cover it yet.
+  absl::Status LoadCheckpoints();
+  WalPosition OldestCheckpoint() const;
+  void Replay(const Event& e, const WalPosition& at);
 
   // Puts a Bloom filter of `bytes` in front of the store's dedup ids and fills it from the store.
   absl::Status EnableDedupFilter(uint64_t bytes);
 
-  // Moves everything in memory into the store with `checkpoint`, atomically. On error nothing
-  // changes in memory. A no-op without a store.
+  // Moves everything in memory into the store with `checkpoint` for every slice, atomically, and
+  // empties the interner. On error nothing changes in memory. A no-op without a store.
   absl::Status Flush(const WalPosition& checkpoint);
-  bool HasUnflushed() const { return !dedup_.empty_hint() || groups_in_memory() > 0; }
-  size_t groups_in_memory() const;
+  // Moves one slice into the store with `checkpoint`, atomically.
+  absl::Status FlushSlice(int slice, const WalPosition& checkpoint);
+  bool HasUnflushed() const { return groups_ > 0 || dedup_ids_ > 0; }
+  size_t groups_in_memory() const { return groups_; }
+  size_t dedup_ids_in_memory() const { return dedup_ids_; }
+  size_t interner_bytes() const { return interner_.bytes(); }
 
   // Memory plus the store; an error when the store cannot be read.
   absl::Status RunQuery(const QuerySpec& spec, ResultTable& out) const;
   // Safe to read from any thread.
   ShardStats CounterSnapshot() const;
+  // Makes the current memory figures visible to CounterSnapshot.
+  void PublishGauges() {
+    memory_groups_.Set(groups_);
+    memory_ids_.Set(dedup_ids_);
+    interned_bytes_.Set(interner_.bytes());
+  }
   int shard() const { return shard_; }
 
  private:
+  struct Slice {
+    std::vector<CubeStore> cubes;  // one per cube of the catalog
+    DedupIndex dedup;
+    WalPosition checkpoint;  // the store holds this slice's share of every event before it
+  };
+  static int DedupSlice(absl::uint128 fp) {
+    return static_cast<int>(absl::Uint128Low64(fp) % kSlices);
+  }
+  int GroupSlice(int cube, const DimKey& key, size_t dims) const;
+  // With `replay_at`, only the slices whose checkpoint is at or before it get the event.
+  void AddToCubes(const Event& e, const WalPosition* replay_at);
+  void AppendSlice(int slice, StateStore::Batch& batch) const;
+  void ClearSlice(int slice);
   absl::Status ScanStore(const QuerySpec& spec, ResultTable& out) const;
 
   const CubeCatalog& catalog_;
@@ -70,8 +113,9 @@ class ShardState {
   StateStore* store_;
   int64_t dedup_horizon_ms_;
   Interner interner_;
-  std::vector<CubeStore> cubes_;
-  DedupIndex dedup_;
+  std::vector<Slice> slices_;
+  size_t groups_ = 0;
+  size_t dedup_ids_ = 0;
   std::unique_ptr<DedupFilter> filter_;
   RelaxedCounter store_lookups_;
   int64_t max_event_ms_ = INT64_MIN;
@@ -80,6 +124,9 @@ class ShardState {
   RelaxedCounter duplicates_;
   RelaxedCounter late_;
   RelaxedCounter flushes_;
+  RelaxedCounter memory_groups_;
+  RelaxedCounter memory_ids_;
+  RelaxedCounter interned_bytes_;
 };
 
 }  // namespace adpulse

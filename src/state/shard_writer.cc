@@ -13,7 +13,7 @@ namespace adpulse {
 ShardWriter::ShardWriter(ShardState* state, ShardWriterOptions options)
     : state_(state), options_(std::move(options)) {
   staged_.reserve(4096);
-  last_flush_ms_ = NowMs();
+  next_slice_due_ms_ = NowMs();
 }
 
 absl::Status ShardWriter::Recover(RecoveryStats* stats) {
@@ -25,9 +25,9 @@ absl::Status ShardWriter::Recover(RecoveryStats* stats) {
       if (!filled.ok()) return filled;
     }
     if (options_.store) {
-      auto cp = options_.store->ReadCheckpoint(state_->shard());
-      if (!cp.ok()) return cp.status();
-      if (*cp) checkpoint = **cp;
+      absl::Status loaded = state_->LoadCheckpoints();
+      if (!loaded.ok()) return loaded;
+      checkpoint = state_->OldestCheckpoint();
     }
     auto segments = ListWalSegments(options_.wal.dir);
     if (!segments.ok()) return segments.status();
@@ -48,7 +48,7 @@ absl::Status ShardWriter::Recover(RecoveryStats* stats) {
           return absl::DataLossError(
               fmt::format("WAL segment {} holds a record that does not decode", seg.path));
         }
-        state_->Apply(e);
+        state_->Replay(e, WalPosition{seg.sequence, offset});
         ++stats->records;
         return absl::OkStatus();
       });
@@ -163,15 +163,32 @@ void ShardWriter::CommitGroup() {
   staged_.clear();
 }
 
+uint64_t ShardWriter::MemoryEstimate() const {
+  return state_->groups_in_memory() * kBytesPerGroup +
+         state_->dedup_ids_in_memory() * kBytesPerDedupId + state_->interner_bytes();
+}
+
 void ShardWriter::MaybeFlush(int64_t now_ms, bool force) {
   if (!options_.store || !wal_ || !unavailable_.empty()) return;
-  bool due = now_ms - last_flush_ms_ >= options_.flush_interval_ms ||
-             state_->groups_in_memory() >= options_.flush_max_groups;
-  if (!force && !due) return;
-  last_flush_ms_ = now_ms;
-  if (!state_->HasUnflushed()) return;
   WalPosition position{wal_->current_sequence(), wal_->committed_bytes()};
-  absl::Status s = state_->Flush(position);
+  absl::Status s = absl::OkStatus();
+  // Interned values are shared by all slices, so only a whole flush can let them go.
+  if (force || state_->interner_bytes() > options_.memory_bytes / 4) {
+    if (state_->HasUnflushed() || state_->interner_bytes() > 0) s = state_->Flush(position);
+    next_slice_due_ms_ = now_ms;
+  } else {
+    int64_t period = std::max<int64_t>(1, options_.flush_interval_ms / ShardState::kSlices);
+    for (int i = 0; i < ShardState::kSlices && s.ok(); ++i) {
+      bool due = now_ms >= next_slice_due_ms_;
+      if (!due && MemoryEstimate() <= options_.memory_bytes) break;
+      s = state_->FlushSlice(next_slice_, position);
+      next_slice_ = (next_slice_ + 1) % ShardState::kSlices;
+      // After a pause (an idle, parked worker) catch up by at most one round.
+      if (due)
+        next_slice_due_ms_ =
+            std::max(next_slice_due_ms_, now_ms - options_.flush_interval_ms) + period;
+    }
+  }
   if (!s.ok()) {
     // RocksDB 7.8 must not be trusted to recover from a write error on its own: stop ingesting
     // on this shard; the log still holds every acknowledged event for the restart.
@@ -180,10 +197,12 @@ void ShardWriter::MaybeFlush(int64_t now_ms, bool force) {
     LOG_ERROR("shard {}: {}", state_->shard(), unavailable_);
     return;
   }
-  // A segment sealed since the last request is wholly before this checkpoint: archive it.
-  if (options_.archiver && position.sequence > archive_requested_below_) {
-    options_.archiver->Submit(state_->shard(), options_.wal.dir, position.sequence);
-    archive_requested_below_ = position.sequence;
+  state_->PublishGauges();
+  // A segment sealed before the oldest slice checkpoint is wholly in the store: archive it.
+  uint64_t covered_below = state_->OldestCheckpoint().sequence;
+  if (options_.archiver && covered_below > archive_requested_below_) {
+    options_.archiver->Submit(state_->shard(), options_.wal.dir, covered_below);
+    archive_requested_below_ = covered_below;
   }
 }
 

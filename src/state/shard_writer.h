@@ -32,13 +32,20 @@ struct ShardWriterOptions {
   WalWriter::Options wal;
   Archiver* archiver = nullptr;  // takes covered segments; null: they stay in the log dir
   StateStore* store = nullptr;
-  int64_t flush_interval_ms = 1000;
-  size_t flush_max_groups = 500'000;          // flush early when memory holds this many aggregates
+  // Each slice of the shard's memory is flushed once per interval, one slice at a time.
+  int64_t flush_interval_ms = 10'000;
+  // Slices are flushed early while the memory held (estimated) is over this.
+  uint64_t memory_bytes = 200ull << 20;
   uint64_t dedup_filter_bytes = 16ull << 20;  // 0: every new id is looked up in the store
 };
 
 class ShardWriter {
  public:
+  // Memory estimates: an in-memory aggregate with its map slot, bucket map and a small
+  // HyperLogLog (measured, docs/benchmarks.md), and a dedup id in its hash map.
+  static constexpr uint64_t kBytesPerGroup = 320;
+  static constexpr uint64_t kBytesPerDedupId = 48;
+
   ShardWriter(ShardState* state, ShardWriterOptions options);
 
   absl::Status Recover(RecoveryStats* stats);
@@ -46,7 +53,8 @@ class ShardWriter {
   // Dedups `e`; a new event is staged and its outcome set at CommitGroup.
   void Stage(const Event& e, EventOutcome* outcome, std::string* failure);
   void CommitGroup();
-  // Flushes when the interval has passed or memory is large (force: now, if anything is held).
+  // Flushes the slices that are due (one every flush_interval / ShardState::kSlices, more while
+  // memory is over its share); force: everything, now.
   void MaybeFlush(int64_t now_ms, bool force);
 
   // Reconciliation over this shard's archive and log (see reconciler.h).
@@ -72,7 +80,10 @@ class ShardWriter {
   std::string record_;
   RelaxedCounter commits_;  // group commits (one write + fdatasync each)
   RelaxedCounter commit_failures_;
-  int64_t last_flush_ms_ = 0;
+  uint64_t MemoryEstimate() const;
+
+  int64_t next_slice_due_ms_ = 0;
+  int next_slice_ = 0;
   uint64_t archive_requested_below_ = 0;
 };
 

@@ -48,11 +48,47 @@ std::string CheckpointKey(int shard) {
   return k;
 }
 
+std::string CheckpointKey(int shard, int slice) {
+  std::string k = CheckpointKey(shard);
+  k.push_back(static_cast<char>((slice >> 8) & 0xff));
+  k.push_back(static_cast<char>(slice & 0xff));
+  return k;
+}
+
+std::string EncodePosition(const WalPosition& p) {
+  char value[16];
+  std::memcpy(value, &p.sequence, 8);
+  std::memcpy(value + 8, &p.offset, 8);
+  return std::string(value, 16);
+}
+
+absl::StatusOr<WalPosition> DecodePosition(std::string_view value) {
+  if (value.size() != 16) return absl::DataLossError("state store: a checkpoint is malformed");
+  WalPosition p;
+  std::memcpy(&p.sequence, value.data(), 8);
+  std::memcpy(&p.offset, value.data() + 8, 8);
+  return p;
+}
+
 int64_t WallMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
+
+// The memtable insert-hint prefix: (tag, shard, cube, level) for aggregates, (tag, shard) for the
+// rest. A flush writes each prefix's keys in order, so each insert starts from the previous one's
+// place in the memtable instead of from the top.
+class InsertHintPrefix : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "adpulse.InsertHintPrefix"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    size_t n =
+        (key.size() >= 5 && key[0] == kAggregateKeyTag) ? 5 : std::min<size_t>(3, key.size());
+    return rocksdb::Slice(key.data(), n);
+  }
+  bool InDomain(const rocksdb::Slice& key) const override { return !key.empty(); }
+};
 
 // Adds aggregates: counters summed, HyperLogLogs unioned.
 class AggregateMerge : public rocksdb::AssociativeMergeOperator {
@@ -141,10 +177,11 @@ void StateStore::Batch::PutDedup(int shard, absl::uint128 fingerprint, int32_t h
 }
 
 void StateStore::Batch::PutCheckpoint(int shard, const WalPosition& p) {
-  char value[16];
-  std::memcpy(value, &p.sequence, 8);
-  std::memcpy(value + 8, &p.offset, 8);
-  impl_->batch.Put(CheckpointKey(shard), rocksdb::Slice(value, 16));
+  impl_->batch.Put(CheckpointKey(shard), EncodePosition(p));
+}
+
+void StateStore::Batch::PutCheckpoint(int shard, int slice, const WalPosition& p) {
+  impl_->batch.Put(CheckpointKey(shard, slice), EncodePosition(p));
 }
 
 size_t StateStore::Batch::Count() const { return impl_->batch.Count(); }
@@ -180,9 +217,7 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOpt
   o.compression = rocksdb::kLZ4Compression;
   o.bottommost_compression = rocksdb::kZSTD;
   o.max_background_jobs = 2;
-  // A flush writes its keys sorted; with a prefix (tag, shard, cube, level) RocksDB inserts each
-  // next to the previous one instead of searching the memtable from the top.
-  o.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(5));
+  o.memtable_insert_with_hint_prefix_extractor = std::make_shared<InsertHintPrefix>();
   o.keep_log_file_num = 5;
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(o, options.path, &db);
@@ -208,11 +243,31 @@ absl::StatusOr<std::optional<WalPosition>> StateStore::ReadCheckpoint(int shard)
   rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), CheckpointKey(shard), &value);
   if (s.IsNotFound()) return std::optional<WalPosition>();
   if (!s.ok()) return ToStatus(s, "read checkpoint");
-  if (value.size() != 16) return absl::DataLossError("state store: a checkpoint is malformed");
-  WalPosition p;
-  std::memcpy(&p.sequence, value.data(), 8);
-  std::memcpy(&p.offset, value.data() + 8, 8);
-  return std::optional<WalPosition>(p);
+  auto p = DecodePosition(value);
+  if (!p.ok()) return p.status();
+  return std::optional<WalPosition>(*p);
+}
+
+absl::StatusOr<std::vector<WalPosition>> StateStore::ReadSliceCheckpoints(int shard, int slices) {
+  auto whole = ReadCheckpoint(shard);
+  if (!whole.ok()) return whole.status();
+  std::vector<WalPosition> out(static_cast<size_t>(slices), whole->value_or(WalPosition{}));
+  std::string from = CheckpointKey(shard, 0);
+  std::string to = CheckpointKey(shard, slices);
+  absl::Status bad = absl::OkStatus();
+  absl::Status s = Scan(from, to, [&](std::string_view k, std::string_view v) {
+    int slice = (static_cast<uint8_t>(k[3]) << 8) | static_cast<uint8_t>(k[4]);
+    auto p = DecodePosition(v);
+    if (!p.ok()) {
+      bad = p.status();
+      return false;
+    }
+    out[static_cast<size_t>(slice)] = *p;
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (!bad.ok()) return bad;
+  return out;
 }
 
 absl::Status StateStore::ForEachDedup(int shard,

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/numeric/int128.h"
 #include "absl/status/status.h"
@@ -22,6 +23,7 @@ namespace adpulse {
 struct WalPosition {
   uint64_t sequence = 0;  // segment
   uint64_t offset = 0;    // bytes of that segment covered
+  auto operator<=>(const WalPosition&) const = default;
 };
 
 struct StateStoreOptions {
@@ -48,7 +50,10 @@ class StateStore {
     void PutAggregate(std::string_view key, std::string_view value);
     void DeleteAggregate(std::string_view key);
     void PutDedup(int shard, absl::uint128 fingerprint, int32_t hour);
+    // The log position a shard's state covers: the whole shard, or (with `slice`) one slice of it
+    // (ShardState keeps its memory in slices that are flushed one at a time).
     void PutCheckpoint(int shard, const WalPosition& position);
+    void PutCheckpoint(int shard, int slice, const WalPosition& position);
     size_t Count() const;
 
    private:
@@ -61,6 +66,9 @@ class StateStore {
   // ingestion (RELIABILITY.md: RocksDB 7.8 must not auto-recover from write errors).
   absl::Status Write(Batch& batch);
   absl::StatusOr<std::optional<WalPosition>> ReadCheckpoint(int shard);
+  // The checkpoints of slices 0..slices-1 of `shard`; a slice without one gets the whole shard's
+  // (ReadCheckpoint), or the start of the log.
+  absl::StatusOr<std::vector<WalPosition>> ReadSliceCheckpoints(int shard, int slices);
   // Calls fn(fingerprint, hour) for every dedup id of `shard`.
   absl::Status ForEachDedup(int shard, const std::function<void(absl::uint128, int32_t)>& fn);
   // True when `fingerprint` was accepted by `shard` in an hour >= min_hour.

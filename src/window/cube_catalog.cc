@@ -38,21 +38,31 @@ absl::StatusOr<CubeCatalog> CubeCatalog::Create(std::vector<CubeSpec> cubes) {
   return catalog;
 }
 
-absl::StatusOr<int> CubeCatalog::Select(const std::vector<Dim>& needed) const {
+absl::StatusOr<int> CubeCatalog::Select(const std::vector<Dim>& needed, bool need_users) const {
   int best = -1;
+  int without_users = -1;  // a covering cube that does not keep unique users
   for (size_t i = 0; i < cubes_.size(); ++i) {
     const CubeSpec& c = cubes_[i];
     bool covers =
         std::all_of(needed.begin(), needed.end(), [&](Dim d) { return c.PositionOf(d) >= 0; });
-    if (covers && (best < 0 || c.dims.size() < cubes_[best].dims.size())) {
-      best = static_cast<int>(i);
+    if (!covers) continue;
+    if (need_users && !c.unique_users) {
+      without_users = static_cast<int>(i);
+      continue;
     }
+    if (best < 0 || c.dims.size() < cubes_[best].dims.size()) best = static_cast<int>(i);
   }
   if (best >= 0) return best;
   std::vector<std::string_view> names;
   for (Dim d : needed) names.push_back(DimName(d));
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
+  if (without_users >= 0) {
+    return absl::InvalidArgumentError(fmt::format(
+        "metrics: unique_users is not kept for [{}]: cube '{}' covers them with unique_users = "
+        "false; set it to true in the config, or leave unique_users out of metrics",
+        fmt::join(names, ", "), cubes_[without_users].name));
+  }
   return absl::InvalidArgumentError(fmt::format(
       "no cube covers the dimensions and filters [{}]; add a cube with dimensions = [\"{}\"] to "
       "the [[cubes]] of the config",

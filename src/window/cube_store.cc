@@ -2,32 +2,46 @@
 
 namespace adpulse {
 
-void CubeStore::Add(const DimKey& key, const Event& e, std::optional<uint64_t> user_hash) {
-  for (int level = 0; level < kLevelCount; ++level) {
-    LevelData& data = levels_[level];
-    int64_t index = FloorDiv(e.timestamp_ms, kLevelMs[level]);
-    if (index != data.cached_index) {
-      data.cached = &data.buckets[index];
-      data.cached_index = index;
+bool CubeStore::Add(const DimKey& key, const Event& e, std::optional<uint64_t> user_hash) {
+  int64_t index = FloorDiv(e.timestamp_ms, kMinuteMs);
+  if (index != cached_index_) {
+    cached_ = &minutes_[index];
+    cached_index_ = index;
+  }
+  auto [it, inserted] = cached_->try_emplace(key);
+  it->second.Add(e, spec_->unique_users ? user_hash : std::nullopt);
+  groups_ += inserted;
+  return inserted;
+}
+
+void CubeStore::ForEachAggregate(
+    const std::function<void(Level, int64_t, const DimKey&, const Aggregate&)>& fn) const {
+  std::map<int64_t, GroupTable> coarse[2];  // hour, day
+  for (const auto& [minute, table] : minutes_) {
+    int64_t hour = FloorDiv(minute * kMinuteMs, kHourMs);
+    int64_t day = FloorDiv(minute * kMinuteMs, kDayMs);
+    GroupTable& hours = coarse[0][hour];
+    GroupTable& days = coarse[1][day];
+    hours.reserve(table.size());
+    for (const auto& [key, agg] : table) {
+      fn(Level::kMinute, minute, key, agg);
+      hours[key].Merge(agg, spec_->unique_users);
     }
-    (*data.cached)[key].Add(e, user_hash);
+    for (const auto& [key, agg] : table) days[key].Merge(agg, spec_->unique_users);
+  }
+  for (int l = 0; l < 2; ++l) {
+    Level level = l == 0 ? Level::kHour : Level::kDay;
+    for (const auto& [index, table] : coarse[l]) {
+      for (const auto& [key, agg] : table) fn(level, index, key, agg);
+    }
   }
 }
 
 void CubeStore::Clear() {
-  for (LevelData& data : levels_) {
-    data.buckets.clear();
-    data.cached = nullptr;
-    data.cached_index = INT64_MIN;
-  }
-}
-
-size_t CubeStore::GroupCount() const {
-  size_t n = 0;
-  for (const LevelData& data : levels_) {
-    for (const auto& [index, table] : data.buckets) n += table.size();
-  }
-  return n;
+  minutes_.clear();
+  cached_ = nullptr;
+  cached_index_ = INT64_MIN;
+  groups_ = 0;
 }
 
 }  // namespace adpulse

@@ -1,10 +1,13 @@
-// One cube's aggregates in one shard: for each stored level (minute, hour, day) an ordered map of
-// buckets, each a hash table from the group's interned dimension ids to its Aggregate. Every event
-// updates its minute, hour and day bucket, so coarse queries never sum minutes. Owned by one
+// One cube's aggregates in one shard, as held in memory between flushes: an ordered map of minute
+// buckets, each a hash table from the group's interned dimension ids to its Aggregate. An event
+// updates only its minute; the hour and day aggregates the state store keeps are rolled up from
+// the minutes when they are read out (ForEachAggregate, at a flush), so the per-event cost is one
+// update per cube. Queries of hour or day buckets read the minutes inside them. Owned by one
 // worker.
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 
 #include "absl/container/flat_hash_map.h"
@@ -25,39 +28,35 @@ class CubeStore {
 
   const CubeSpec& spec() const { return *spec_; }
 
-  void Add(const DimKey& key, const Event& e, std::optional<uint64_t> user_hash);
+  // True when the event started a new group.
+  bool Add(const DimKey& key, const Event& e, std::optional<uint64_t> user_hash);
 
-  // Calls fn(bucket_index, const GroupTable&) for each stored bucket of `level` with index in
-  // [first, end), in order.
+  // Calls fn(minute_index, const GroupTable&) for each minute held inside the buckets
+  // [first, end) of `level`, in order.
   template <typename Fn>
   void ForEachBucket(Level level, int64_t first, int64_t end, Fn&& fn) const {
-    const auto& buckets = levels_[static_cast<int>(level)].buckets;
-    for (auto it = buckets.lower_bound(first); it != buckets.end() && it->first < end; ++it) {
+    int64_t per = kLevelMs[static_cast<int>(level)] / kMinuteMs;
+    for (auto it = minutes_.lower_bound(first * per); it != minutes_.end() && it->first < end * per;
+         ++it) {
       fn(it->first, it->second);
     }
   }
 
-  size_t GroupCount() const;
+  // Minute groups held (the memory-budget measure).
+  size_t GroupCount() const { return groups_; }
 
-  // Calls fn(level, bucket_index, key, aggregate) for everything held.
-  template <typename Fn>
-  void ForEachAggregate(Fn&& fn) const {
-    for (int level = 0; level < kLevelCount; ++level) {
-      for (const auto& [index, table] : levels_[level].buckets) {
-        for (const auto& [key, agg] : table) fn(static_cast<Level>(level), index, key, agg);
-      }
-    }
-  }
+  // Calls fn(level, bucket_index, key, aggregate) for everything held: each minute group, then
+  // the hour and day groups rolled up from them.
+  void ForEachAggregate(
+      const std::function<void(Level, int64_t, const DimKey&, const Aggregate&)>& fn) const;
   void Clear();
 
  private:
-  struct LevelData {
-    std::map<int64_t, GroupTable> buckets;  // node-based: cached pointers stay valid
-    int64_t cached_index = INT64_MIN;
-    GroupTable* cached = nullptr;
-  };
   const CubeSpec* spec_;
-  std::array<LevelData, kLevelCount> levels_;
+  std::map<int64_t, GroupTable> minutes_;  // node-based: the cached pointer stays valid
+  int64_t cached_index_ = INT64_MIN;
+  GroupTable* cached_ = nullptr;
+  size_t groups_ = 0;
 };
 
 }  // namespace adpulse

@@ -63,14 +63,15 @@ std::vector<const ResultRow*> ResultTable::SortedRows() const {
   return out;
 }
 
-void ExecuteOnCube(const QuerySpec& spec, const CubeStore& store,
+void ExecuteOnCube(const QuerySpec& spec, const std::vector<const CubeStore*>& stores,
                    const std::vector<ResolvedFilter>& filters, const IdToString& id_to_string,
                    ResultTable& out) {
   for (const ResolvedFilter& f : filters) {
     if (f.ids.empty()) return;  // a filter value this shard has never seen: nothing matches
   }
+  if (stores.empty()) return;
   std::vector<int> positions;
-  for (Dim d : spec.group_by) positions.push_back(store.spec().PositionOf(d));
+  for (Dim d : spec.group_by) positions.push_back(stores.front()->spec().PositionOf(d));
   // The planner only picks a cube that holds every grouped dimension, each once.
   ADPULSE_CHECK(positions.size() <= kMaxCubeDims);
   for (int p : positions) ADPULSE_CHECK(p >= 0);
@@ -78,22 +79,24 @@ void ExecuteOnCube(const QuerySpec& spec, const CubeStore& store,
   absl::flat_hash_map<TimeKey, Aggregate> local;
   auto scan = [&](int64_t out_time, int64_t from_ms, int64_t to_ms) {
     DecomposeRange(from_ms, to_ms, [&](Level level, int64_t first, int64_t end) {
-      store.ForEachBucket(level, first, end, [&](int64_t, const GroupTable& table) {
-        for (const auto& [key, agg] : table) {
-          bool match = true;
-          for (const ResolvedFilter& f : filters) {
-            uint32_t id = key[f.position];
-            if (std::find(f.ids.begin(), f.ids.end(), id) == f.ids.end()) {
-              match = false;
-              break;
+      for (const CubeStore* store : stores) {
+        store->ForEachBucket(level, first, end, [&](int64_t, const GroupTable& table) {
+          for (const auto& [key, agg] : table) {
+            bool match = true;
+            for (const ResolvedFilter& f : filters) {
+              uint32_t id = key[f.position];
+              if (std::find(f.ids.begin(), f.ids.end(), id) == f.ids.end()) {
+                match = false;
+                break;
+              }
             }
+            if (!match) continue;
+            TimeKey tk{out_time, {}};
+            for (size_t i = 0; i < positions.size(); ++i) tk.key[i] = key[positions[i]];
+            local[tk].Merge(agg, spec.need_users);
           }
-          if (!match) continue;
-          TimeKey tk{out_time, {}};
-          for (size_t i = 0; i < positions.size(); ++i) tk.key[i] = key[positions[i]];
-          local[tk].Merge(agg, spec.need_users);
-        }
-      });
+        });
+      }
     });
   };
 

@@ -70,7 +70,8 @@ void ForEachOutputBucket(const QuerySpec& spec, Fn&& fn) {
   }
 }
 
-void ExecuteOnCube(const QuerySpec& spec, const CubeStore& store,
+// Runs `spec` over the in-memory groups of one cube, held in `stores` (a shard's slices of it).
+void ExecuteOnCube(const QuerySpec& spec, const std::vector<const CubeStore*>& stores,
                    const std::vector<ResolvedFilter>& filters, const IdToString& id_to_string,
                    ResultTable& out);
 

@@ -29,6 +29,14 @@ TEST_CASE("a config file overrides only what it sets", "[config]") {
   CHECK(config->server.port == 9000);
   CHECK(config->workers == 3);
   CHECK(config->max_age_s == 86400);
+
+  REQUIRE(ApplyToml("[[cubes]]\nname = \"c\"\ndimensions = [\"campaign_id\"]\n"
+                    "[[cubes]]\nname = \"b\"\ndimensions = [\"currency\"]\nunique_users = false\n",
+                    "t.toml", *config)
+              .ok());
+  REQUIRE(config->cubes.size() == 2);
+  CHECK(config->cubes[0].unique_users);
+  CHECK_FALSE(config->cubes[1].unique_users);
 }
 
 TEST_CASE("config errors say what and where", "[config]") {

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include "base/time_parse.h"
@@ -200,6 +201,95 @@ TEST_CASE("a checkpoint in the store bounds replay, and queries read store plus 
   CHECK(Total(state) == expected);
   auto again = Write(writer, second.events);
   CHECK(std::count(again.begin(), again.end(), EventOutcome::kDuplicate) == 500);
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// Rows of one cube grouped by all its dimensions, as "time|dims" -> counters.
+std::map<std::string, Counters> Rows(const ShardState& state, const CubeCatalog& catalog, int cube,
+                                     Granularity granularity) {
+  QuerySpec spec;
+  spec.cube = cube;
+  spec.group_by = catalog.cube(cube).dims;
+  spec.granularity = granularity;
+  spec.start_ms = kT0 - kDayMs;
+  spec.end_ms = kT0 + kDayMs;
+  spec.need_users = false;
+  ResultTable table;
+  REQUIRE(state.RunQuery(spec, table).ok());
+  std::map<std::string, Counters> rows;
+  for (const ResultRow* r : table.SortedRows()) {
+    std::string key = std::to_string(r->time);
+    for (const std::string& d : r->dims) key += "|" + d;
+    rows[key].Merge(r->agg.counters);
+  }
+  return rows;
+}
+
+TEST_CASE("slices flushed at different log positions recover exactly", "[recovery]") {
+  CubeCatalog catalog = *CubeCatalog::Create(
+      {{"campaign", {Dim::kCampaignId}}, {"campaign_country", {Dim::kCampaignId, Dim::kCountry}}});
+  std::string dir = TempDir();
+  auto store = StateStore::Open({dir + "/state"});
+  REQUIRE(store.ok());
+  const char* countries[] = {"US", "DE", "FR", "JP"};
+  std::vector<std::string> ids, campaigns;
+  for (int i = 0; i < 3000; ++i) {
+    ids.push_back("slice-ev-" + std::to_string(i));
+    campaigns.push_back("c" + std::to_string(i * 7919 % 200));
+  }
+  std::vector<Event> events(3000);
+  for (int i = 0; i < 3000; ++i) {
+    Event& e = events[i];
+    e.event_id = ids[i];
+    e.dim(Dim::kCampaignId) = campaigns[i];
+    e.dim(Dim::kCountry) = countries[i % 4];
+    e.timestamp_ms = kT0 + (i % 180) * 1000 + i;  // three minutes, two hours' worth of buckets
+    e.bid_micros = 10 + i;
+    e.type = i % 9 == 0 ? EventType::kClick : EventType::kImpression;
+  }
+  ShardState truth(catalog, 0, nullptr, kDayMs);
+  for (const Event& e : events) REQUIRE(truth.Apply(e));
+
+  ShardWriterOptions options = Options(dir, 32 << 10, store->get());
+  options.flush_interval_ms = 6400;  // a slice every 100 ms of the clock given to MaybeFlush
+  uint64_t flushes_before_crash = 0;
+  {
+    ShardState state(catalog, 0, store->get(), kDayMs);
+    ShardWriter writer(&state, options);
+    RecoveryStats stats;
+    REQUIRE(writer.Recover(&stats).ok());
+    int64_t clock = NowMs();
+    for (int phase = 0; phase < 10; ++phase) {
+      std::vector<Event> part(events.begin() + phase * 300, events.begin() + (phase + 1) * 300);
+      auto outcomes = Write(writer, part);
+      REQUIRE(std::count(outcomes.begin(), outcomes.end(), EventOutcome::kAccepted) == 300);
+      clock += 1000;  // about ten slices each time: more than one round over the 64
+      writer.MaybeFlush(clock, false);
+    }
+    flushes_before_crash = state.CounterSnapshot().flushes;
+    CHECK(state.groups_in_memory() > 0);  // some slices hold events their checkpoint lacks
+    for (int c = 0; c < 2; ++c)
+      CHECK(Rows(state, catalog, c, Granularity::kAll) ==
+            Rows(truth, catalog, c, Granularity::kAll));
+  }  // "crash": no final flush
+  CHECK(flushes_before_crash > 64);
+  for (int restart = 0; restart < 2; ++restart) {
+    ShardState state(catalog, 0, store->get(), kDayMs);
+    ShardWriter writer(&state, options);
+    RecoveryStats stats;
+    REQUIRE(writer.Recover(&stats).ok());
+    if (restart == 0) CHECK(stats.records > 0);
+    for (int c = 0; c < 2; ++c) {
+      for (Granularity g : {Granularity::kMinute, Granularity::kHour, Granularity::kAll}) {
+        auto got = Rows(state, catalog, c, g);
+        CHECK(got == Rows(truth, catalog, c, g));
+        CHECK(!got.empty());
+      }
+    }
+    auto again = Write(writer, events);
+    CHECK(std::count(again.begin(), again.end(), EventOutcome::kDuplicate) == 3000);
+  }
   store->reset();
   std::filesystem::remove_all(dir);
 }

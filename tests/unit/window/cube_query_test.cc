@@ -31,6 +31,42 @@ TEST_CASE("cube selection picks the smallest covering cube or names the one to a
         std::string::npos);
 }
 
+TEST_CASE("unique users come only from cubes that keep them", "[cube]") {
+  CubeSpec country{"campaign_country", {Dim::kCampaignId, Dim::kCountry}};
+  country.unique_users = false;
+  CubeSpec wide{"campaign_country_device", {Dim::kCampaignId, Dim::kCountry, Dim::kDeviceType}};
+  auto catalog = CubeCatalog::Create({{"campaign", {Dim::kCampaignId}}, country, wide});
+  REQUIRE(catalog.ok());
+  CHECK(*catalog->Select({Dim::kCountry}, false) == 1);  // the smallest, users or not
+  CHECK(*catalog->Select({Dim::kCountry}, true) == 2);   // the smallest that keeps users
+  country.dims.push_back(Dim::kOs);
+  auto only = CubeCatalog::Create({country});
+  REQUIRE(only.ok());
+  auto refused = only->Select({Dim::kOs}, true);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(std::string(refused.status().message()).find("unique_users = false") != std::string::npos);
+
+  // A cube without users counts the same and leaves its HyperLogLogs empty.
+  ShardState state(*only, 0, nullptr, kDayMs);
+  Event e;
+  e.event_id = "u1";
+  e.dim(Dim::kCampaignId) = "c1";
+  e.dim(Dim::kCountry) = "US";
+  e.user_id = "user-1";
+  e.timestamp_ms = kDay0;
+  REQUIRE(state.Apply(e));
+  QuerySpec spec;
+  spec.cube = 0;
+  spec.start_ms = kDay0;
+  spec.end_ms = kDay0 + kHourMs;
+  spec.need_users = true;
+  ResultTable table;
+  REQUIRE(state.RunQuery(spec, table).ok());
+  REQUIRE(table.size() == 1);
+  CHECK(table.SortedRows()[0]->agg.counters.impressions == 1);
+  CHECK(table.SortedRows()[0]->agg.users.empty());
+}
+
 TEST_CASE("the catalog refuses bad cubes", "[cube]") {
   CHECK_FALSE(CubeCatalog::Create({{"a", {}}}).ok());
   CHECK_FALSE(CubeCatalog::Create({{"a", {Dim::kOs, Dim::kOs}}}).ok());
