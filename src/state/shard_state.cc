@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "absl/container/inlined_vector.h"
 #include "base/time_parse.h"
 #include "window/aggregate_codec.h"
 
@@ -72,14 +73,37 @@ void ShardState::AddToCubes(const Event& e, const WalPosition* replay_at) {
   for (Dim d : catalog_.used_dims()) ids[static_cast<int>(d)] = interner_.Intern(e.dim(d));
   std::optional<uint64_t> user_hash;
   if (!e.user_id.empty()) user_hash = XXH3_64bits(e.user_id.data(), e.user_id.size());
+  // In three passes over the cubes, so that their cache misses overlap instead of queueing:
+  // find each group's table and prefetch the group's slot; find or create the groups and prefetch
+  // their HyperLogLog slots; then update them.
+  struct Step {
+    CubeStore* cube;
+    GroupTable* table;
+    DimKey key;
+    Aggregate* agg;
+  };
+  absl::InlinedVector<Step, 16> steps;
   int cubes = static_cast<int>(catalog_.cubes().size());
   for (int c = 0; c < cubes; ++c) {
     const auto& dims = catalog_.cube(c).dims;
-    DimKey key{};
-    for (size_t i = 0; i < dims.size(); ++i) key[i] = ids[static_cast<int>(dims[i])];
-    Slice& slice = slices_[GroupSlice(c, key, dims.size())];
+    Step step;
+    step.key = DimKey{};
+    for (size_t i = 0; i < dims.size(); ++i) step.key[i] = ids[static_cast<int>(dims[i])];
+    Slice& slice = slices_[GroupSlice(c, step.key, dims.size())];
     if (replay_at && *replay_at < slice.checkpoint) continue;
-    groups_ += slice.cubes[c].Add(key, e, user_hash);
+    step.cube = &slice.cubes[c];
+    step.table = &step.cube->TableFor(e.timestamp_ms);
+    step.table->prefetch(step.key);
+    steps.push_back(step);
+  }
+  for (Step& step : steps) {
+    bool created;
+    step.agg = &step.cube->GroupIn(*step.table, step.key, &created);
+    groups_ += created;
+    if (user_hash && step.cube->keeps_users()) step.agg->users.Prefetch(*user_hash);
+  }
+  for (const Step& step : steps) {
+    step.agg->Add(e, step.cube->keeps_users() ? user_hash : std::nullopt);
   }
   if (e.timestamp_ms + kLateEventMs < max_event_ms_) ++late_;
   if (e.timestamp_ms > max_event_ms_) max_event_ms_ = e.timestamp_ms;

@@ -3,15 +3,10 @@
 namespace adpulse {
 
 bool CubeStore::Add(const DimKey& key, const Event& e, std::optional<uint64_t> user_hash) {
-  int64_t index = FloorDiv(e.timestamp_ms, kMinuteMs);
-  if (index != cached_index_) {
-    cached_ = &minutes_[index];
-    cached_index_ = index;
-  }
-  auto [it, inserted] = cached_->try_emplace(key);
-  it->second.Add(e, spec_->unique_users ? user_hash : std::nullopt);
-  groups_ += inserted;
-  return inserted;
+  bool created;
+  GroupIn(TableFor(e.timestamp_ms), key, &created)
+      .Add(e, spec_->unique_users ? user_hash : std::nullopt);
+  return created;
 }
 
 void CubeStore::ForEachAggregate(

@@ -31,6 +31,25 @@ class CubeStore {
   // True when the event started a new group.
   bool Add(const DimKey& key, const Event& e, std::optional<uint64_t> user_hash);
 
+  // Add in steps, for a caller that interleaves several cubes to overlap their cache misses:
+  // the minute table of an event time (cached: events mostly share a minute), then the group's
+  // aggregate in it (created if new; `created` says so).
+  GroupTable& TableFor(int64_t timestamp_ms) {
+    int64_t index = FloorDiv(timestamp_ms, kMinuteMs);
+    if (index != cached_index_) {
+      cached_ = &minutes_[index];
+      cached_index_ = index;
+    }
+    return *cached_;
+  }
+  Aggregate& GroupIn(GroupTable& table, const DimKey& key, bool* created) {
+    auto [it, inserted] = table.try_emplace(key);
+    groups_ += inserted;
+    *created = inserted;
+    return it->second;
+  }
+  bool keeps_users() const { return spec_->unique_users; }
+
   // Calls fn(minute_index, const GroupTable&) for each minute held inside the buckets
   // [first, end) of `level`, in order.
   template <typename Fn>

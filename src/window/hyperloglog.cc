@@ -33,10 +33,6 @@ double Tau(double x) {
   return z / 3.0;
 }
 
-uint32_t Mix32(uint64_t hash) {
-  uint32_t prefix = static_cast<uint32_t>(hash >> 32);
-  return prefix == 0 ? 1 : prefix;  // 0 is the empty-slot marker; the collision is harmless
-}
 }  // namespace
 
 HyperLogLog::HyperLogLog(const HyperLogLog& other)
@@ -70,7 +66,7 @@ void HyperLogLog::AddHash(uint64_t hash) {
     SetRegister(index, static_cast<uint8_t>(r));
     return;
   }
-  AddSparse(Mix32(hash));
+  AddSparse(SparsePrefix(hash));
 }
 
 void HyperLogLog::AddSparse(uint32_t prefix) {
