@@ -218,6 +218,9 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOpt
   o.bottommost_compression = rocksdb::kZSTD;
   o.max_background_jobs = 2;
   o.memtable_insert_with_hint_prefix_extractor = std::make_shared<InsertHintPrefix>();
+  // RocksDB ignores the hints for concurrent memtable writes (the default); the shards' batches
+  // are few and large, so writing them one at a time costs nothing.
+  o.allow_concurrent_memtable_write = false;
   o.keep_log_file_num = 5;
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(o, options.path, &db);
