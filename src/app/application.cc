@@ -298,6 +298,11 @@ int RunApplication(int argc, char** argv) {
                        "Flushes of shard memory slices into the state store, each with its "
                        "checkpoint.",
                        [&pipeline] { return pipeline.CounterTotals().flushes; });
+  metrics.AddCounterFn(
+      "adpulse_state_flush_seconds_total",
+      "Time workers spent flushing memory into the state store (ingestion on the shard waits "
+      "meanwhile); divided by adpulse_state_flushes_total, the mean flush.",
+      [&pipeline] { return pipeline.CounterTotals().flush_micros / 1e6; });
   metrics.AddCounterFn("adpulse_wal_group_commits_total",
                        "Write-ahead-log group commits (one write and one fdatasync each).",
                        [&pipeline] { return pipeline.CounterTotals().commits; });

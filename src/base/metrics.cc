@@ -27,7 +27,7 @@ void MetricsRegistry::AddGauge(const std::string& name, const std::string& help,
 }
 
 void MetricsRegistry::AddCounterFn(const std::string& name, const std::string& help,
-                                   std::function<uint64_t()> read) {
+                                   std::function<double()> read) {
   std::lock_guard<std::mutex> lock(mutex_);
   Family& family = families_[name];
   family.help = help;

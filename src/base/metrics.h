@@ -21,8 +21,7 @@ class MetricsRegistry {
                       const std::string& labels = "");
   void AddGauge(const std::string& name, const std::string& help, std::function<double()> read);
   // A counter whose value is read at scrape time (for counters kept elsewhere).
-  void AddCounterFn(const std::string& name, const std::string& help,
-                    std::function<uint64_t()> read);
+  void AddCounterFn(const std::string& name, const std::string& help, std::function<double()> read);
 
   // The text exposition format, version 0.0.4.
   std::string Render() const;
@@ -33,7 +32,7 @@ class MetricsRegistry {
     bool is_counter = true;
     std::map<std::string, Counter*> series;  // labels -> counter
     std::function<double()> gauge;
-    std::function<uint64_t()> counter_fn;
+    std::function<double()> counter_fn;
   };
   mutable std::mutex mutex_;
   std::map<std::string, Family> families_;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "absl/container/inlined_vector.h"
 #include "base/time_parse.h"
@@ -204,8 +205,17 @@ void ShardState::ClearSlice(int s) {
   slice.dedup.Clear();
 }
 
+namespace {
+uint64_t MicrosSince(std::chrono::steady_clock::time_point start) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now() - start)
+                                   .count());
+}
+}  // namespace
+
 absl::Status ShardState::FlushSlice(int s, const WalPosition& checkpoint) {
   if (!store_) return absl::OkStatus();
+  auto start = std::chrono::steady_clock::now();
   StateStore::Batch batch;
   AppendSlice(s, batch);
   batch.PutCheckpoint(shard_, s, checkpoint);
@@ -214,11 +224,13 @@ absl::Status ShardState::FlushSlice(int s, const WalPosition& checkpoint) {
   ClearSlice(s);
   slices_[s].checkpoint = checkpoint;
   ++flushes_;
+  flush_micros_.Add(MicrosSince(start));
   return absl::OkStatus();
 }
 
 absl::Status ShardState::Flush(const WalPosition& checkpoint) {
   if (!store_) return absl::OkStatus();
+  auto start = std::chrono::steady_clock::now();
   StateStore::Batch batch;
   for (int s = 0; s < kSlices; ++s) {
     AppendSlice(s, batch);
@@ -232,6 +244,7 @@ absl::Status ShardState::Flush(const WalPosition& checkpoint) {
   }
   interner_.Clear();
   ++flushes_;
+  flush_micros_.Add(MicrosSince(start));
   return absl::OkStatus();
 }
 
@@ -302,6 +315,7 @@ ShardStats ShardState::CounterSnapshot() const {
   s.duplicates = duplicates_.Get();
   s.late_events = late_.Get();
   s.flushes = flushes_.Get();
+  s.flush_micros = flush_micros_.Get();
   s.store_dedup_lookups = store_lookups_.Get();
   s.memory_groups = memory_groups_.Get();
   s.memory_dedup_ids = memory_ids_.Get();

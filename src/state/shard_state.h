@@ -33,6 +33,7 @@ struct ShardStats {
   uint64_t duplicates = 0;
   uint64_t late_events = 0;
   uint64_t flushes = 0;
+  uint64_t flush_micros = 0;         // time spent in flushes
   uint64_t store_dedup_lookups = 0;  // new ids the dedup filter could not rule out
   // Held in memory, as of the last PublishGauges.
   uint64_t memory_groups = 0;
@@ -124,6 +125,7 @@ class ShardState {
   RelaxedCounter duplicates_;
   RelaxedCounter late_;
   RelaxedCounter flushes_;
+  RelaxedCounter flush_micros_;
   RelaxedCounter memory_groups_;
   RelaxedCounter memory_ids_;
   RelaxedCounter interned_bytes_;
