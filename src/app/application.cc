@@ -230,7 +230,7 @@ int RunApplication(int argc, char** argv) {
   store_options.path = (std::filesystem::path(config.data_dir) / "state").string();
   // The memory budget, split (config/adpulse.toml says how).
   const uint64_t budget = static_cast<uint64_t>(config.memory_budget_bytes);
-  store_options.block_cache_bytes = budget / 4;
+  store_options.block_cache_bytes = budget / 8;
   store_options.write_buffer_bytes = budget / 16;
   store_options.dedup_horizon_ms = config.dedup_horizon_s * 1000;
   store_options.minute_retention_ms = config.minute_retention_days * 86'400'000;
@@ -268,7 +268,7 @@ int RunApplication(int argc, char** argv) {
   pipeline_options.dedup_filter_bytes =
       budget / 16 / static_cast<uint64_t>(pipeline_options.workers);
   pipeline_options.shard_memory_bytes = std::max<uint64_t>(
-      10'000 * kBytesPerGroup, budget / 4 / static_cast<uint64_t>(pipeline_options.workers));
+      10'000 * kBytesPerGroup, budget * 3 / 8 / static_cast<uint64_t>(pipeline_options.workers));
 
   MetricsRegistry metrics;
   Pipeline pipeline(*catalog, pipeline_options);

@@ -271,40 +271,78 @@ absl::Status ShardState::RunQuery(const QuerySpec& spec, ResultTable& out) const
   return store_ ? ScanStore(spec, out) : absl::OkStatus();
 }
 
+namespace {
+// The smallest string greater than every string that starts with `prefix`.
+std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty() && static_cast<uint8_t>(prefix.back()) == 0xff) prefix.pop_back();
+  if (!prefix.empty()) prefix.back() = static_cast<char>(static_cast<uint8_t>(prefix.back()) + 1);
+  return prefix;
+}
+// Seeks per output bucket above which a filtered query reads whole bucket ranges instead.
+constexpr size_t kMaxSeeks = 4096;
+}  // namespace
+
 absl::Status ShardState::ScanStore(const QuerySpec& spec, ResultTable& out) const {
   const CubeSpec& cube = catalog_.cube(spec.cube);
   std::vector<std::pair<int, const std::vector<std::string>*>> filters;
-  for (const auto& [dim, values] : spec.filters)
+  const std::vector<std::string>* first_dim_values = nullptr;
+  for (const auto& [dim, values] : spec.filters) {
     filters.emplace_back(cube.PositionOf(dim), &values);
+    if (filters.back().first == 0) first_dim_values = &values;
+  }
   std::vector<int> positions;
   for (Dim d : spec.group_by) positions.push_back(cube.PositionOf(d));
-  std::string from, to;
   AggregateKey key;
+  int64_t out_time = 0;
+  auto visit = [&](std::string_view k, std::string_view v) {
+    if (!DecodeAggregateKey(k, key) || key.dims.size() != cube.dims.size()) return;
+    for (const auto& [pos, values] : filters) {
+      bool match = false;
+      for (const std::string& want : *values) match |= (key.dims[pos] == want);
+      if (!match) return;
+    }
+    Aggregate agg;
+    if (!DecodeAggregate(v, agg, spec.need_users)) return;
+    std::vector<std::string> dims;
+    dims.reserve(positions.size());
+    for (int p : positions) dims.emplace_back(key.dims[p]);
+    out.Add(out_time, std::move(dims), agg, spec.need_users);
+  };
+  // Keys sort by bucket, then by the cube's first dimension: a query filtered on that dimension
+  // (most are: a campaign) seeks to each (bucket, value) instead of reading every group of every
+  // bucket in its range.
+  std::vector<std::pair<std::string, std::string>> ranges;
   absl::Status status = absl::OkStatus();
-  ForEachOutputBucket(spec, [&](int64_t out_time, int64_t from_ms, int64_t to_ms) {
+  ForEachOutputBucket(spec, [&](int64_t time, int64_t from_ms, int64_t to_ms) {
+    if (!status.ok()) return;
+    out_time = time;
+    ranges.clear();
+    size_t buckets = 0;
+    DecomposeRange(from_ms, to_ms,
+                   [&](Level, int64_t first, int64_t end) { buckets += end - first; });
+    bool seek = first_dim_values && buckets * first_dim_values->size() <= kMaxSeeks;
     DecomposeRange(from_ms, to_ms, [&](Level level, int64_t first, int64_t end) {
-      if (!status.ok()) return;
-      from.clear();
-      to.clear();
-      AppendAggregateKeyPrefix(from, shard_, spec.cube, level, first);
-      AppendAggregateKeyPrefix(to, shard_, spec.cube, level, end);
-      absl::Status s = store_->Scan(from, to, [&](std::string_view k, std::string_view v) {
-        if (!DecodeAggregateKey(k, key) || key.dims.size() != cube.dims.size()) return true;
-        for (const auto& [pos, values] : filters) {
-          bool match = false;
-          for (const std::string& want : *values) match |= (key.dims[pos] == want);
-          if (!match) return true;
+      if (!seek) {
+        std::string from, to;
+        AppendAggregateKeyPrefix(from, shard_, spec.cube, level, first);
+        AppendAggregateKeyPrefix(to, shard_, spec.cube, level, end);
+        ranges.emplace_back(std::move(from), std::move(to));
+        return;
+      }
+      for (int64_t b = first; b < end; ++b) {
+        for (const std::string& value : *first_dim_values) {
+          std::string from;
+          AppendAggregateKeyPrefix(from, shard_, spec.cube, level, b);
+          AppendAggregateKeyDim(from, value);
+          std::string to = PrefixEnd(from);
+          ranges.emplace_back(std::move(from), std::move(to));
         }
-        Aggregate agg;
-        if (!DecodeAggregate(v, agg)) return true;
-        std::vector<std::string> dims;
-        dims.reserve(positions.size());
-        for (int p : positions) dims.emplace_back(key.dims[p]);
-        out.Add(out_time, std::move(dims), agg, spec.need_users);
-        return true;
-      });
-      if (!s.ok()) status = s;
+      }
     });
+    std::sort(ranges.begin(), ranges.end());
+    ranges.erase(std::unique(ranges.begin(), ranges.end()), ranges.end());
+    absl::Status s = store_->ScanRanges(ranges, visit);
+    if (!s.ok()) status = s;
   });
   return status;
 }

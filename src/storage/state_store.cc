@@ -91,23 +91,26 @@ class InsertHintPrefix : public rocksdb::SliceTransform {
 };
 
 // Adds aggregates: counters summed, HyperLogLogs unioned.
-class AggregateMerge : public rocksdb::AssociativeMergeOperator {
+// All the operands of a key at once, on the encoded values (MergeEncodedAggregates): no
+// HyperLogLog is built, so a compaction merging many operands costs a sort of their user lists.
+class AggregateMerge : public rocksdb::MergeOperator {
  public:
-  bool Merge(const rocksdb::Slice& key, const rocksdb::Slice* existing, const rocksdb::Slice& value,
-             std::string* new_value, rocksdb::Logger*) const override {
-    if (!existing) {
-      new_value->assign(value.data(), value.size());
-      return true;
-    }
-    Aggregate a, b;
-    if (!DecodeAggregate({existing->data(), existing->size()}, a) ||
-        !DecodeAggregate({value.data(), value.size()}, b)) {
-      return false;  // corruption: RocksDB reports it
-    }
-    a.Merge(b, true);
+  bool FullMergeV2(const MergeOperationInput& in, MergeOperationOutput* out) const override {
+    std::vector<std::string_view> values;
+    values.reserve(in.operand_list.size() + 1);
+    if (in.existing_value)
+      values.emplace_back(in.existing_value->data(), in.existing_value->size());
+    for (const rocksdb::Slice& s : in.operand_list) values.emplace_back(s.data(), s.size());
+    out->new_value.clear();
+    return MergeEncodedAggregates(values, out->new_value);  // false: corruption, reported
+  }
+  bool PartialMergeMulti(const rocksdb::Slice&, const std::deque<rocksdb::Slice>& operands,
+                         std::string* new_value, rocksdb::Logger*) const override {
+    std::vector<std::string_view> values;
+    values.reserve(operands.size());
+    for (const rocksdb::Slice& s : operands) values.emplace_back(s.data(), s.size());
     new_value->clear();
-    EncodeAggregate(a, *new_value);
-    return true;
+    return MergeEncodedAggregates(values, *new_value);
   }
   const char* Name() const override { return "adpulse.AggregateMerge.v1"; }
 };
@@ -309,6 +312,25 @@ absl::Status StateStore::Scan(std::string_view from, std::string_view to,
   for (it->Seek(rocksdb::Slice(from.data(), from.size())); it->Valid(); it->Next()) {
     rocksdb::Slice k = it->key(), v = it->value();
     if (!fn({k.data(), k.size()}, {v.data(), v.size()})) break;
+  }
+  return ToStatus(it->status(), "scan");
+}
+
+absl::Status StateStore::ScanRanges(
+    const std::vector<std::pair<std::string, std::string>>& ranges,
+    const std::function<void(std::string_view, std::string_view)>& fn) {
+  if (ranges.empty()) return absl::OkStatus();
+  rocksdb::ReadOptions r;
+  rocksdb::Slice upper(ranges.back().second);
+  r.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(r));
+  for (const auto& [from, to] : ranges) {
+    rocksdb::Slice end(to);
+    for (it->Seek(from); it->Valid() && it->key().compare(end) < 0; it->Next()) {
+      rocksdb::Slice k = it->key(), v = it->value();
+      fn({k.data(), k.size()}, {v.data(), v.size()});
+    }
+    if (!it->status().ok()) break;
   }
   return ToStatus(it->status(), "scan");
 }

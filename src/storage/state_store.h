@@ -76,6 +76,10 @@ class StateStore {
   // Calls fn(key, value) for every key in [from, to), in order; fn returns false to stop.
   absl::Status Scan(std::string_view from, std::string_view to,
                     const std::function<bool(std::string_view, std::string_view)>& fn);
+  // The same over several ranges, sorted and disjoint, with one iterator that seeks to each: the
+  // keys between ranges are never read (nor their merge operands merged).
+  absl::Status ScanRanges(const std::vector<std::pair<std::string, std::string>>& ranges,
+                          const std::function<void(std::string_view, std::string_view)>& fn);
   // Small named settings of the data dir (such as its shard count), written durably.
   absl::StatusOr<std::optional<std::string>> GetMeta(std::string_view name);
   absl::Status PutMeta(std::string_view name, std::string_view value);

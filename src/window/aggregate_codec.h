@@ -12,7 +12,13 @@
 namespace adpulse {
 
 void EncodeAggregate(const Aggregate& a, std::string& out);
-bool DecodeAggregate(std::string_view in, Aggregate& a);
+// `with_users` false skips the HyperLogLog (left empty): much cheaper for a large one.
+bool DecodeAggregate(std::string_view in, Aggregate& a, bool with_users = true);
+// The encoding of the merge of encoded aggregates (RocksDB's merge operator), without building
+// HyperLogLog objects: counters are summed, sparse user lists sorted and deduplicated, dense
+// registers maxed. Same result as decoding, Aggregate::Merge and encoding. False if one is
+// malformed.
+bool MergeEncodedAggregates(const std::vector<std::string_view>& values, std::string& out);
 
 // key = 'A' | shard u16 BE | cube u8 | level u8 | bucket index u64 BE (sign-flipped) |
 //       per dimension: u16 BE length, bytes. Keys of one (shard, cube, level) sort by bucket.

@@ -1,5 +1,6 @@
 #include "window/hyperloglog.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -152,9 +153,14 @@ void HyperLogLog::AppendTo(std::string& out) const {
   out.push_back(1);
   uint32_t n = sparse_count_;
   out.append(reinterpret_cast<const char*>(&n), 4);
+  // Sorted, so merges of encoded values (MergeEncodedAggregates) sort little.
+  uint32_t sorted[kSparseLimit];
+  uint32_t k = 0;
   for (uint32_t p : sparse_) {
-    if (p != 0) out.append(reinterpret_cast<const char*>(&p), 4);
+    if (p != 0) sorted[k++] = p;
   }
+  std::sort(sorted, sorted + k);
+  out.append(reinterpret_cast<const char*>(sorted), size_t{k} * 4);
 }
 
 bool HyperLogLog::ReadFrom(std::string_view& in) {
@@ -175,6 +181,10 @@ bool HyperLogLog::ReadFrom(std::string_view& in) {
   std::memcpy(&n, in.data(), 4);
   in.remove_prefix(4);
   if (n > kSparseLimit || in.size() < size_t{n} * 4) return false;
+  // Sized for all n at under 75 % load, so the inserts never regrow the table.
+  size_t slots = 8;
+  while (slots * 3 <= size_t{n} * 4) slots *= 2;
+  sparse_.assign(slots, 0);
   for (uint32_t i = 0; i < n; ++i) {
     uint32_t p;
     std::memcpy(&p, in.data() + size_t{i} * 4, 4);

@@ -45,6 +45,9 @@ class HyperLogLog {
   // Reads what AppendTo wrote from the front of `in` and advances it; false if malformed.
   bool ReadFrom(std::string_view& in);
 
+  // The dense register and rank of a sparse entry (a 32-bit hash prefix).
+  static void RegisterFromPrefix(uint32_t prefix, uint32_t* index, uint8_t* rank);
+
  private:
   static uint32_t SparsePrefix(uint64_t hash) {
     uint32_t prefix = static_cast<uint32_t>(hash >> 32);
@@ -55,7 +58,6 @@ class HyperLogLog {
   void SetRegister(uint32_t index, uint8_t rank) {
     if (dense_[index] < rank) dense_[index] = rank;
   }
-  static void RegisterFromPrefix(uint32_t prefix, uint32_t* index, uint8_t* rank);
 
   // Sparse: open-addressing set of nonzero 32-bit hash prefixes (0 marks an empty slot).
   std::vector<uint32_t> sparse_;
