@@ -268,7 +268,7 @@ int RunApplication(int argc, char** argv) {
   pipeline_options.dedup_filter_bytes =
       budget / 16 / static_cast<uint64_t>(pipeline_options.workers);
   pipeline_options.shard_memory_bytes = std::max<uint64_t>(
-      10'000 * kBytesPerGroup, budget * 3 / 8 / static_cast<uint64_t>(pipeline_options.workers));
+      10'000 * kBytesPerGroup, budget / 4 / static_cast<uint64_t>(pipeline_options.workers));
 
   MetricsRegistry metrics;
   Pipeline pipeline(*catalog, pipeline_options);
