@@ -178,7 +178,9 @@ void ShardWriter::MaybeFlush(int64_t now_ms, bool force) {
     next_slice_due_ms_ = now_ms;
   } else {
     int64_t period = std::max<int64_t>(1, options_.flush_interval_ms / ShardState::kSlices);
-    for (int i = 0; i < ShardState::kSlices && s.ok(); ++i) {
+    // A few slices per call: the worker runs its queued tasks (queries too) in between, so
+    // catching up never holds them for a whole round.
+    for (int i = 0; i < kMaxSlicesPerCall && s.ok(); ++i) {
       bool due = now_ms >= next_slice_due_ms_;
       if (!due && MemoryEstimate() <= options_.memory_bytes) break;
       s = state_->FlushSlice(next_slice_, position);

@@ -45,6 +45,7 @@ class ShardWriter {
   // HyperLogLog (measured, docs/benchmarks.md), and a dedup id in its hash map.
   static constexpr uint64_t kBytesPerGroup = 320;
   static constexpr uint64_t kBytesPerDedupId = 48;
+  static constexpr int kMaxSlicesPerCall = 4;
 
   ShardWriter(ShardState* state, ShardWriterOptions options);
 
