@@ -2,13 +2,6 @@
 
 namespace adpulse {
 
-bool CubeStore::Add(const DimKey& key, const Event& e, std::optional<uint64_t> user_hash) {
-  bool created;
-  GroupIn(TableFor(e.timestamp_ms), key, &created)
-      .Add(e, spec_->unique_users ? user_hash : std::nullopt);
-  return created;
-}
-
 void CubeStore::ForEachAggregate(
     const std::function<void(Level, int64_t, const DimKey&, const Aggregate&)>& fn) const {
   std::map<int64_t, GroupTable> coarse[2];  // hour, day

@@ -28,12 +28,9 @@ class CubeStore {
 
   const CubeSpec& spec() const { return *spec_; }
 
-  // True when the event started a new group.
-  bool Add(const DimKey& key, const Event& e, std::optional<uint64_t> user_hash);
-
-  // Add in steps, for a caller that interleaves several cubes to overlap their cache misses:
-  // the minute table of an event time (cached: events mostly share a minute), then the group's
-  // aggregate in it (created if new; `created` says so).
+  // An event is added in steps, so that a caller can interleave several cubes and overlap their
+  // cache misses: the minute table of an event time (cached: events mostly share a minute), then
+  // the group's aggregate in it (created if new; `created` says so).
   GroupTable& TableFor(int64_t timestamp_ms) {
     int64_t index = FloorDiv(timestamp_ms, kMinuteMs);
     if (index != cached_index_) {
