@@ -43,6 +43,9 @@ struct Options {
   uint64_t seed = 1;
   int pid = 0;
   std::string json;
+  // Realtime query probe: one GET /v1/metrics/realtime for a random generated campaign every
+  // this many ms, on a connection of its own, timed; 0 = off.
+  int query_interval_ms = 50;
 };
 
 int64_t NowMs() {
@@ -260,6 +263,8 @@ int main(int argc, char** argv) {
       o.spread_s = std::max<uint64_t>(1, std::stoull(v));
     else if (k == "--target")
       o.redis = (v == "redis");
+    else if (k == "--query-interval-ms")
+      o.query_interval_ms = std::max(0, std::stoi(v));
     else {
       fmt::print(stderr, "unknown option {}\n", k);
       return 2;
@@ -309,6 +314,30 @@ int main(int argc, char** argv) {
         }
       }
       std::this_thread::sleep_until(t0 + std::chrono::milliseconds(250));
+    }
+    if (fd >= 0) ::close(fd);
+  });
+  // Query latency while ingesting: the last 5 minutes of one generated campaign.
+  std::vector<double> query_ms;
+  uint64_t query_errors = 0;
+  std::thread querier([&] {
+    if (o.redis || o.query_interval_ms == 0) return;
+    int fd = Connect(o);
+    std::mt19937_64 rng(o.seed * 7919);
+    std::string buffer, reply;
+    while (fd >= 0 && !done.load()) {
+      auto t0 = std::chrono::steady_clock::now();
+      std::string get = fmt::format(
+          "GET /v1/metrics/realtime?campaign_id=c{}&window=300 HTTP/1.1\r\nHost: {}\r\n\r\n",
+          rng() % o.campaigns, o.host);
+      if (RoundTrip(fd, get, buffer, reply) == 200) {
+        query_ms.push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count());
+      } else {
+        ++query_errors;
+      }
+      std::this_thread::sleep_until(t0 + std::chrono::milliseconds(o.query_interval_ms));
     }
     if (fd >= 0) ::close(fd);
   });
@@ -404,6 +433,12 @@ int main(int argc, char** argv) {
   done = true;
   sampler.join();
   prober.join();
+  querier.join();
+  std::sort(query_ms.begin(), query_ms.end());
+  auto query_pct = [&](double p) {
+    if (query_ms.empty()) return 0.0;
+    return query_ms[std::min(query_ms.size() - 1, static_cast<size_t>(p * query_ms.size()))];
+  };
   std::sort(freshness_ms.begin(), freshness_ms.end());
   auto fresh = [&](double p) {
     if (freshness_ms.empty()) return 0.0;
@@ -435,14 +470,21 @@ int main(int argc, char** argv) {
         "p99 {:.1f} ms, max {:.1f} ms\n",
         freshness_ms.size(), fresh(0.5), fresh(0.99), freshness_ms.back());
   }
+  if (!query_ms.empty()) {
+    fmt::print(
+        "realtime query (last 5 minutes of one campaign) over {} queries while ingesting: p50 "
+        "{:.2f} ms, p99 {:.2f} ms, max {:.2f} ms; {} failed\n",
+        query_ms.size(), query_pct(0.5), query_pct(0.99), query_ms.back(), query_errors);
+  }
   if (!o.json.empty()) {
     std::ofstream f(o.json);
     f << fmt::format(
         R"({{"events":{},"seconds":{:.3f},"events_per_s":{:.0f},"accepted":{},"duplicates":{},)"
         R"("p50_ms":{:.3f},"p99_ms":{:.3f},"p999_ms":{:.3f},"peak_rss_bytes":{},"campaigns":{},"batch":{},"connections":{},)"
-        R"("freshness_p50_ms":{:.3f},"freshness_p99_ms":{:.3f}}})",
+        R"("freshness_p50_ms":{:.3f},"freshness_p99_ms":{:.3f},"query_p50_ms":{:.3f},"query_p99_ms":{:.3f}}})",
         o.events, secs, rate, accepted.load(), duplicates.load(), pct(0.5), pct(0.99), pct(0.999),
-        peak_rss.load(), o.campaigns, o.batch, o.connections, fresh(0.5), fresh(0.99));
+        peak_rss.load(), o.campaigns, o.batch, o.connections, fresh(0.5), fresh(0.99), query_pct(0.5),
+        query_pct(0.99));
   }
   return errors.empty() ? 0 : 1;
 }
