@@ -20,6 +20,25 @@ inline void PutString16(std::string& out, std::string_view s) {
   out.append(s);
 }
 
+// LEB128: 7 bits per byte, low bits first; 1 byte below 128, at most 10.
+inline void PutVarint(std::string& out, uint64_t v) {
+  char buf[10];
+  int n = 0;
+  while (v >= 0x80) {
+    buf[n++] = static_cast<char>(v | 0x80);
+    v >>= 7;
+  }
+  buf[n++] = static_cast<char>(v);
+  out.append(buf, static_cast<size_t>(n));
+}
+// Signed values as varints, small magnitudes short either side of zero.
+inline uint64_t ZigZag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+inline int64_t UnZigZag(uint64_t v) {
+  return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
+}
+
 // Reads from the front of `in`; once a read runs short, ok() stays false and values are zero.
 class ByteReader {
  public:
@@ -45,6 +64,18 @@ class ByteReader {
     std::string_view s = in_.substr(0, n);
     in_.remove_prefix(n);
     return s;
+  }
+  uint64_t GetVarint() {
+    uint64_t v = 0;
+    for (int shift = 0; ok_ && shift < 64; shift += 7) {
+      if (in_.empty()) break;
+      uint8_t b = static_cast<uint8_t>(in_[0]);
+      in_.remove_prefix(1);
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (b < 0x80) return v;
+    }
+    ok_ = false;  // short, or longer than 10 bytes
+    return 0;
   }
   bool ok() const { return ok_; }
   std::string_view rest() const { return in_; }

@@ -8,7 +8,14 @@
 
 namespace adpulse {
 namespace {
-constexpr uint8_t kAggregateV1 = 1;
+// Format 1: u8 1, eight counters as u64/i64 little-endian, users (kFixed32). Read, no longer
+// written. Format 2: u8 2, u8 mask of the nonzero counters, each of those as a varint (money
+// zigzag), users (kDeltaVarint). docs/formats/state.md.
+constexpr uint8_t kFormat1 = 1;
+constexpr uint8_t kFormat2 = 2;
+constexpr int kCounterCount = 8;
+// Counters 3 and 7 are money (signed).
+constexpr bool IsMoney(int i) { return i == 3 || i == 7; }
 
 void PutBE64(std::string& out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((v >> (i * 8)) & 0xff));
@@ -18,80 +25,100 @@ uint64_t GetBE(std::string_view s, int bytes) {
   for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<uint8_t>(s[i]);
   return v;
 }
+
+void ToArray(const Counters& c, int64_t out[kCounterCount]) {
+  out[0] = static_cast<int64_t>(c.impressions);
+  out[1] = static_cast<int64_t>(c.clicks);
+  out[2] = static_cast<int64_t>(c.conversions);
+  out[3] = c.spend_micros;
+  out[4] = static_cast<int64_t>(c.fraud_impressions);
+  out[5] = static_cast<int64_t>(c.fraud_clicks);
+  out[6] = static_cast<int64_t>(c.fraud_conversions);
+  out[7] = c.fraud_spend_micros;
+}
+void FromArray(const int64_t in[kCounterCount], Counters& c) {
+  c.impressions = static_cast<uint64_t>(in[0]);
+  c.clicks = static_cast<uint64_t>(in[1]);
+  c.conversions = static_cast<uint64_t>(in[2]);
+  c.spend_micros = in[3];
+  c.fraud_impressions = static_cast<uint64_t>(in[4]);
+  c.fraud_clicks = static_cast<uint64_t>(in[5]);
+  c.fraud_conversions = static_cast<uint64_t>(in[6]);
+  c.fraud_spend_micros = in[7];
+}
+
+void PutCounters(std::string& out, const int64_t v[kCounterCount]) {
+  out.push_back(static_cast<char>(kFormat2));
+  uint8_t mask = 0;
+  for (int i = 0; i < kCounterCount; ++i) {
+    if (v[i] != 0) mask |= static_cast<uint8_t>(1u << i);
+  }
+  out.push_back(static_cast<char>(mask));
+  for (int i = 0; i < kCounterCount; ++i) {
+    if (v[i] == 0) continue;
+    PutVarint(out, IsMoney(i) ? ZigZag(v[i]) : static_cast<uint64_t>(v[i]));
+  }
+}
+
+// Reads the version and counters of either format from the front of `in`, advancing past them;
+// `encoding` is how the users that follow are encoded.
+bool GetCounters(std::string_view& in, int64_t v[kCounterCount],
+                 HyperLogLog::Encoding* encoding) {
+  ByteReader r(in);
+  uint8_t format = r.Get<uint8_t>();
+  if (format == kFormat1) {
+    for (int i = 0; i < kCounterCount; ++i) v[i] = r.Get<int64_t>();
+    *encoding = HyperLogLog::Encoding::kFixed32;
+  } else if (format == kFormat2) {
+    uint8_t mask = r.Get<uint8_t>();
+    for (int i = 0; i < kCounterCount; ++i) {
+      if ((mask & (1u << i)) == 0) {
+        v[i] = 0;
+        continue;
+      }
+      uint64_t x = r.GetVarint();
+      v[i] = IsMoney(i) ? UnZigZag(x) : static_cast<int64_t>(x);
+    }
+    *encoding = HyperLogLog::Encoding::kDeltaVarint;
+  } else {
+    return false;
+  }
+  in = r.rest();
+  return r.ok();
+}
 }  // namespace
 
 void EncodeAggregate(const Aggregate& a, std::string& out) {
-  const Counters& c = a.counters;
-  out.push_back(static_cast<char>(kAggregateV1));
-  PutLE(out, c.impressions);
-  PutLE(out, c.clicks);
-  PutLE(out, c.conversions);
-  PutLE(out, c.spend_micros);
-  PutLE(out, c.fraud_impressions);
-  PutLE(out, c.fraud_clicks);
-  PutLE(out, c.fraud_conversions);
-  PutLE(out, c.fraud_spend_micros);
+  int64_t v[kCounterCount];
+  ToArray(a.counters, v);
+  PutCounters(out, v);
   a.users.AppendTo(out);
 }
 
 bool DecodeAggregate(std::string_view in, Aggregate& a, bool with_users) {
-  ByteReader r(in);
-  if (r.Get<uint8_t>() != kAggregateV1) return false;
-  Counters& c = a.counters;
-  c.impressions = r.Get<uint64_t>();
-  c.clicks = r.Get<uint64_t>();
-  c.conversions = r.Get<uint64_t>();
-  c.spend_micros = r.Get<int64_t>();
-  c.fraud_impressions = r.Get<uint64_t>();
-  c.fraud_clicks = r.Get<uint64_t>();
-  c.fraud_conversions = r.Get<uint64_t>();
-  c.fraud_spend_micros = r.Get<int64_t>();
-  std::string_view rest = r.rest();
-  if (!r.ok()) return false;
-  if (!with_users) return !rest.empty();
-  return a.users.ReadFrom(rest) && rest.empty();
+  int64_t v[kCounterCount];
+  HyperLogLog::Encoding encoding;
+  if (!GetCounters(in, v, &encoding)) return false;
+  FromArray(v, a.counters);
+  if (!with_users) return !in.empty();
+  return a.users.ReadFrom(in, encoding) && in.empty();
 }
 
 bool MergeEncodedAggregates(const std::vector<std::string_view>& values, std::string& out) {
-  int64_t sums[8] = {0};
+  int64_t sums[kCounterCount] = {0};
   std::vector<uint32_t> sparse;
   std::unique_ptr<uint8_t[]> dense;
   for (std::string_view v : values) {
-    ByteReader r(v);
-    if (r.Get<uint8_t>() != kAggregateV1) return false;
-    for (int64_t& s : sums) s += r.Get<int64_t>();
-    std::string_view rest = r.rest();
-    if (!r.ok() || rest.empty()) return false;
-    char kind = rest[0];
-    rest.remove_prefix(1);
-    if (kind == 0) {
-      if (!rest.empty()) return false;
-    } else if (kind == 1) {
-      uint32_t n;
-      if (rest.size() < 4) return false;
-      std::memcpy(&n, rest.data(), 4);
-      rest.remove_prefix(4);
-      if (n > HyperLogLog::kSparseLimit || rest.size() != size_t{n} * 4) return false;
-      size_t at = sparse.size();
-      sparse.resize(at + n);
-      std::memcpy(sparse.data() + at, rest.data(), size_t{n} * 4);
-    } else if (kind == 2) {
-      if (rest.size() != HyperLogLog::kRegisters) return false;
-      if (!dense) {
-        dense = std::make_unique<uint8_t[]>(HyperLogLog::kRegisters);
-        std::memcpy(dense.get(), rest.data(), HyperLogLog::kRegisters);
-      } else {
-        const auto* in = reinterpret_cast<const uint8_t*>(rest.data());
-        for (uint32_t i = 0; i < HyperLogLog::kRegisters; ++i) {
-          dense[i] = std::max(dense[i], in[i]);
-        }
-      }
-    } else {
-      return false;
+    int64_t counters[kCounterCount];
+    HyperLogLog::Encoding encoding;
+    if (!GetCounters(v, counters, &encoding)) return false;
+    for (int i = 0; i < kCounterCount; ++i) {
+      sums[i] = static_cast<int64_t>(static_cast<uint64_t>(sums[i]) +
+                                     static_cast<uint64_t>(counters[i]));
     }
+    if (!HyperLogLog::MergeEncoded(v, encoding, sparse, dense) || !v.empty()) return false;
   }
-  out.push_back(static_cast<char>(kAggregateV1));
-  for (int64_t s : sums) PutLE(out, s);
+  PutCounters(out, sums);
   std::sort(sparse.begin(), sparse.end());
   sparse.erase(std::unique(sparse.begin(), sparse.end()), sparse.end());
   if (!dense && sparse.size() > HyperLogLog::kSparseLimit) {
@@ -100,7 +127,6 @@ bool MergeEncodedAggregates(const std::vector<std::string_view>& values, std::st
   }
   if (dense) {
     for (uint32_t p : sparse) {
-      if (p == 0) return false;
       uint32_t index;
       uint8_t rank;
       HyperLogLog::RegisterFromPrefix(p, &index, &rank);
@@ -111,11 +137,7 @@ bool MergeEncodedAggregates(const std::vector<std::string_view>& values, std::st
   } else if (sparse.empty()) {
     out.push_back(0);
   } else {
-    if (sparse.front() == 0) return false;
-    out.push_back(1);
-    uint32_t n = static_cast<uint32_t>(sparse.size());
-    out.append(reinterpret_cast<const char*>(&n), 4);
-    out.append(reinterpret_cast<const char*>(sparse.data()), sparse.size() * 4);
+    HyperLogLog::AppendSparse(sparse.data(), sparse.size(), out);
   }
   return true;
 }

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "base/byte_io.h"
+
 namespace adpulse {
 namespace {
 constexpr int kQ = 64 - HyperLogLog::kPrecision;  // bits left for the rank
@@ -140,6 +142,16 @@ double HyperLogLog::Estimate() const {
   return kAlphaInf * m * m / z;
 }
 
+void HyperLogLog::AppendSparse(const uint32_t* sorted, size_t n, std::string& out) {
+  out.push_back(1);
+  PutVarint(out, n);
+  uint32_t previous = 0;
+  for (size_t i = 0; i < n; ++i) {
+    PutVarint(out, sorted[i] - previous);
+    previous = sorted[i];
+  }
+}
+
 void HyperLogLog::AppendTo(std::string& out) const {
   if (dense_) {
     out.push_back(2);
@@ -150,49 +162,105 @@ void HyperLogLog::AppendTo(std::string& out) const {
     out.push_back(0);
     return;
   }
-  out.push_back(1);
-  uint32_t n = sparse_count_;
-  out.append(reinterpret_cast<const char*>(&n), 4);
-  // Sorted, so merges of encoded values (MergeEncodedAggregates) sort little.
+  // Sorted: the deltas are short, and merges of encoded values (MergeEncodedAggregates) sort
+  // little.
   uint32_t sorted[kSparseLimit];
   uint32_t k = 0;
   for (uint32_t p : sparse_) {
     if (p != 0) sorted[k++] = p;
   }
   std::sort(sorted, sorted + k);
-  out.append(reinterpret_cast<const char*>(sorted), size_t{k} * 4);
+  AppendSparse(sorted, k, out);
 }
 
-bool HyperLogLog::ReadFrom(std::string_view& in) {
-  *this = HyperLogLog();
+namespace {
+// Reads the sparse entries of an encoding (after its kind byte): `count(n)` once, then
+// `entry(p)` for each, in increasing order; false unless they are sorted, distinct and nonzero.
+template <typename Count, typename Entry>
+bool ReadSparse(std::string_view& in, HyperLogLog::Encoding encoding, Count count, Entry entry) {
+  if (encoding == HyperLogLog::Encoding::kFixed32) {
+    if (in.size() < 4) return false;
+    uint32_t n;
+    std::memcpy(&n, in.data(), 4);
+    in.remove_prefix(4);
+    if (n == 0 || n > HyperLogLog::kSparseLimit || in.size() < size_t{n} * 4) return false;
+    count(n);
+    uint32_t previous = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      uint32_t p;
+      std::memcpy(&p, in.data() + size_t{i} * 4, 4);
+      if (p <= previous) return false;  // format 1 was written sorted; checked all the same
+      entry(p);
+      previous = p;
+    }
+    in.remove_prefix(size_t{n} * 4);
+    return true;
+  }
+  ByteReader r(in);
+  uint64_t n = r.GetVarint();
+  if (!r.ok() || n == 0 || n > HyperLogLog::kSparseLimit) return false;
+  count(static_cast<uint32_t>(n));
+  uint64_t value = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t delta = r.GetVarint();
+    value += delta;
+    if (!r.ok() || delta == 0 || value > UINT32_MAX) return false;
+    entry(static_cast<uint32_t>(value));
+  }
+  in = r.rest();
+  return true;
+}
+}  // namespace
+
+bool HyperLogLog::MergeEncoded(std::string_view& in, Encoding encoding, std::vector<uint32_t>& out,
+                               std::unique_ptr<uint8_t[]>& dense) {
   if (in.empty()) return false;
   char kind = in[0];
   in.remove_prefix(1);
   if (kind == 0) return true;
+  if (kind == 1) {
+    return ReadSparse(
+        in, encoding, [&](uint32_t n) { out.reserve(out.size() + n); },
+        [&](uint32_t p) { out.push_back(p); });
+  }
+  if (kind != 2 || in.size() < kRegisters) return false;
+  const auto* registers = reinterpret_cast<const uint8_t*>(in.data());
+  if (!dense) {
+    dense = std::make_unique<uint8_t[]>(kRegisters);
+    std::memcpy(dense.get(), registers, kRegisters);
+  } else {
+    for (uint32_t i = 0; i < kRegisters; ++i) dense[i] = std::max(dense[i], registers[i]);
+  }
+  in.remove_prefix(kRegisters);
+  return true;
+}
+
+bool HyperLogLog::ReadFrom(std::string_view& in, Encoding encoding) {
+  *this = HyperLogLog();
+  if (in.empty()) return false;
+  char kind = in[0];
   if (kind == 2) {
-    if (in.size() < kRegisters) return false;
+    if (in.size() < 1 + kRegisters) return false;
     dense_ = std::make_unique<uint8_t[]>(kRegisters);
-    std::memcpy(dense_.get(), in.data(), kRegisters);
-    in.remove_prefix(kRegisters);
+    std::memcpy(dense_.get(), in.data() + 1, kRegisters);
+    in.remove_prefix(1 + kRegisters);
     return true;
   }
-  if (kind != 1 || in.size() < 4) return false;
-  uint32_t n;
-  std::memcpy(&n, in.data(), 4);
-  in.remove_prefix(4);
-  if (n > kSparseLimit || in.size() < size_t{n} * 4) return false;
-  // Sized for all n at under 75 % load, so the inserts never regrow the table.
-  size_t slots = 8;
-  while (slots * 3 <= size_t{n} * 4) slots *= 2;
-  sparse_.assign(slots, 0);
-  for (uint32_t i = 0; i < n; ++i) {
-    uint32_t p;
-    std::memcpy(&p, in.data() + size_t{i} * 4, 4);
-    if (p == 0) return false;
-    AddSparse(p);
+  if (kind == 0) {
+    in.remove_prefix(1);
+    return true;
   }
-  in.remove_prefix(size_t{n} * 4);
-  return true;
+  if (kind != 1) return false;
+  in.remove_prefix(1);
+  return ReadSparse(
+      in, encoding,
+      [&](uint32_t n) {
+        // Sized for all n at under 75 % load, so the inserts never regrow the table.
+        size_t slots = 8;
+        while (slots * 3 <= size_t{n} * 4) slots *= 2;
+        sparse_.assign(slots, 0);
+      },
+      [&](uint32_t p) { AddSparse(p); });
 }
 
 size_t HyperLogLog::MemoryBytes() const {

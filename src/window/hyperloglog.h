@@ -39,11 +39,22 @@ class HyperLogLog {
   bool is_dense() const { return dense_ != nullptr; }
   size_t MemoryBytes() const;
 
-  // Appends a self-describing encoding: u8 kind (0 empty, 1 sparse, 2 dense), then for sparse a
-  // u32 count and that many u32 hash prefixes, for dense the kRegisters rank bytes.
+  // Encodings of the users of a stored aggregate (docs/formats/state.md). Each starts with a u8
+  // kind (0 empty, 1 sparse, 2 dense); dense is the kRegisters rank bytes. Sparse entries are
+  // sorted hash prefixes: kFixed32 (aggregate format 1) a u32 count and u32 each; kDeltaVarint
+  // (format 2) a varint count, then the first entry and each one's distance to the one before
+  // as varints.
+  enum class Encoding : uint8_t { kFixed32, kDeltaVarint };
+  // Always kDeltaVarint: format 1 is only read.
   void AppendTo(std::string& out) const;
-  // Reads what AppendTo wrote from the front of `in` and advances it; false if malformed.
-  bool ReadFrom(std::string_view& in);
+  // Reads an encoding from the front of `in` and advances past it; false if malformed.
+  bool ReadFrom(std::string_view& in, Encoding encoding);
+  // The sorted sparse entries of an encoding from the front of `in`, appended to `out`, or the
+  // dense registers max-merged into `dense` (allocated on first use); advances past it.
+  static bool MergeEncoded(std::string_view& in, Encoding encoding, std::vector<uint32_t>& out,
+                           std::unique_ptr<uint8_t[]>& dense);
+  // Appends the kDeltaVarint encoding of sorted, distinct, nonzero sparse entries.
+  static void AppendSparse(const uint32_t* sorted, size_t n, std::string& out);
 
   // The dense register and rank of a sparse entry (a 32-bit hash prefix).
   static void RegisterFromPrefix(uint32_t prefix, uint32_t* index, uint8_t* rank);

@@ -1,0 +1,174 @@
+#include "window/aggregate_codec.h"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <random>
+#include <vector>
+
+#include "base/byte_io.h"
+
+namespace adpulse {
+namespace {
+
+struct Sample {
+  Aggregate aggregate;
+  std::vector<uint64_t> user_hashes;
+};
+
+Sample Make(std::mt19937_64& rng, int users) {
+  Sample s;
+  Counters& c = s.aggregate.counters;
+  c.impressions = rng() % 3 == 0 ? 0 : rng() % 100'000;
+  c.clicks = rng() % 100;
+  c.conversions = rng() % 2;
+  c.spend_micros = static_cast<int64_t>(rng() % 5'000'000'000ull) - 1'000'000;
+  c.fraud_impressions = rng() % 4 == 0 ? rng() : 0;  // full 64-bit values too
+  c.fraud_spend_micros = rng() % 4 == 0 ? -static_cast<int64_t>(rng() >> 1) : 0;
+  for (int i = 0; i < users; ++i) {
+    uint64_t h = rng();
+    s.user_hashes.push_back(h);
+    s.aggregate.users.AddHash(h);
+  }
+  return s;
+}
+
+// Format 1 as adpulse wrote it before format 2, built by hand from the same inputs.
+std::string EncodeFormat1(const Sample& s) {
+  std::string out;
+  out.push_back(1);
+  const Counters& c = s.aggregate.counters;
+  PutLE(out, c.impressions);
+  PutLE(out, c.clicks);
+  PutLE(out, c.conversions);
+  PutLE(out, c.spend_micros);
+  PutLE(out, c.fraud_impressions);
+  PutLE(out, c.fraud_clicks);
+  PutLE(out, c.fraud_conversions);
+  PutLE(out, c.fraud_spend_micros);
+  std::vector<uint32_t> prefixes;
+  for (uint64_t h : s.user_hashes) {
+    uint32_t p = static_cast<uint32_t>(h >> 32);
+    prefixes.push_back(p == 0 ? 1 : p);
+  }
+  std::sort(prefixes.begin(), prefixes.end());
+  prefixes.erase(std::unique(prefixes.begin(), prefixes.end()), prefixes.end());
+  REQUIRE(prefixes.size() <= HyperLogLog::kSparseLimit);
+  if (prefixes.empty()) {
+    out.push_back(0);
+  } else {
+    out.push_back(1);
+    PutLE(out, static_cast<uint32_t>(prefixes.size()));
+    for (uint32_t p : prefixes) PutLE(out, p);
+  }
+  return out;
+}
+
+void CheckSame(const Aggregate& got, const Aggregate& want) {
+  CHECK(got.counters == want.counters);
+  CHECK(got.users.Estimate() == want.users.Estimate());
+  CHECK(got.users.is_dense() == want.users.is_dense());
+}
+
+}  // namespace
+
+TEST_CASE("aggregates round-trip through the encoding", "[codec]") {
+  std::mt19937_64 rng(5);
+  const int sizes[] = {0, 1, 3, 40, 1024, 1025, 5000};
+  for (int round = 0; round < 100; ++round) {
+    Sample s = Make(rng, sizes[round % 7]);
+    std::string encoded;
+    EncodeAggregate(s.aggregate, encoded);
+    Aggregate got;
+    REQUIRE(DecodeAggregate(encoded, got));
+    CheckSame(got, s.aggregate);
+    Aggregate counters_only;
+    REQUIRE(DecodeAggregate(encoded, counters_only, false));
+    CHECK(counters_only.counters == s.aggregate.counters);
+    CHECK(counters_only.users.empty());
+    // Re-encoding what was read gives the same bytes.
+    std::string again;
+    EncodeAggregate(got, again);
+    CHECK(again == encoded);
+  }
+}
+
+TEST_CASE("a small aggregate encodes in a few bytes", "[codec]") {
+  Aggregate a;
+  a.counters.impressions = 1;
+  a.counters.spend_micros = 250'000;
+  a.users.AddHash(0x0123456789abcdefull);
+  std::string encoded;
+  EncodeAggregate(a, encoded);
+  // version, mask, 1, 250000 (3 bytes zigzag), kind, count, one prefix (5 bytes at most)
+  CHECK(encoded.size() <= 13);
+  Aggregate empty;
+  std::string e;
+  EncodeAggregate(empty, e);
+  CHECK(e.size() == 3);  // version, mask 0, users kind 0
+}
+
+TEST_CASE("format 1 values still decode and merge with format 2 ones", "[codec]") {
+  std::mt19937_64 rng(17);
+  const int sizes[] = {0, 1, 7, 300, 1000};
+  for (int round = 0; round < 100; ++round) {
+    int n = 1 + static_cast<int>(rng() % 4);
+    std::vector<std::string> values(n);
+    Aggregate expected;
+    for (int i = 0; i < n; ++i) {
+      Sample s = Make(rng, sizes[rng() % 5]);
+      if (rng() % 2) {
+        values[i] = EncodeFormat1(s);
+        Aggregate got;
+        REQUIRE(DecodeAggregate(values[i], got));
+        CheckSame(got, s.aggregate);
+      } else {
+        EncodeAggregate(s.aggregate, values[i]);
+      }
+      expected.Merge(s.aggregate, true);
+    }
+    std::vector<std::string_view> views(values.begin(), values.end());
+    std::string merged;
+    REQUIRE(MergeEncodedAggregates(views, merged));
+    std::string want;
+    EncodeAggregate(expected, want);
+    CHECK(merged == want);
+  }
+}
+
+TEST_CASE("malformed values are refused", "[codec]") {
+  std::mt19937_64 rng(23);
+  Sample s = Make(rng, 5);
+  std::string good;
+  EncodeAggregate(s.aggregate, good);
+  std::string v1 = EncodeFormat1(s);
+  std::vector<std::string> bad = {
+      "",
+      std::string("\x03\x00\x00", 3),  // unknown format
+      std::string("\x02\x01\x80", 3),  // a varint that never ends
+      std::string("\x02\x00\x01\x01\x00", 5),          // one user whose prefix is 0
+      std::string("\x02\x00\x01\x02\x05\x00", 6),      // two users, the second a 0 step
+      std::string("\x02\x00\x01\x02\x05", 5),          // two users, one written
+      std::string("\x02\x00\x09", 3),                  // unknown users kind
+      std::string("\x02\x00\x02\x00", 4),              // dense registers cut short
+      std::string("\x02\x00\x00\x00", 4),              // bytes after the end
+      good.substr(0, good.size() - 1),                 // cut
+      v1.substr(0, 40),                                // format 1 cut
+  };
+  // Format 1 with unsorted users.
+  std::string unsorted = v1.substr(0, 65);
+  unsorted.push_back(1);
+  PutLE(unsorted, uint32_t{2});
+  PutLE(unsorted, uint32_t{9});
+  PutLE(unsorted, uint32_t{3});
+  bad.push_back(unsorted);
+  for (const std::string& b : bad) {
+    INFO("value of " << b.size() << " bytes");
+    Aggregate a;
+    CHECK_FALSE(DecodeAggregate(b, a));
+    std::vector<std::string_view> views = {good, b};
+    std::string out;
+    CHECK_FALSE(MergeEncodedAggregates(views, out));
+  }
+}
+
+}  // namespace adpulse
