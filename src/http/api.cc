@@ -426,7 +426,7 @@ struct Api::Impl {
             merged.MergeFrom(std::move(t), owned->spec.need_users);
           finish(std::move(merged), owned->spec);
         });
-    pipeline.RunOnEveryShard(producer, job->fan_out.get());
+    pipeline.QueryEveryShard(job->fan_out.get());
   }
 
   void Metrics(int producer, const QueryRequest& q, Responder respond) {

@@ -159,6 +159,14 @@ void Pipeline::RunOnEveryShard(int producer, ShardFanOut* fan_out) {
   for (int s = 0; s < shards; ++s) Push(producer, s, tasks[s]);
 }
 
+void Pipeline::QueryEveryShard(ShardFanOut* fan_out) {
+  int shards = shard_count();
+  fan_out->tasks_.assign(shards, {});
+  for (auto& t : fan_out->tasks_) t.owner = fan_out;
+  fan_out->pending_.store(shards, std::memory_order_release);
+  for (int s = 0; s < shards; ++s) workers_[s]->SubmitQuery(&fan_out->tasks_[s]);
+}
+
 Pipeline::Totals Pipeline::CounterTotals() const {
   Totals t;
   for (const auto& w : workers_) {

@@ -1,8 +1,9 @@
 // The shard router and its workers. A source of events (the HTTP server today, a Kafka consumer
 // later) registers as a producer once per thread and hands over decoded batches; the pipeline
 // splits each batch by xxHash of campaign_id and pushes one task per shard onto that producer's
-// SPSC ring to the shard's worker. Queries use the same rings (RunOnEveryShard), so a query sees
-// every event that was acknowledged before it was sent. Owned by the Application; Start/Stop once.
+// SPSC ring to the shard's worker. Queries go on each worker's query queue (QueryEveryShard) and
+// run ahead of queued ingestion; a query sees every event that was acknowledged before it was
+// sent. Owned by the Application; Start/Stop once.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -117,6 +118,9 @@ class Pipeline {
   // Routes `request->batch` to its shards. With no valid events, on_done runs right away.
   void SubmitIngest(int producer, IngestRequest* request);
   void RunOnEveryShard(int producer, ShardFanOut* fan_out);
+  // For read-only work (queries): runs ahead of queued ingestion (Worker::SubmitQuery) and still
+  // sees every event acknowledged before the call. Any thread.
+  void QueryEveryShard(ShardFanOut* fan_out);
 
   // Sums of every shard's counters; safe from any thread.
   struct Totals {

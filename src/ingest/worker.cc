@@ -55,6 +55,29 @@ void Worker::Notify() {
   }
 }
 
+void Worker::SubmitQuery(Task* task) {
+  {
+    std::lock_guard<std::mutex> lock(query_mutex_);
+    queries_.push_back(task);
+    has_queries_.store(true, std::memory_order_release);
+  }
+  Notify();
+}
+
+void Worker::RunQueries(ShardContext& ctx) {
+  if (!has_queries_.load(std::memory_order_acquire)) return;
+  {
+    std::lock_guard<std::mutex> lock(query_mutex_);
+    running_queries_.swap(queries_);
+    has_queries_.store(false, std::memory_order_relaxed);
+  }
+  for (Task* task : running_queries_) {
+    task->Run(ctx);
+    task->Complete();
+  }
+  running_queries_.clear();
+}
+
 bool Worker::RingsEmpty() const {
   for (const auto* ring : rings_) {
     if (ring->SizeApprox() != 0) return false;
@@ -91,6 +114,7 @@ void Worker::Loop() {
     recovery_cv_.notify_all();
   }
   ShardContext ctx{shard_, state_.get(), &writer_};
+  auto run_queries = [this, &ctx] { RunQueries(ctx); };
   std::vector<Task*> group;
   group.reserve(kMaxTasksPerGroup);
   int idle_spins = 0;
@@ -99,20 +123,23 @@ void Worker::Loop() {
     for (auto* ring : rings_) {
       Task* task;
       while (group.size() < kMaxTasksPerGroup && ring->TryPop(task)) {
+        RunQueries(ctx);
         task->Run(ctx);
         group.push_back(task);
       }
     }
+    RunQueries(ctx);
     if (!group.empty()) {
       // Group commit: one log write and fdatasync covers every event of the group, and only then
       // are the events counted and their requests completed.
       writer_.CommitGroup();
       for (Task* task : group) task->Complete();
-      writer_.MaybeFlush(NowMs(), false);
+      writer_.MaybeFlush(NowMs(), false, run_queries);
       idle_spins = 0;
       continue;
     }
     if (stop_.load() && RingsEmpty()) {
+      RunQueries(ctx);
       writer_.MaybeFlush(NowMs(), true);  // SIGTERM: everything into the store, checkpointed
       break;
     }
@@ -121,11 +148,13 @@ void Worker::Loop() {
       continue;
     }
     idle_spins = 0;
-    writer_.MaybeFlush(NowMs(), false);
+    writer_.MaybeFlush(NowMs(), false, run_queries);
     std::unique_lock<std::mutex> lock(park_mutex_);
     sleeping_.store(true, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (RingsEmpty() && !stop_.load()) park_cv_.wait_for(lock, kParkTimeout);
+    if (RingsEmpty() && !has_queries_.load(std::memory_order_relaxed) && !stop_.load()) {
+      park_cv_.wait_for(lock, kParkTimeout);
+    }
     sleeping_.store(false, std::memory_order_relaxed);
   }
 }

@@ -1,5 +1,7 @@
 // A shard's worker thread: pops tasks from one ring per producer, runs them against the shard's
-// state (which only this thread touches), completes them in groups, and parks when idle.
+// state (which only this thread touches), completes them in groups, and parks when idle. Queries
+// come on a queue of their own and run ahead of queued ingestion: before each ingest task, before
+// a group's fdatasync and between slice flushes.
 // Created and started by the Pipeline, which also stops and joins it.
 #pragma once
 #include <atomic>
@@ -30,6 +32,10 @@ class Worker {
   void StopAndJoin();
   // Called by a producer after a push, in case the worker is parked.
   void Notify();
+  // A read-only task (a query): run soon, and completed right after it runs, since it changes
+  // nothing that needs the log. It sees every event acknowledged before it was submitted, as
+  // events are applied before their requests complete. Safe from any thread.
+  void SubmitQuery(Task* task);
 
   // Safe from any thread.
   ShardStats CounterSnapshot() const { return state_->CounterSnapshot(); }
@@ -39,6 +45,7 @@ class Worker {
  private:
   void Loop();
   bool RingsEmpty() const;
+  void RunQueries(ShardContext& ctx);
 
   int shard_;
   std::unique_ptr<ShardState> state_;
@@ -54,6 +61,10 @@ class Worker {
   std::atomic<bool> sleeping_{false};
   std::mutex park_mutex_;
   std::condition_variable park_cv_;
+  std::mutex query_mutex_;
+  std::vector<Task*> queries_;  // guarded by query_mutex_
+  std::vector<Task*> running_queries_;
+  std::atomic<bool> has_queries_{false};
 };
 
 }  // namespace adpulse

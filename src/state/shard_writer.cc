@@ -168,7 +168,7 @@ uint64_t ShardWriter::MemoryEstimate() const {
          state_->dedup_ids_in_memory() * kBytesPerDedupId + state_->interner_bytes();
 }
 
-void ShardWriter::MaybeFlush(int64_t now_ms, bool force) {
+void ShardWriter::MaybeFlush(int64_t now_ms, bool force, const std::function<void()>& between) {
   if (!options_.store || !wal_ || !unavailable_.empty()) return;
   WalPosition position{wal_->current_sequence(), wal_->committed_bytes()};
   absl::Status s = absl::OkStatus();
@@ -183,6 +183,7 @@ void ShardWriter::MaybeFlush(int64_t now_ms, bool force) {
     for (int i = 0; i < kMaxSlicesPerCall && s.ok(); ++i) {
       bool due = now_ms >= next_slice_due_ms_;
       if (!due && MemoryEstimate() <= options_.memory_bytes) break;
+      if (i > 0 && between) between();
       s = state_->FlushSlice(next_slice_, position);
       next_slice_ = (next_slice_ + 1) % ShardState::kSlices;
       // After a pause (an idle, parked worker) catch up by at most one round.

@@ -7,6 +7,7 @@
 // before the checkpoint move to the raw-event archive. At startup, replays the log after the
 // checkpoint. Owned by one worker thread.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,8 +56,9 @@ class ShardWriter {
   void Stage(const Event& e, EventOutcome* outcome, std::string* failure);
   void CommitGroup();
   // Flushes the slices that are due (one every flush_interval / ShardState::kSlices, more while
-  // memory is over its share); force: everything, now.
-  void MaybeFlush(int64_t now_ms, bool force);
+  // memory is over its share); force: everything, now. `between` runs between two slices (the
+  // worker runs waiting queries there).
+  void MaybeFlush(int64_t now_ms, bool force, const std::function<void()>& between = {});
 
   // Reconciliation over this shard's archive and log (see reconciler.h).
   absl::Status Reconcile(const CubeCatalog& catalog, int64_t start_ms, int64_t end_ms, bool rebuild,

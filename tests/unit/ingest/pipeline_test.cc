@@ -1,7 +1,9 @@
 #include "ingest/pipeline.h"
 
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <future>
+#include <mutex>
 #include <random>
 
 #include "state/shard_state.h"
@@ -44,6 +46,7 @@ std::pair<uint32_t, uint32_t> Ingest(Pipeline& p, int producer, const std::vecto
           request.CountOutcome(EventOutcome::kDuplicate)};
 }
 
+// producer < 0: on the query queues (QueryEveryShard), else on that producer's rings.
 Counters QueryTotal(Pipeline& p, const CubeCatalog& catalog, int producer) {
   QuerySpec spec;
   spec.cube = 0;
@@ -55,7 +58,11 @@ Counters QueryTotal(Pipeline& p, const CubeCatalog& catalog, int producer) {
   ShardFanOut fan_out(
       [&](ShardContext& ctx) { (void)ctx.state->RunQuery(spec, partials[ctx.shard]); },
       [&] { done.set_value(); });
-  p.RunOnEveryShard(producer, &fan_out);
+  if (producer < 0) {
+    p.QueryEveryShard(&fan_out);
+  } else {
+    p.RunOnEveryShard(producer, &fan_out);
+  }
   done.get_future().wait();
   ResultTable merged;
   for (auto& t : partials) merged.MergeFrom(std::move(t), false);
@@ -105,6 +112,53 @@ TEST_CASE("events from two producers reach their shards once each", "[pipeline]"
   CHECK(a3 == 0);
   CHECK(d3 == 3000);
   CHECK(QueryTotal(pipeline, catalog, p1) == total);
+  CHECK(QueryTotal(pipeline, catalog, -1) == total);
+  pipeline.Stop();
+}
+
+TEST_CASE("queries run ahead of queued ingestion and see what was acknowledged", "[pipeline]") {
+  CubeCatalog catalog = Catalog();
+  PipelineOptions options;
+  options.workers = 1;
+  options.pin_workers = false;
+  Pipeline pipeline(catalog, options);
+  pipeline.Start();
+  int producer = pipeline.RegisterProducer();
+  std::vector<int> ids;
+  for (int i = 0; i < 500; ++i) ids.push_back(i);
+  REQUIRE(Ingest(pipeline, producer, ids).first == 500);
+  CHECK(QueryTotal(pipeline, catalog, -1).impressions + QueryTotal(pipeline, catalog, -1).clicks ==
+        500);
+
+  // The worker is held inside task A while B (on the ring) and then Q (a query) are submitted.
+  std::mutex mu;
+  std::vector<char> order;
+  std::promise<void> started, release, all_done;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> finished{0};
+  auto record = [&](char c) {
+    std::lock_guard<std::mutex> lock(mu);
+    order.push_back(c);
+  };
+  auto on_done = [&] {
+    if (finished.fetch_add(1) == 2) all_done.set_value();
+  };
+  ShardFanOut a(
+      [&](ShardContext&) {
+        started.set_value();
+        released.wait();
+        record('A');
+      },
+      on_done);
+  ShardFanOut b([&](ShardContext&) { record('B'); }, on_done);
+  ShardFanOut q([&](ShardContext&) { record('Q'); }, on_done);
+  pipeline.RunOnEveryShard(producer, &a);
+  started.get_future().wait();
+  pipeline.RunOnEveryShard(producer, &b);
+  pipeline.QueryEveryShard(&q);
+  release.set_value();
+  all_done.get_future().wait();
+  CHECK(order == std::vector<char>{'A', 'Q', 'B'});
   pipeline.Stop();
 }
 
