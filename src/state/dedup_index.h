@@ -20,6 +20,7 @@ class DedupIndex {
   bool Insert(std::string_view event_id, int64_t timestamp_ms);
   bool Erase(absl::uint128 fingerprint);  // true if it was there
   bool Erase(std::string_view event_id) { return Erase(Fingerprint(event_id)); }
+  bool Contains(absl::uint128 fingerprint) const { return ids_.contains(fingerprint); }
   void Clear() { ids_.clear(); }
   size_t size() const { return ids_.size(); }
   bool empty_hint() const { return ids_.empty(); }

@@ -1,8 +1,11 @@
 // Maps dimension values to dense 32-bit ids and back, so aggregates are keyed by small integers
 // instead of strings, and keeps each value's XXH3 (stable across restarts, unlike the ids). Id 0
-// is the empty string (a missing value). One per shard, owned by its worker.
+// is the empty string (a missing value). One per shard, owned by its worker; Lookup of an id it
+// handed out before is also safe from another thread (the shard's background writer) that
+// synchronized with the worker since, until the next Clear: values never move.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,11 +36,11 @@ class Interner {
     if (s.empty()) return 0;
     auto it = ids_.find(s);
     if (it != ids_.end()) return it->second;
-    uint32_t id = static_cast<uint32_t>(strings_.size());
-    strings_.emplace_back(s);
+    uint32_t id = static_cast<uint32_t>(hashes_.size());
+    const std::string& stored = Store(id, s);
     hashes_.push_back(XXH3_64bits(s.data(), s.size()));
     bytes_ += s.size() + kEntryOverhead;
-    ids_.emplace(strings_.back(), id);
+    ids_.emplace(stored, id);
     return id;
   }
   // The id of `s`, or -1 if this shard has never seen it.
@@ -46,17 +49,19 @@ class Interner {
     auto it = ids_.find(s);
     return it == ids_.end() ? -1 : static_cast<int64_t>(it->second);
   }
-  const std::string& Lookup(uint32_t id) const { return strings_[id]; }
+  const std::string& Lookup(uint32_t id) const {
+    return chunks_[id / kChunkValues][id % kChunkValues];
+  }
   // XXH3 of the value (0 for the empty string).
   uint64_t Hash(uint32_t id) const { return hashes_[id]; }
-  size_t size() const { return strings_.size(); }
+  size_t size() const { return hashes_.size(); }
   // Approximate memory held.
   size_t bytes() const { return bytes_; }
   void Clear() {
     ids_.clear();
-    strings_.clear();
+    for (size_t c = 0; c < kMaxChunks && chunks_[c]; ++c) chunks_[c].reset();
     hashes_.clear();
-    strings_.emplace_back();
+    Store(0, std::string_view());
     hashes_.push_back(0);
     bytes_ = 0;
   }
@@ -64,8 +69,19 @@ class Interner {
  private:
   // Map slot, string object, hash, and the vector's share, per value (beyond its characters).
   static constexpr size_t kEntryOverhead = 100;
+  // Values live in fixed chunks that never move; the chunk table is allocated whole, up front.
+  static constexpr size_t kChunkValues = 65536;
+  static constexpr size_t kMaxChunks = (size_t{1} << 32) / kChunkValues;
+  const std::string& Store(uint32_t id, std::string_view s) {
+    auto& chunk = chunks_[id / kChunkValues];
+    if (!chunk) chunk = std::make_unique<std::string[]>(kChunkValues);
+    std::string& slot = chunk[id % kChunkValues];
+    slot.assign(s.data(), s.size());
+    return slot;
+  }
   absl::flat_hash_map<std::string, uint32_t, StringHash, StringEq> ids_;
-  std::vector<std::string> strings_;
+  std::unique_ptr<std::unique_ptr<std::string[]>[]> chunks_ =
+      std::make_unique<std::unique_ptr<std::string[]>[]>(kMaxChunks);
   std::vector<uint64_t> hashes_;
   size_t bytes_ = 0;
 };

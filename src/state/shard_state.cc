@@ -24,6 +24,10 @@ ShardState::ShardState(const CubeCatalog& catalog, int shard, StateStore* store,
   }
 }
 
+ShardState::~ShardState() {
+  if (writer_) (void)writer_->Wait();
+}
+
 Admission ShardState::Admit(const Event& e, std::string* error) {
   absl::uint128 fp = DedupIndex::Fingerprint(e.event_id);
   int32_t hour = static_cast<int32_t>(FloorDiv(e.timestamp_ms, kHourMs));
@@ -33,6 +37,11 @@ Admission ShardState::Admit(const Event& e, std::string* error) {
     return Admission::kDuplicate;
   }
   ++dedup_ids_;
+  if (in_flight_ && in_flight_->dedup.Contains(fp)) {  // on its way to the store
+    dedup_ids_ -= dedup.Erase(fp);
+    ++duplicates_;
+    return Admission::kDuplicate;
+  }
   if (store_ && (!filter_ || filter_->MayContain(fp))) {
     ++store_lookups_;
     int32_t min_hour = static_cast<int32_t>(FloorDiv(NowMs() - dedup_horizon_ms_, kHourMs)) - 1;
@@ -144,7 +153,8 @@ absl::Status ShardState::EnableDedupFilter(uint64_t bytes) {
   return store_->ForEachDedup(shard_, [&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
 }
 
-void ShardState::AppendSlice(int s, StateStore::Batch& batch) const {
+void ShardState::AppendSlice(const std::vector<CubeStore>& cubes, const DedupIndex& dedup,
+                             StateStore::Batch& batch) const {
   // Sorted, so RocksDB inserts them into its memtable with hints instead of a full skiplist
   // search each (see StateStore::Open). Values are encoded as they come (the hour and day
   // aggregates exist only during the walk) into one buffer.
@@ -154,9 +164,8 @@ void ShardState::AppendSlice(int s, StateStore::Batch& batch) const {
   };
   std::vector<Entry> entries;
   std::string values;
-  const Slice& slice = slices_[s];
-  for (size_t c = 0; c < slice.cubes.size(); ++c) {
-    const CubeStore& cube = slice.cubes[c];
+  for (size_t c = 0; c < cubes.size(); ++c) {
+    const CubeStore& cube = cubes[c];
     if (cube.GroupCount() == 0) continue;
     size_t dims = cube.spec().dims.size();
     cube.ForEachAggregate([&](Level level, int64_t bucket, const DimKey& k, const Aggregate& agg) {
@@ -181,8 +190,8 @@ void ShardState::AppendSlice(int s, StateStore::Batch& batch) const {
     int32_t hour;
   };
   std::vector<Id> ids;
-  ids.reserve(slice.dedup.size());
-  slice.dedup.ForEach([&](absl::uint128 fp, int32_t hour) {
+  ids.reserve(dedup.size());
+  dedup.ForEach([&](absl::uint128 fp, int32_t hour) {
     ids.push_back({__builtin_bswap64(absl::Uint128High64(fp)),
                    __builtin_bswap64(absl::Uint128Low64(fp)), fp, hour});
   });
@@ -215,9 +224,11 @@ uint64_t MicrosSince(std::chrono::steady_clock::time_point start) {
 
 absl::Status ShardState::FlushSlice(int s, const WalPosition& checkpoint) {
   if (!store_) return absl::OkStatus();
+  absl::Status collected = CollectSliceFlush(true);
+  if (!collected.ok()) return collected;
   auto start = std::chrono::steady_clock::now();
   StateStore::Batch batch;
-  AppendSlice(s, batch);
+  AppendSlice(slices_[s].cubes, slices_[s].dedup, batch);
   batch.PutCheckpoint(shard_, s, checkpoint);
   absl::Status status = store_->Write(batch);
   if (!status.ok()) return status;
@@ -228,12 +239,76 @@ absl::Status ShardState::FlushSlice(int s, const WalPosition& checkpoint) {
   return absl::OkStatus();
 }
 
+void ShardState::EnableBackgroundWrites() {
+  if (store_ && !writer_) writer_ = std::make_unique<BackgroundWriter>(fmt::format("adpulse-sw{}", shard_));
+}
+
+absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {
+  if (!writer_) return FlushSlice(s, checkpoint);
+  absl::Status collected = CollectSliceFlush(true);
+  if (!collected.ok()) return collected;
+  auto start = std::chrono::steady_clock::now();
+  InFlight& f = in_flight_.emplace();
+  f.slice = s;
+  f.checkpoint = checkpoint;
+  // Every write of this shard before this one has finished: the snapshot is the store without it.
+  before_in_flight_ = store_->GetSnapshot();
+  Slice& slice = slices_[s];
+  for (const CubeStore& cube : slice.cubes) f.groups += cube.GroupCount();
+  f.cubes = std::move(slice.cubes);
+  f.dedup = std::move(slice.dedup);
+  ResetSlice(s);
+  if (filter_) {
+    int64_t now = NowMs();
+    f.dedup.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
+  }
+  // The encoding too is done on the writer's thread: the moved-aside slice no longer changes.
+  writer_->Start([this, &f, s, checkpoint] {
+    StateStore::Batch batch;
+    AppendSlice(f.cubes, f.dedup, batch);
+    batch.PutCheckpoint(shard_, s, checkpoint);
+    return store_->Write(batch);
+  });
+  flush_micros_.Add(MicrosSince(start));
+  return absl::OkStatus();
+}
+
+absl::Status ShardState::CollectSliceFlush(bool wait) {
+  if (!in_flight_) return absl::OkStatus();
+  if (!write_error_.ok()) return write_error_;
+  if (!wait && !writer_->Done()) return absl::OkStatus();
+  absl::Status status = writer_->Wait();
+  if (!status.ok()) {
+    // The memory stays in flight, still counted by queries; the worker stops ingesting.
+    write_error_ = status;
+    return status;
+  }
+  InFlight& f = *in_flight_;
+  slices_[f.slice].checkpoint = f.checkpoint;
+  groups_ -= f.groups;
+  dedup_ids_ -= f.dedup.size();
+  in_flight_.reset();
+  before_in_flight_.reset();
+  ++flushes_;
+  return absl::OkStatus();
+}
+
+void ShardState::ResetSlice(int s) {
+  Slice& slice = slices_[s];
+  slice.cubes.clear();
+  slice.cubes.reserve(catalog_.cubes().size());
+  for (const CubeSpec& spec : catalog_.cubes()) slice.cubes.emplace_back(spec);
+  slice.dedup = DedupIndex();
+}
+
 absl::Status ShardState::Flush(const WalPosition& checkpoint) {
   if (!store_) return absl::OkStatus();
+  absl::Status collected = CollectSliceFlush(true);
+  if (!collected.ok()) return collected;
   auto start = std::chrono::steady_clock::now();
   StateStore::Batch batch;
   for (int s = 0; s < kSlices; ++s) {
-    AppendSlice(s, batch);
+    AppendSlice(slices_[s].cubes, slices_[s].dedup, batch);
     batch.PutCheckpoint(shard_, s, checkpoint);
   }
   absl::Status status = store_->Write(batch);
@@ -253,6 +328,9 @@ absl::Status ShardState::RunQuery(const QuerySpec& spec, ResultTable& out) const
   stores.reserve(slices_.size());
   for (const Slice& slice : slices_) {
     if (slice.cubes[spec.cube].GroupCount() > 0) stores.push_back(&slice.cubes[spec.cube]);
+  }
+  if (in_flight_ && in_flight_->cubes[spec.cube].GroupCount() > 0) {
+    stores.push_back(&in_flight_->cubes[spec.cube]);
   }
   const CubeSpec& cube = catalog_.cube(spec.cube);
   std::vector<ResolvedFilter> filters;
@@ -341,7 +419,7 @@ absl::Status ShardState::ScanStore(const QuerySpec& spec, ResultTable& out) cons
     });
     std::sort(ranges.begin(), ranges.end());
     ranges.erase(std::unique(ranges.begin(), ranges.end()), ranges.end());
-    absl::Status s = store_->ScanRanges(ranges, visit);
+    absl::Status s = store_->ScanRanges(ranges, visit, before_in_flight_.get());
     if (!s.ok()) status = s;
   });
   return status;

@@ -8,16 +8,24 @@
 // little at a time and each aggregate stays in memory for a whole flush interval, absorbing many
 // events into one write, without ever stalling ingestion for a whole flush. Recovery replays the
 // log from the oldest slice checkpoint and gives each slice only the events after its own.
+//
+// With background writes on, a slice flush only encodes the slice on the worker: its memory moves
+// aside ("in flight") and a BackgroundWriter thread writes the batch. Until the worker collects
+// the finished write, queries read the in-flight memory plus the store as it was before the write
+// (a snapshot), and dedup checks the in-flight ids, so nothing is counted twice or missed.
 // Owned and touched only by its worker thread; queries reach it as tasks.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "adpulse/event.h"
 #include "base/relaxed_counter.h"
+#include "state/background_writer.h"
 #include "state/dedup_filter.h"
 #include "state/dedup_index.h"
 #include "state/interner.h"
@@ -52,6 +60,7 @@ class ShardState {
 
   // `store` may be null: memory only (unit tests, benchmarks).
   ShardState(const CubeCatalog& catalog, int shard, StateStore* store, int64_t dedup_horizon_ms);
+  ~ShardState();  // waits for a background write still running
 
   // Dedup against memory, then the store. kError (with `error`) when the store cannot be read.
   Admission Admit(const Event& e, std::string* error);
@@ -74,8 +83,16 @@ class ShardState {
   // Moves everything in memory into the store with `checkpoint` for every slice, atomically, and
   // empties the interner. On error nothing changes in memory. A no-op without a store.
   absl::Status Flush(const WalPosition& checkpoint);
-  // Moves one slice into the store with `checkpoint`, atomically.
+  // Moves one slice into the store with `checkpoint`, atomically, and waits for it.
   absl::Status FlushSlice(int slice, const WalPosition& checkpoint);
+  // From now on StartSliceFlush writes on a thread of its own.
+  void EnableBackgroundWrites();
+  // FlushSlice without waiting for the write (when background writes are on): first collects the
+  // previous slice's write, waiting for it if it is still running, and returns its error if any.
+  absl::Status StartSliceFlush(int slice, const WalPosition& checkpoint);
+  // Collects a finished background write (all of it, waiting, with `wait`): the slice's checkpoint
+  // advances and its memory is let go. The write's error, if any (the memory stays).
+  absl::Status CollectSliceFlush(bool wait);
   bool HasUnflushed() const { return groups_ > 0 || dedup_ids_ > 0; }
   size_t groups_in_memory() const { return groups_; }
   size_t dedup_ids_in_memory() const { return dedup_ids_; }
@@ -105,9 +122,13 @@ class ShardState {
   int GroupSlice(int cube, const DimKey& key, size_t dims) const;
   // With `replay_at`, only the slices whose checkpoint is at or before it get the event.
   void AddToCubes(const Event& e, const WalPosition* replay_at);
-  void AppendSlice(int slice, StateStore::Batch& batch) const;
+  // The batch that moves these cubes and dedup ids of a slice into the store. Reads the interner:
+  // safe on the background writer for a slice moved aside before (Interner::Lookup).
+  void AppendSlice(const std::vector<CubeStore>& cubes, const DedupIndex& dedup,
+                   StateStore::Batch& batch) const;
   void ClearSlice(int slice);
   absl::Status ScanStore(const QuerySpec& spec, ResultTable& out) const;
+  void ResetSlice(int slice);
 
   const CubeCatalog& catalog_;
   int shard_;
@@ -118,6 +139,17 @@ class ShardState {
   size_t groups_ = 0;
   size_t dedup_ids_ = 0;
   std::unique_ptr<DedupFilter> filter_;
+  struct InFlight {
+    int slice = -1;
+    std::vector<CubeStore> cubes;
+    DedupIndex dedup;
+    WalPosition checkpoint;
+    size_t groups = 0;
+  };
+  std::optional<InFlight> in_flight_;
+  std::shared_ptr<const StateStore::Snapshot> before_in_flight_;  // the store without it
+  std::unique_ptr<BackgroundWriter> writer_;
+  absl::Status write_error_;  // of a background write; sticks
   RelaxedCounter store_lookups_;
   int64_t max_event_ms_ = INT64_MIN;
   // Written by the worker, read by metrics scrapes from other threads.

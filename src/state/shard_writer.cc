@@ -95,6 +95,7 @@ absl::Status ShardWriter::Recover(RecoveryStats* stats) {
       WalPosition position{wal_->current_sequence(), wal_->committed_bytes()};
       absl::Status flushed = state_->Flush(position);
       if (!flushed.ok()) return flushed;
+      state_->EnableBackgroundWrites();
       if (options_.archiver) {
         options_.archiver->Submit(state_->shard(), options_.wal.dir, position.sequence);
         archive_requested_below_ = position.sequence;
@@ -171,12 +172,13 @@ uint64_t ShardWriter::MemoryEstimate() const {
 void ShardWriter::MaybeFlush(int64_t now_ms, bool force, const std::function<void()>& between) {
   if (!options_.store || !wal_ || !unavailable_.empty()) return;
   WalPosition position{wal_->current_sequence(), wal_->committed_bytes()};
-  absl::Status s = absl::OkStatus();
+  // A slice written in the background since the last call is done with: let its memory go.
+  absl::Status s = state_->CollectSliceFlush(false);
   // Interned values are shared by all slices, so only a whole flush can let them go.
-  if (force || state_->interner_bytes() > options_.memory_bytes / 4) {
+  if (s.ok() && (force || state_->interner_bytes() > options_.memory_bytes / 4)) {
     if (state_->HasUnflushed() || state_->interner_bytes() > 0) s = state_->Flush(position);
     next_slice_due_ms_ = now_ms;
-  } else {
+  } else if (s.ok()) {
     int64_t period = std::max<int64_t>(1, options_.flush_interval_ms / ShardState::kSlices);
     // A few slices per call: the worker runs its queued tasks (queries too) in between, so
     // catching up never holds them for a whole round.
@@ -184,7 +186,7 @@ void ShardWriter::MaybeFlush(int64_t now_ms, bool force, const std::function<voi
       bool due = now_ms >= next_slice_due_ms_;
       if (!due && MemoryEstimate() <= options_.memory_bytes) break;
       if (i > 0 && between) between();
-      s = state_->FlushSlice(next_slice_, position);
+      s = state_->StartSliceFlush(next_slice_, position);
       next_slice_ = (next_slice_ + 1) % ShardState::kSlices;
       // After a pause (an idle, parked worker) catch up by at most one round.
       if (due)

@@ -238,6 +238,21 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOpt
   return std::unique_ptr<StateStore>(new StateStore(std::move(impl)));
 }
 
+class StateStore::Snapshot {
+ public:
+  explicit Snapshot(rocksdb::DB* db) : db_(db), snapshot_(db->GetSnapshot()) {}
+  ~Snapshot() { db_->ReleaseSnapshot(snapshot_); }
+  const rocksdb::Snapshot* get() const { return snapshot_; }
+
+ private:
+  rocksdb::DB* db_;
+  const rocksdb::Snapshot* snapshot_;
+};
+
+std::shared_ptr<const StateStore::Snapshot> StateStore::GetSnapshot() {
+  return std::make_shared<const Snapshot>(impl_->db.get());
+}
+
 absl::Status StateStore::Write(Batch& batch) {
   rocksdb::WriteOptions w;
   // Our write-ahead log is the durable record, so RocksDB keeps none of its own: a crash loses
@@ -321,9 +336,10 @@ absl::Status StateStore::Scan(std::string_view from, std::string_view to,
 
 absl::Status StateStore::ScanRanges(
     const std::vector<std::pair<std::string, std::string>>& ranges,
-    const std::function<void(std::string_view, std::string_view)>& fn) {
+    const std::function<void(std::string_view, std::string_view)>& fn, const Snapshot* at) {
   if (ranges.empty()) return absl::OkStatus();
   rocksdb::ReadOptions r;
+  if (at) r.snapshot = at->get();
   rocksdb::Slice upper(ranges.back().second);
   r.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(r));

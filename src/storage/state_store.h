@@ -62,6 +62,10 @@ class StateStore {
     std::unique_ptr<Impl> impl_;
   };
 
+  // A consistent view of the store as of its creation; released when the last holder drops it.
+  class Snapshot;
+  std::shared_ptr<const Snapshot> GetSnapshot();
+
   // Applies the batch atomically. Any error is returned as-is; callers treat it as fatal for
   // ingestion (RELIABILITY.md: RocksDB 7.8 must not auto-recover from write errors).
   absl::Status Write(Batch& batch);
@@ -77,9 +81,11 @@ class StateStore {
   absl::Status Scan(std::string_view from, std::string_view to,
                     const std::function<bool(std::string_view, std::string_view)>& fn);
   // The same over several ranges, sorted and disjoint, with one iterator that seeks to each: the
-  // keys between ranges are never read (nor their merge operands merged).
+  // keys between ranges are never read (nor their merge operands merged). With `at`, as of that
+  // snapshot.
   absl::Status ScanRanges(const std::vector<std::pair<std::string, std::string>>& ranges,
-                          const std::function<void(std::string_view, std::string_view)>& fn);
+                          const std::function<void(std::string_view, std::string_view)>& fn,
+                          const Snapshot* at = nullptr);
   // Small named settings of the data dir (such as its shard count), written durably.
   absl::StatusOr<std::optional<std::string>> GetMeta(std::string_view name);
   absl::Status PutMeta(std::string_view name, std::string_view value);

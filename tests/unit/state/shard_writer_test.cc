@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "base/time_parse.h"
 
@@ -312,6 +313,56 @@ TEST_CASE("slices flushed at different log positions recover exactly", "[recover
     auto again = Write(writer, events);
     CHECK(std::count(again.begin(), again.end(), EventOutcome::kDuplicate) == 3000);
   }
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("while a slice is written in the background, queries and dedup count it once",
+          "[recovery]") {
+  CubeCatalog catalog = Catalog();
+  std::string dir = TempDir();
+  auto store = StateStore::Open({dir + "/state"});
+  REQUIRE(store.ok());
+  ShardState state(catalog, 0, store->get(), kDayMs);
+  REQUIRE(state.EnableDedupFilter(1 << 20).ok());
+  state.EnableBackgroundWrites();
+  ShardState truth(catalog, 0, nullptr, kDayMs);
+  Events events(6400);
+  // Campaigns of their own, so that every slice holds some groups.
+  std::vector<std::string> campaigns;
+  for (int i = 0; i < 6400; ++i) campaigns.push_back("bg-" + std::to_string(i % 640));
+  for (int i = 0; i < 6400; ++i) events.events[i].dim(Dim::kCampaignId) = campaigns[i];
+  uint64_t checks = 0;
+  for (int round = 0; round < 4; ++round) {
+    for (int i = round * 1600; i < (round + 1) * 1600; ++i) {
+      REQUIRE(state.Apply(events.events[i]));
+      REQUIRE(truth.Apply(events.events[i]));
+    }
+    for (int slice = 0; slice < ShardState::kSlices; ++slice) {
+      REQUIRE(state.StartSliceFlush(slice, WalPosition{1, static_cast<uint64_t>(round)}).ok());
+      // Right away (mostly still writing), then after the write is done but not yet collected.
+      for (int look = 0; look < 2; ++look) {
+        // Ids of this round, the in-flight slice's among them (dedup slice = fingerprint % 64):
+        // in memory, in flight or in the store, never new again.
+        for (int i = round * 1600; i < (round + 1) * 1600; i += 7) {
+          const Event& again = events.events[i];
+          std::string error;
+          CHECK(state.Admit(again, &error) == Admission::kDuplicate);
+          if (absl::Uint128Low64(DedupIndex::Fingerprint(again.event_id)) % ShardState::kSlices ==
+              static_cast<uint64_t>(slice))
+            ++checks;
+        }
+        CHECK(Rows(state, catalog, 0, Granularity::kMinute) ==
+              Rows(truth, catalog, 0, Granularity::kMinute));
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+    }
+    REQUIRE(state.CollectSliceFlush(true).ok());
+    CHECK(state.groups_in_memory() == 0);
+  }
+  CHECK(state.CounterSnapshot().flushes == 4 * ShardState::kSlices);
+  CHECK(checks > 4 * ShardState::kSlices);  // in-flight ids were among those checked
+  CHECK(Total(state) == Total(truth));
   store->reset();
   std::filesystem::remove_all(dir);
 }
