@@ -231,8 +231,39 @@ uint64_t PeakRss(int pid) {
 
 }  // namespace
 
+constexpr const char* kUsage = R"(usage: adpulse-loadgen [options]
+Sends generated events to adpulse (or, with --target redis, the seed's Redis commands) and prints
+events/s, acknowledgement latency, errors, freshness and realtime-query latency.
+  --host H               daemon address (127.0.0.1)
+  --port P               daemon port (8080)
+  --events N             events to send (1000000)
+  --campaigns N          distinct campaign ids (10000)
+  --users N              distinct user ids (1000000)
+  --batch N              events per request (1000)
+  --connections N        keep-alive connections (4)
+  --rate R               events/s in total; 0 = flat out (0)
+  --spread-s S           event times spread over the last S seconds (120)
+  --duplicates F         fraction of events resent with an earlier event's id (0)
+  --seed N               generator seed; the same seed sends the same events (1)
+  --pid PID              the daemon's pid, to report its peak resident memory
+  --query-interval-ms M  time a /v1/metrics/realtime query every M ms; 0 = off (50)
+  --json FILE            also write the figures as JSON
+  --target redis         send the seed's pipelined HINCRBY/HINCRBYFLOAT/PFADD to redis-server
+)";
+
 int main(int argc, char** argv) {
   Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    if (k == "--help" || k == "-h") {
+      fmt::print("{}", kUsage);
+      return 0;
+    }
+  }
+  if (argc % 2 == 0) {
+    fmt::print(stderr, "option {} needs a value (see --help)\n", argv[argc - 1]);
+    return 2;
+  }
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--host")
@@ -266,7 +297,7 @@ int main(int argc, char** argv) {
     else if (k == "--query-interval-ms")
       o.query_interval_ms = std::max(0, std::stoi(v));
     else {
-      fmt::print(stderr, "unknown option {}\n", k);
+      fmt::print(stderr, "unknown option {} (see --help)\n", k);
       return 2;
     }
   }
