@@ -324,14 +324,6 @@ absl::Status ShardState::Flush(const WalPosition& checkpoint) {
 }
 
 absl::Status ShardState::RunQuery(const QuerySpec& spec, ResultTable& out) const {
-  std::vector<const CubeStore*> stores;
-  stores.reserve(slices_.size());
-  for (const Slice& slice : slices_) {
-    if (slice.cubes[spec.cube].GroupCount() > 0) stores.push_back(&slice.cubes[spec.cube]);
-  }
-  if (in_flight_ && in_flight_->cubes[spec.cube].GroupCount() > 0) {
-    stores.push_back(&in_flight_->cubes[spec.cube]);
-  }
   const CubeSpec& cube = catalog_.cube(spec.cube);
   std::vector<ResolvedFilter> filters;
   for (const auto& [dim, values] : spec.filters) {
@@ -343,9 +335,46 @@ absl::Status ShardState::RunQuery(const QuerySpec& spec, ResultTable& out) const
     }
     filters.push_back(std::move(f));
   }
+  // When the filters fix every dimension (one campaign in the campaign cube: the realtime query),
+  // the groups they match are known, and so are the slices that hold them.
+  std::vector<DimKey> exact_keys;
+  std::vector<bool> fixed(cube.dims.size(), false);
+  size_t combinations = 1;
+  for (const ResolvedFilter& f : filters) {
+    fixed[static_cast<size_t>(f.position)] = true;
+    combinations *= std::max<size_t>(1, f.ids.size());
+  }
+  bool exact = std::all_of(fixed.begin(), fixed.end(), [](bool b) { return b; }) &&
+               filters.size() == cube.dims.size() && combinations <= kMaxExactKeys;
+  std::vector<bool> wanted(kSlices, !exact);
+  if (exact) {
+    exact_keys.push_back(DimKey{});
+    for (const ResolvedFilter& f : filters) {
+      std::vector<DimKey> next;
+      for (const DimKey& k : exact_keys) {
+        for (uint32_t id : f.ids) {
+          DimKey n = k;
+          n[static_cast<size_t>(f.position)] = id;
+          next.push_back(n);
+        }
+      }
+      exact_keys = std::move(next);
+    }
+    for (const DimKey& k : exact_keys) wanted[GroupSlice(spec.cube, k, cube.dims.size())] = true;
+  }
+  std::vector<const CubeStore*> stores;
+  stores.reserve(slices_.size());
+  for (int s = 0; s < kSlices; ++s) {
+    const CubeStore& c = slices_[s].cubes[spec.cube];
+    if (wanted[s] && c.GroupCount() > 0) stores.push_back(&c);
+  }
+  if (in_flight_ && wanted[in_flight_->slice] && in_flight_->cubes[spec.cube].GroupCount() > 0) {
+    stores.push_back(&in_flight_->cubes[spec.cube]);
+  }
   ExecuteOnCube(
       spec, stores, filters,
-      [this](uint32_t id) -> const std::string& { return interner_.Lookup(id); }, out);
+      [this](uint32_t id) -> const std::string& { return interner_.Lookup(id); }, out,
+      exact ? &exact_keys : nullptr);
   return store_ ? ScanStore(spec, out) : absl::OkStatus();
 }
 

@@ -57,6 +57,9 @@ inline constexpr int64_t kLateEventMs = 60'000;
 class ShardState {
  public:
   static constexpr int kSlices = 64;
+  // A query whose filters fix every dimension of its cube in at most this many combinations
+  // probes for those groups instead of scanning the cube's memory.
+  static constexpr size_t kMaxExactKeys = 256;
 
   // `store` may be null: memory only (unit tests, benchmarks).
   ShardState(const CubeCatalog& catalog, int shard, StateStore* store, int64_t dedup_horizon_ms);

@@ -65,7 +65,7 @@ std::vector<const ResultRow*> ResultTable::SortedRows() const {
 
 void ExecuteOnCube(const QuerySpec& spec, const std::vector<const CubeStore*>& stores,
                    const std::vector<ResolvedFilter>& filters, const IdToString& id_to_string,
-                   ResultTable& out) {
+                   ResultTable& out, const std::vector<DimKey>* exact_keys) {
   for (const ResolvedFilter& f : filters) {
     if (f.ids.empty()) return;  // a filter value this shard has never seen: nothing matches
   }
@@ -81,6 +81,16 @@ void ExecuteOnCube(const QuerySpec& spec, const std::vector<const CubeStore*>& s
     DecomposeRange(from_ms, to_ms, [&](Level level, int64_t first, int64_t end) {
       for (const CubeStore* store : stores) {
         store->ForEachBucket(level, first, end, [&](int64_t, const GroupTable& table) {
+          if (exact_keys) {
+            for (const DimKey& key : *exact_keys) {
+              auto it = table.find(key);
+              if (it == table.end()) continue;
+              TimeKey tk{out_time, {}};
+              for (size_t i = 0; i < positions.size(); ++i) tk.key[i] = key[positions[i]];
+              local[tk].Merge(it->second, spec.need_users);
+            }
+            return;
+          }
           for (const auto& [key, agg] : table) {
             bool match = true;
             for (const ResolvedFilter& f : filters) {

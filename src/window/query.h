@@ -71,8 +71,10 @@ void ForEachOutputBucket(const QuerySpec& spec, Fn&& fn) {
 }
 
 // Runs `spec` over the in-memory groups of one cube, held in `stores` (a shard's slices of it).
+// With `exact_keys` (the filters fix every dimension of the cube: these are all the groups they
+// match), each table is probed for those keys instead of scanned.
 void ExecuteOnCube(const QuerySpec& spec, const std::vector<const CubeStore*>& stores,
                    const std::vector<ResolvedFilter>& filters, const IdToString& id_to_string,
-                   ResultTable& out);
+                   ResultTable& out, const std::vector<DimKey>* exact_keys = nullptr);
 
 }  // namespace adpulse

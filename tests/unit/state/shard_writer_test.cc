@@ -368,3 +368,64 @@ TEST_CASE("while a slice is written in the background, queries and dedup count i
 }
 
 }  // namespace adpulse
+
+namespace adpulse {
+
+TEST_CASE("queries that fix every dimension probe the right slices", "[query]") {
+  CubeCatalog catalog = *CubeCatalog::Create(
+      {{"campaign", {Dim::kCampaignId}}, {"campaign_country", {Dim::kCampaignId, Dim::kCountry}}});
+  ShardState state(catalog, 0, nullptr, kDayMs);
+  const char* countries[] = {"US", "DE", "FR", "JP"};
+  std::vector<std::string> ids, campaigns;
+  for (int i = 0; i < 4000; ++i) {
+    ids.push_back("probe-" + std::to_string(i));
+    campaigns.push_back("c" + std::to_string(i % 300));
+  }
+  for (int i = 0; i < 4000; ++i) {
+    Event e;
+    e.event_id = ids[i];
+    e.dim(Dim::kCampaignId) = campaigns[i];
+    e.dim(Dim::kCountry) = countries[(i / 300) % 4];
+    e.timestamp_ms = kT0 + (i % 240) * 1000;
+    e.bid_micros = i;
+    e.type = i % 7 == 0 ? EventType::kClick : EventType::kImpression;
+    REQUIRE(state.Apply(e));
+  }
+  for (int cube = 0; cube < 2; ++cube) {
+    for (Granularity g : {Granularity::kMinute, Granularity::kAll}) {
+      // Expected: every group of the cube, kept when it matches the filters.
+      std::map<std::string, Counters> want;
+      for (const auto& [key, counters] : Rows(state, catalog, cube, g)) {
+        std::vector<std::string> parts;  // time, campaign[, country]
+        size_t at = 0;
+        for (size_t bar; (bar = key.find('|', at)) != std::string::npos; at = bar + 1)
+          parts.push_back(key.substr(at, bar - at));
+        parts.push_back(key.substr(at));
+        bool campaign_ok = parts[1] == "c17" || parts[1] == "c3";
+        bool country_ok = cube == 0 || parts[2] == "US" || parts[2] == "JP";
+        if (campaign_ok && country_ok) want[key] = counters;
+      }
+      REQUIRE(want.size() >= 2);
+      QuerySpec spec;
+      spec.cube = cube;
+      spec.group_by = catalog.cube(cube).dims;
+      spec.filters = {{Dim::kCampaignId, {"c17", "c3", "c-none"}}};
+      if (cube == 1) spec.filters.push_back({Dim::kCountry, {"US", "JP"}});
+      spec.granularity = g;
+      spec.start_ms = kT0 - kDayMs;
+      spec.end_ms = kT0 + kDayMs;
+      spec.need_users = false;
+      ResultTable table;
+      REQUIRE(state.RunQuery(spec, table).ok());
+      std::map<std::string, Counters> got;
+      for (const ResultRow* r : table.SortedRows()) {
+        std::string key = std::to_string(r->time);
+        for (const std::string& d : r->dims) key += "|" + d;
+        got[key].Merge(r->agg.counters);
+      }
+      CHECK(got == want);
+    }
+  }
+}
+
+}  // namespace adpulse
