@@ -677,15 +677,19 @@ struct Api::Impl {
                  double value;
                };
                std::vector<Ranked> ranked;
-               for (const ResultRow* row : table.SortedRows()) {
+               for (const ResultRow* row : table.Rows()) {
                  if (row->agg.counters.impressions < min_impressions) continue;
                  ranked.push_back({row, MetricValue(m, row->agg)});
                }
-               std::sort(ranked.begin(), ranked.end(), [](const Ranked& a, const Ranked& b) {
+               auto better = [](const Ranked& a, const Ranked& b) {
                  if (a.value != b.value) return a.value > b.value;
                  return a.row->dims < b.row->dims;
-               });
-               if (static_cast<int64_t>(ranked.size()) > limit) ranked.resize(limit);
+               };
+               // Only the first `limit` need an order: select them, then sort those.
+               auto end = ranked.begin() + std::min<int64_t>(limit, ranked.size());
+               std::nth_element(ranked.begin(), end, ranked.end(), better);
+               ranked.erase(end, ranked.end());
+               std::sort(ranked.begin(), ranked.end(), better);
                JsonWriter w;
                w.BeginObject()
                    .Key("metric")

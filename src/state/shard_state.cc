@@ -401,6 +401,8 @@ absl::Status ShardState::ScanStore(const QuerySpec& spec, ResultTable& out) cons
   for (Dim d : spec.group_by) positions.push_back(cube.PositionOf(d));
   AggregateKey key;
   int64_t out_time = 0;
+  Aggregate agg;
+  std::string_view dims[kMaxCubeDims];
   auto visit = [&](std::string_view k, std::string_view v) {
     if (!DecodeAggregateKey(k, key) || key.dims.size() != cube.dims.size()) return;
     for (const auto& [pos, values] : filters) {
@@ -408,12 +410,9 @@ absl::Status ShardState::ScanStore(const QuerySpec& spec, ResultTable& out) cons
       for (const std::string& want : *values) match |= (key.dims[pos] == want);
       if (!match) return;
     }
-    Aggregate agg;
     if (!DecodeAggregate(v, agg, spec.need_users)) return;
-    std::vector<std::string> dims;
-    dims.reserve(positions.size());
-    for (int p : positions) dims.emplace_back(key.dims[p]);
-    out.Add(out_time, std::move(dims), agg, spec.need_users);
+    for (size_t i = 0; i < positions.size(); ++i) dims[i] = key.dims[positions[i]];
+    out.Add(out_time, dims, positions.size(), agg, spec.need_users);
   };
   // Keys sort by bucket, then by the cube's first dimension: a query filtered on that dimension
   // (most are: a campaign) seeks to each (bucket, value) instead of reading every group of every

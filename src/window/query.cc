@@ -6,12 +6,17 @@
 
 namespace adpulse {
 namespace {
-std::string RowKey(int64_t time, const std::vector<std::string>& dims) {
-  std::string key(reinterpret_cast<const char*>(&time), sizeof(time));
-  for (const std::string& d : dims) {
-    key += d;
+template <typename Dims>
+void AppendRowKey(std::string& key, int64_t time, const Dims& dims, size_t n) {
+  key.append(reinterpret_cast<const char*>(&time), sizeof(time));
+  for (size_t i = 0; i < n; ++i) {
+    key.append(dims[i].data(), dims[i].size());
     key.push_back('\0');
   }
+}
+std::string RowKey(int64_t time, const std::vector<std::string>& dims) {
+  std::string key;
+  AppendRowKey(key, time, dims, dims.size());
   return key;
 }
 
@@ -37,6 +42,19 @@ void ResultTable::Add(int64_t time, std::vector<std::string> dims, const Aggrega
   it->second.agg.Merge(agg, with_users);
 }
 
+void ResultTable::Add(int64_t time, const std::string_view* dims, size_t n, const Aggregate& agg,
+                      bool with_users) {
+  scratch_.clear();
+  AppendRowKey(scratch_, time, dims, n);
+  auto it = rows_.find(scratch_);
+  if (it == rows_.end()) {
+    it = rows_.try_emplace(scratch_).first;
+    it->second.time = time;
+    it->second.dims.assign(dims, dims + n);
+  }
+  it->second.agg.Merge(agg, with_users);
+}
+
 void ResultTable::MergeFrom(ResultTable&& other, bool with_users) {
   if (rows_.empty()) {
     rows_ = std::move(other.rows_);
@@ -50,6 +68,13 @@ void ResultTable::MergeFrom(ResultTable&& other, bool with_users) {
       it->second.agg.Merge(row.agg, with_users);
     }
   }
+}
+
+std::vector<const ResultRow*> ResultTable::Rows() const {
+  std::vector<const ResultRow*> out;
+  out.reserve(rows_.size());
+  for (const auto& [key, row] : rows_) out.push_back(&row);
+  return out;
 }
 
 std::vector<const ResultRow*> ResultTable::SortedRows() const {

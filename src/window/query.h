@@ -37,13 +37,19 @@ struct ResultRow {
 class ResultTable {
  public:
   void Add(int64_t time, std::vector<std::string> dims, const Aggregate& agg, bool with_users);
+  // The same from views: allocates only for a row it has not seen yet.
+  void Add(int64_t time, const std::string_view* dims, size_t n, const Aggregate& agg,
+           bool with_users);
   void MergeFrom(ResultTable&& other, bool with_users);
   // Rows ordered by time, then by dimension values.
   std::vector<const ResultRow*> SortedRows() const;
+  // Rows in no particular order (cheaper when the caller ranks them itself).
+  std::vector<const ResultRow*> Rows() const;
   size_t size() const { return rows_.size(); }
 
  private:
   absl::flat_hash_map<std::string, ResultRow> rows_;
+  std::string scratch_;  // a row key being looked up
 };
 
 // A filter translated to one shard's interned ids. An empty `ids` matches nothing.
