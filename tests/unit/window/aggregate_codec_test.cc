@@ -22,8 +22,9 @@ Sample Make(std::mt19937_64& rng, int users) {
   c.clicks = rng() % 100;
   c.conversions = rng() % 2;
   c.spend_micros = static_cast<int64_t>(rng() % 5'000'000'000ull) - 1'000'000;
-  c.fraud_impressions = rng() % 4 == 0 ? rng() : 0;  // full 64-bit values too
-  c.fraud_spend_micros = rng() % 4 == 0 ? -static_cast<int64_t>(rng() >> 1) : 0;
+  // Up to 2^56 (9-byte varints), small enough that a few of them add up without overflow.
+  c.fraud_impressions = rng() % 4 == 0 ? rng() >> 8 : 0;
+  c.fraud_spend_micros = rng() % 4 == 0 ? -static_cast<int64_t>(rng() >> 8) : 0;
   for (int i = 0; i < users; ++i) {
     uint64_t h = rng();
     s.user_hashes.push_back(h);
