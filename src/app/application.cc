@@ -301,8 +301,14 @@ int RunApplication(int argc, char** argv) {
   metrics.AddCounterFn(
       "adpulse_state_flush_seconds_total",
       "Time workers spent flushing memory into the state store (ingestion on the shard waits "
-      "meanwhile); divided by adpulse_state_flushes_total, the mean flush.",
+      "meanwhile: moving a slice aside for its background write, or a whole flush); divided by "
+      "adpulse_state_flushes_total, the mean flush.",
       [&pipeline] { return pipeline.CounterTotals().flush_micros / 1e6; });
+  metrics.AddCounterFn(
+      "adpulse_state_write_seconds_total",
+      "Time the shards' background writers spent encoding flushed slices and writing them into "
+      "the state store (RocksDB memtable inserts); ingestion goes on meanwhile.",
+      [&pipeline] { return pipeline.CounterTotals().write_micros / 1e6; });
   metrics.AddCounterFn("adpulse_wal_group_commits_total",
                        "Write-ahead-log group commits (one write and one fdatasync each).",
                        [&pipeline] { return pipeline.CounterTotals().commits; });

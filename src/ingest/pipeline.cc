@@ -176,6 +176,7 @@ Pipeline::Totals Pipeline::CounterTotals() const {
     t.late_events += s.late_events;
     t.flushes += s.flushes;
     t.flush_micros += s.flush_micros;
+    t.write_micros += s.write_micros;
     t.store_dedup_lookups += s.store_dedup_lookups;
     t.memory_groups += s.memory_groups;
     t.memory_dedup_ids += s.memory_dedup_ids;

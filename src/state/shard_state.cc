@@ -264,10 +264,13 @@ absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {
   }
   // The encoding too is done on the writer's thread: the moved-aside slice no longer changes.
   writer_->Start([this, &f, s, checkpoint] {
+    auto began = std::chrono::steady_clock::now();
     StateStore::Batch batch;
     AppendSlice(f.cubes, f.dedup, batch);
     batch.PutCheckpoint(shard_, s, checkpoint);
-    return store_->Write(batch);
+    absl::Status written = store_->Write(batch);
+    write_micros_.Add(MicrosSince(began));
+    return written;
   });
   flush_micros_.Add(MicrosSince(start));
   return absl::OkStatus();
@@ -460,6 +463,7 @@ ShardStats ShardState::CounterSnapshot() const {
   s.late_events = late_.Get();
   s.flushes = flushes_.Get();
   s.flush_micros = flush_micros_.Get();
+  s.write_micros = write_micros_.Get();
   s.store_dedup_lookups = store_lookups_.Get();
   s.memory_groups = memory_groups_.Get();
   s.memory_dedup_ids = memory_ids_.Get();

@@ -41,7 +41,8 @@ struct ShardStats {
   uint64_t duplicates = 0;
   uint64_t late_events = 0;
   uint64_t flushes = 0;
-  uint64_t flush_micros = 0;         // time spent in flushes
+  uint64_t flush_micros = 0;         // time the worker spent in flushes
+  uint64_t write_micros = 0;         // time the background writer spent encoding and writing
   uint64_t store_dedup_lookups = 0;  // new ids the dedup filter could not rule out
   // Held in memory, as of the last PublishGauges.
   uint64_t memory_groups = 0;
@@ -161,6 +162,7 @@ class ShardState {
   RelaxedCounter late_;
   RelaxedCounter flushes_;
   RelaxedCounter flush_micros_;
+  RelaxedCounter write_micros_;  // written by the background writer thread only
   RelaxedCounter memory_groups_;
   RelaxedCounter memory_ids_;
   RelaxedCounter interned_bytes_;

@@ -1155,6 +1155,7 @@ class E2E:
         self.check_realtime()
         self.check_top()
         self.check_funnel()
+        self.check_prometheus()
         self.check_keepalive("queries")
         self.check_query_errors()  # a server may close the connection after a 4xx: not counted
 
@@ -1219,6 +1220,35 @@ class E2E:
             exp = aggregate([e for e in ev if e.campaign_id == "camp-04"], lambda e: (e.campaign_id,))
             self.compare_rows("POST /v1/query camp-04", obj["rows"], exp, ("campaign_id",),
                               ("impressions", "clicks", "spend"))
+
+    def check_prometheus(self):
+        try:
+            status, headers, data = self.client.request("GET", "/metrics")
+        except (OSError, http.client.HTTPException) as e:
+            self.ensure_alive()
+            self.res.check(False, "GET /metrics", 200, f"{type(e).__name__}: {e}")
+            return
+        if not self.res.check(status == 200, "GET /metrics: 200", 200, status):
+            return
+        values = {}
+        for line in data.decode("utf-8", "replace").splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                try:
+                    values[name] = float(value)
+                except ValueError:
+                    pass
+        accepted = values.get("adpulse_events_accepted_total")
+        self.res.check(accepted is not None and accepted >= len(self.events),
+                       "/metrics: adpulse_events_accepted_total counts the accepted events",
+                       f">= {len(self.events)}", accepted)
+        # Slices are flushed every flush_interval_ms / 64 by the shards' background writers.
+        for name in ("adpulse_state_flushes_total", "adpulse_state_write_seconds_total"):
+            self.res.check(values.get(name, 0) > 0, f"/metrics: {name} > 0 after ingestion", "> 0",
+                           values.get(name))
+        for name in ("adpulse_state_flush_seconds_total", "adpulse_wal_group_commits_total",
+                     "adpulse_state_memory_groups"):
+            self.res.check(name in values, f"/metrics: {name} is exported", name, sorted(values)[:5])
 
     def check_realtime(self):
         status, obj, raw, url = self.get_json("/v1/metrics/realtime", [("campaign_id", "camp-05"), ("window", 86400)])
