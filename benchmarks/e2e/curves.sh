@@ -41,7 +41,7 @@ point() {
   local pid=$!
   for _ in $(seq 100); do curl -sf "127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
   "$loadgen" --port "$port" --events "$events" --campaigns "$campaigns" --users 1000000 \
-    --connections 4 --batch "$batch" --pid "$pid" --json "$dir/out.json" >/dev/null
+    --connections 4 --batch "$batch" --query-interval-ms 0 --pid "$pid" --json "$dir/out.json" >/dev/null
   kill "$pid"
   wait "$pid" || true
   python3 - "$dir/out.json" "$label" "$cubes" "$campaigns" "$batch" "$workers" <<'PY'
