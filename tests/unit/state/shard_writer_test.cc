@@ -1,6 +1,9 @@
 #include "state/shard_writer.h"
 
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -333,6 +336,7 @@ TEST_CASE("while a slice is written in the background, queries and dedup count i
   for (int i = 0; i < 6400; ++i) campaigns.push_back("bg-" + std::to_string(i % 640));
   for (int i = 0; i < 6400; ++i) events.events[i].dim(Dim::kCampaignId) = campaigns[i];
   uint64_t checks = 0;
+  std::deque<std::string> late_strings;  // stable: events hold views
   for (int round = 0; round < 4; ++round) {
     for (int i = round * 1600; i < (round + 1) * 1600; ++i) {
       REQUIRE(state.Apply(events.events[i]));
@@ -340,6 +344,16 @@ TEST_CASE("while a slice is written in the background, queries and dedup count i
     }
     for (int slice = 0; slice < ShardState::kSlices; ++slice) {
       REQUIRE(state.StartSliceFlush(slice, WalPosition{1, static_cast<uint64_t>(round)}).ok());
+      // An event for a campaign never seen before: its value is interned while the writer thread
+      // looks values up.
+      Event late;
+      late.event_id = late_strings.emplace_back(fmt::format("late-{}-{}", round, slice));
+      late.dim(Dim::kCampaignId) =
+          late_strings.emplace_back(fmt::format("new-{}-{}", round, slice));
+      late.timestamp_ms = kT0 + slice;
+      late.bid_micros = 7;
+      REQUIRE(state.Apply(late));
+      REQUIRE(truth.Apply(late));
       // Right away (mostly still writing), then after the write is done but not yet collected.
       for (int look = 0; look < 2; ++look) {
         // Ids of this round, the in-flight slice's among them (dedup slice = fingerprint % 64):
@@ -358,7 +372,6 @@ TEST_CASE("while a slice is written in the background, queries and dedup count i
       }
     }
     REQUIRE(state.CollectSliceFlush(true).ok());
-    CHECK(state.groups_in_memory() == 0);
   }
   CHECK(state.CounterSnapshot().flushes == 4 * ShardState::kSlices);
   CHECK(checks > 4 * ShardState::kSlices);  // in-flight ids were among those checked
