@@ -514,8 +514,8 @@ int main(int argc, char** argv) {
         R"("p50_ms":{:.3f},"p99_ms":{:.3f},"p999_ms":{:.3f},"peak_rss_bytes":{},"campaigns":{},"batch":{},"connections":{},)"
         R"("freshness_p50_ms":{:.3f},"freshness_p99_ms":{:.3f},"query_p50_ms":{:.3f},"query_p99_ms":{:.3f}}})",
         o.events, secs, rate, accepted.load(), duplicates.load(), pct(0.5), pct(0.99), pct(0.999),
-        peak_rss.load(), o.campaigns, o.batch, o.connections, fresh(0.5), fresh(0.99), query_pct(0.5),
-        query_pct(0.99));
+        peak_rss.load(), o.campaigns, o.batch, o.connections, fresh(0.5), fresh(0.99),
+        query_pct(0.5), query_pct(0.99));
   }
   return errors.empty() ? 0 : 1;
 }

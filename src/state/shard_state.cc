@@ -240,7 +240,8 @@ absl::Status ShardState::FlushSlice(int s, const WalPosition& checkpoint) {
 }
 
 void ShardState::EnableBackgroundWrites() {
-  if (store_ && !writer_) writer_ = std::make_unique<BackgroundWriter>(fmt::format("adpulse-sw{}", shard_));
+  if (store_ && !writer_)
+    writer_ = std::make_unique<BackgroundWriter>(fmt::format("adpulse-sw{}", shard_));
 }
 
 absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {

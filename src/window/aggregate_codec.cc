@@ -62,8 +62,7 @@ void PutCounters(std::string& out, const int64_t v[kCounterCount]) {
 
 // Reads the version and counters of either format from the front of `in`, advancing past them;
 // `encoding` is how the users that follow are encoded.
-bool GetCounters(std::string_view& in, int64_t v[kCounterCount],
-                 HyperLogLog::Encoding* encoding) {
+bool GetCounters(std::string_view& in, int64_t v[kCounterCount], HyperLogLog::Encoding* encoding) {
   ByteReader r(in);
   uint8_t format = r.Get<uint8_t>();
   if (format == kFormat1) {
@@ -113,8 +112,8 @@ bool MergeEncodedAggregates(const std::vector<std::string_view>& values, std::st
     HyperLogLog::Encoding encoding;
     if (!GetCounters(v, counters, &encoding)) return false;
     for (int i = 0; i < kCounterCount; ++i) {
-      sums[i] = static_cast<int64_t>(static_cast<uint64_t>(sums[i]) +
-                                     static_cast<uint64_t>(counters[i]));
+      sums[i] =
+          static_cast<int64_t>(static_cast<uint64_t>(sums[i]) + static_cast<uint64_t>(counters[i]));
     }
     if (!HyperLogLog::MergeEncoded(v, encoding, sparse, dense) || !v.empty()) return false;
   }

@@ -1,7 +1,7 @@
 #include "ingest/pipeline.h"
 
-#include <catch2/catch.hpp>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <future>
 #include <mutex>
 #include <random>

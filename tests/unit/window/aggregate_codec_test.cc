@@ -144,16 +144,16 @@ TEST_CASE("malformed values are refused", "[codec]") {
   std::string v1 = EncodeFormat1(s);
   std::vector<std::string> bad = {
       "",
-      std::string("\x03\x00\x00", 3),  // unknown format
-      std::string("\x02\x01\x80", 3),  // a varint that never ends
-      std::string("\x02\x00\x01\x01\x00", 5),          // one user whose prefix is 0
-      std::string("\x02\x00\x01\x02\x05\x00", 6),      // two users, the second a 0 step
-      std::string("\x02\x00\x01\x02\x05", 5),          // two users, one written
-      std::string("\x02\x00\x09", 3),                  // unknown users kind
-      std::string("\x02\x00\x02\x00", 4),              // dense registers cut short
-      std::string("\x02\x00\x00\x00", 4),              // bytes after the end
-      good.substr(0, good.size() - 1),                 // cut
-      v1.substr(0, 40),                                // format 1 cut
+      std::string("\x03\x00\x00", 3),              // unknown format
+      std::string("\x02\x01\x80", 3),              // a varint that never ends
+      std::string("\x02\x00\x01\x01\x00", 5),      // one user whose prefix is 0
+      std::string("\x02\x00\x01\x02\x05\x00", 6),  // two users, the second a 0 step
+      std::string("\x02\x00\x01\x02\x05", 5),      // two users, one written
+      std::string("\x02\x00\x09", 3),              // unknown users kind
+      std::string("\x02\x00\x02\x00", 4),          // dense registers cut short
+      std::string("\x02\x00\x00\x00", 4),          // bytes after the end
+      good.substr(0, good.size() - 1),             // cut
+      v1.substr(0, 40),                            // format 1 cut
   };
   // Format 1 with unsorted users.
   std::string unsorted = v1.substr(0, 65);
