@@ -346,7 +346,8 @@ absl::Status ShardState::RunQuery(const QuerySpec& spec, ResultTable& out) const
   size_t combinations = 1;
   for (const ResolvedFilter& f : filters) {
     fixed[static_cast<size_t>(f.position)] = true;
-    combinations *= std::max<size_t>(1, f.ids.size());
+    // Capped, so that long value lists cannot overflow the product.
+    combinations = std::min(combinations * std::max<size_t>(1, f.ids.size()), kMaxExactKeys + 1);
   }
   bool exact = std::all_of(fixed.begin(), fixed.end(), [](bool b) { return b; }) &&
                filters.size() == cube.dims.size() && combinations <= kMaxExactKeys;
