@@ -263,6 +263,7 @@ int RunApplication(int argc, char** argv) {
   archiver.Start();
   pipeline_options.archiver = &archiver;
   pipeline_options.flush_interval_ms = config.flush_interval_ms;
+  pipeline_options.rollup_delay_ms = config.rollup_delay_s * 1000;
   constexpr uint64_t kBytesPerGroup = ShardWriter::kBytesPerGroup;
 
   pipeline_options.dedup_filter_bytes =
@@ -309,6 +310,15 @@ int RunApplication(int argc, char** argv) {
       "Time the shards' background writers spent encoding flushed slices and writing them into "
       "the state store (RocksDB memtable inserts); ingestion goes on meanwhile.",
       [&pipeline] { return pipeline.CounterTotals().write_micros / 1e6; });
+  metrics.AddCounterFn("adpulse_state_rollups_total",
+                       "Hours and days the state store rolled up from their minutes (hours) once "
+                       "closed.",
+                       [&pipeline] { return pipeline.CounterTotals().rollups; });
+  metrics.AddCounterFn(
+      "adpulse_state_rollup_seconds_total",
+      "Time the shards' roll-up threads spent summing closed hours and days; ingestion goes on "
+      "meanwhile.",
+      [&pipeline] { return pipeline.CounterTotals().rollup_micros / 1e6; });
   metrics.AddCounterFn("adpulse_wal_group_commits_total",
                        "Write-ahead-log group commits (one write and one fdatasync each).",
                        [&pipeline] { return pipeline.CounterTotals().commits; });

@@ -18,6 +18,7 @@ struct Config {
   bool fsync = true;  // storage.durability: "fsync" (default) or "os"
   int64_t wal_segment_bytes = 64ll << 20;
   int64_t flush_interval_ms = 10'000;
+  int64_t rollup_delay_s = 300;
   int64_t memory_budget_bytes = 1ll << 30;
   int64_t minute_retention_days = 90;
   int64_t hour_retention_days = 730;

@@ -57,6 +57,7 @@ Pipeline::Pipeline(const CubeCatalog& catalog, const PipelineOptions& options) :
     writer.archiver = options.archiver;
     writer.store = options.store;
     writer.flush_interval_ms = options.flush_interval_ms;
+    writer.rollup_delay_ms = options.rollup_delay_ms;
     writer.memory_bytes = options.shard_memory_bytes;
     writer.dedup_filter_bytes = options.dedup_filter_bytes;
     workers_.push_back(std::make_unique<Worker>(
@@ -177,6 +178,8 @@ Pipeline::Totals Pipeline::CounterTotals() const {
     t.flushes += s.flushes;
     t.flush_micros += s.flush_micros;
     t.write_micros += s.write_micros;
+    t.rollups += s.rollups;
+    t.rollup_micros += s.rollup_micros;
     t.store_dedup_lookups += s.store_dedup_lookups;
     t.memory_groups += s.memory_groups;
     t.memory_dedup_ids += s.memory_dedup_ids;

@@ -30,6 +30,7 @@ struct PipelineOptions {
   uint64_t wal_segment_bytes = 64ull << 20;
   StateStore* store = nullptr;  // null: memory only
   int64_t flush_interval_ms = 10'000;
+  int64_t rollup_delay_ms = 300'000;  // ShardWriterOptions
   uint64_t shard_memory_bytes = 200ull << 20;  // per shard: aggregates, dedup ids, interned values
   uint64_t dedup_filter_bytes = 16ull << 20;   // per shard
   int workers = 1;
@@ -126,7 +127,8 @@ class Pipeline {
   struct Totals {
     uint64_t events_applied = 0, duplicates = 0, late_events = 0, flushes = 0, commits = 0,
              commit_failures = 0, store_dedup_lookups = 0, memory_groups = 0, memory_dedup_ids = 0,
-             interned_bytes = 0, flush_micros = 0, write_micros = 0;
+             interned_bytes = 0, flush_micros = 0, write_micros = 0, rollups = 0,
+             rollup_micros = 0;
   };
   Totals CounterTotals() const;
 

@@ -117,10 +117,15 @@ absl::Status ReconcileShard(const CubeCatalog& catalog, ShardState& live,
           d.recomputed = b;
           report.differences.push_back(std::move(d));
         }
-        if (batch) {
+        // Hour and day aggregates of periods not rolled up yet are not read (their minutes and
+        // hours are, and are rebuilt); the roll-up will sum the rebuilt ones.
+        int64_t bucket = FloorDiv(row->time, kLevelMs[l]);
+        bool stored_level = level == Level::kMinute ||
+                            (level == Level::kHour && bucket <= live.rolled_up().hours_through) ||
+                            (level == Level::kDay && bucket <= live.rolled_up().days_through);
+        if (batch && stored_level) {
           std::string k;
-          AppendAggregateKeyPrefix(k, live.shard(), static_cast<int>(c), level,
-                                   FloorDiv(row->time, kLevelMs[l]));
+          AppendAggregateKeyPrefix(k, live.shard(), static_cast<int>(c), level, bucket);
           for (const std::string& v : row->dims) AppendAggregateKeyDim(k, v);
           if (pair.second) {
             std::string value;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "absl/container/inlined_vector.h"
 #include "base/time_parse.h"
@@ -26,6 +27,7 @@ ShardState::ShardState(const CubeCatalog& catalog, int shard, StateStore* store,
 
 ShardState::~ShardState() {
   if (writer_) (void)writer_->Wait();
+  if (roller_) (void)roller_->Wait();
 }
 
 Admission ShardState::Admit(const Event& e, std::string* error) {
@@ -154,7 +156,7 @@ absl::Status ShardState::EnableDedupFilter(uint64_t bytes) {
 }
 
 void ShardState::AppendSlice(const std::vector<CubeStore>& cubes, const DedupIndex& dedup,
-                             StateStore::Batch& batch) const {
+                             const RolledUp& written, StateStore::Batch& batch) const {
   // Sorted, so RocksDB inserts them into its memtable with hints instead of a full skiplist
   // search each (see StateStore::Open). Values are encoded as they come (the hour and day
   // aggregates exist only during the walk) into one buffer.
@@ -168,14 +170,15 @@ void ShardState::AppendSlice(const std::vector<CubeStore>& cubes, const DedupInd
     const CubeStore& cube = cubes[c];
     if (cube.GroupCount() == 0) continue;
     size_t dims = cube.spec().dims.size();
-    cube.ForEachAggregate([&](Level level, int64_t bucket, const DimKey& k, const Aggregate& agg) {
+    auto add = [&](Level level, int64_t bucket, const DimKey& k, const Aggregate& agg) {
       Entry& e = entries.emplace_back();
       AppendAggregateKeyPrefix(e.key, shard_, static_cast<int>(c), level, bucket);
       for (size_t i = 0; i < dims; ++i) AppendAggregateKeyDim(e.key, interner_.Lookup(k[i]));
       e.value_offset = values.size();
       EncodeAggregate(agg, values);
       e.value_size = values.size() - e.value_offset;
-    });
+    };
+    cube.ForEachAggregate(written.hours_through, written.days_through, add);
   }
   std::sort(entries.begin(), entries.end(),
             [](const Entry& a, const Entry& b) { return a.key < b.key; });
@@ -228,7 +231,7 @@ absl::Status ShardState::FlushSlice(int s, const WalPosition& checkpoint) {
   if (!collected.ok()) return collected;
   auto start = std::chrono::steady_clock::now();
   StateStore::Batch batch;
-  AppendSlice(slices_[s].cubes, slices_[s].dedup, batch);
+  AppendSlice(slices_[s].cubes, slices_[s].dedup, written_, batch);
   batch.PutCheckpoint(shard_, s, checkpoint);
   absl::Status status = store_->Write(batch);
   if (!status.ok()) return status;
@@ -248,6 +251,9 @@ absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {
   if (!writer_) return FlushSlice(s, checkpoint);
   absl::Status collected = CollectSliceFlush(true);
   if (!collected.ok()) return collected;
+  // Nothing is in flight: the moment a roll-up can be collected or begun.
+  absl::Status rolled = AdvanceRollUps(NowMs());
+  if (!rolled.ok()) return rolled;
   auto start = std::chrono::steady_clock::now();
   InFlight& f = in_flight_.emplace();
   f.slice = s;
@@ -264,10 +270,10 @@ absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {
     f.dedup.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
   }
   // The encoding too is done on the writer's thread: the moved-aside slice no longer changes.
-  writer_->Start([this, &f, s, checkpoint] {
+  writer_->Start([this, &f, s, checkpoint, written = written_] {
     auto began = std::chrono::steady_clock::now();
     StateStore::Batch batch;
-    AppendSlice(f.cubes, f.dedup, batch);
+    AppendSlice(f.cubes, f.dedup, written, batch);
     batch.PutCheckpoint(shard_, s, checkpoint);
     absl::Status written = store_->Write(batch);
     write_micros_.Add(MicrosSince(began));
@@ -312,7 +318,7 @@ absl::Status ShardState::Flush(const WalPosition& checkpoint) {
   auto start = std::chrono::steady_clock::now();
   StateStore::Batch batch;
   for (int s = 0; s < kSlices; ++s) {
-    AppendSlice(slices_[s].cubes, slices_[s].dedup, batch);
+    AppendSlice(slices_[s].cubes, slices_[s].dedup, written_, batch);
     batch.PutCheckpoint(shard_, s, checkpoint);
   }
   absl::Status status = store_->Write(batch);
@@ -429,10 +435,10 @@ absl::Status ShardState::ScanStore(const QuerySpec& spec, ResultTable& out) cons
     out_time = time;
     ranges.clear();
     size_t buckets = 0;
-    DecomposeRange(from_ms, to_ms,
+    DecomposeRange(from_ms, to_ms, rolled_,
                    [&](Level, int64_t first, int64_t end) { buckets += end - first; });
     bool seek = first_dim_values && buckets * first_dim_values->size() <= kMaxSeeks;
-    DecomposeRange(from_ms, to_ms, [&](Level level, int64_t first, int64_t end) {
+    DecomposeRange(from_ms, to_ms, rolled_, [&](Level level, int64_t first, int64_t end) {
       if (!seek) {
         std::string from, to;
         AppendAggregateKeyPrefix(from, shard_, spec.cube, level, first);
@@ -458,6 +464,208 @@ absl::Status ShardState::ScanStore(const QuerySpec& spec, ResultTable& out) cons
   return status;
 }
 
+namespace {
+std::string RollUpMarksName(int shard) { return fmt::format("rollup/{}", shard); }
+
+std::string EncodeRollUpMarks(const RolledUp& written, const RolledUp& rolled) {
+  std::string v;
+  for (int64_t x : {written.hours_through, rolled.hours_through, written.days_through,
+                    rolled.days_through}) {
+    v.append(reinterpret_cast<const char*>(&x), 8);
+  }
+  return v;
+}
+
+bool DecodeRollUpMarks(std::string_view v, RolledUp& written, RolledUp& rolled) {
+  if (v.size() != 32) return false;
+  int64_t x[4];
+  std::memcpy(x, v.data(), 32);
+  written.hours_through = x[0];
+  rolled.hours_through = x[1];
+  written.days_through = x[2];
+  rolled.days_through = x[3];
+  return rolled.hours_through <= written.hours_through &&
+         rolled.days_through <= written.days_through;
+}
+
+constexpr size_t kRollUpBatchKeys = 16384;
+}  // namespace
+
+absl::Status ShardState::EnableRollups(int64_t delay_ms, int64_t now_ms) {
+  if (!store_ || rollups_) return absl::OkStatus();
+  auto marks = store_->GetMeta(RollUpMarksName(shard_));
+  if (!marks.ok()) return marks.status();
+  RolledUp written, rolled;
+  if (!marks->has_value()) {
+    // A new data dir, or one whose flushes wrote every level: every hour and day before the
+    // current ones is whole in the store.
+    rolled.hours_through = FloorDiv(now_ms, kHourMs) - 1;
+    rolled.days_through = FloorDiv(now_ms, kDayMs) - 1;
+    written = rolled;
+    StateStore::Batch batch;
+    batch.PutMeta(RollUpMarksName(shard_), EncodeRollUpMarks(written, rolled));
+    absl::Status s = store_->Write(batch);
+    if (!s.ok()) return s;
+  } else if (!DecodeRollUpMarks(**marks, written, rolled)) {
+    return absl::DataLossError(
+        fmt::format("state store: the roll-up marks of shard {} are malformed", shard_));
+  }
+  // A roll-up a crash interrupted: done again, whole, before anything else is written.
+  if (written.days_through > rolled.days_through) {
+    RolledUp after = rolled;
+    after.days_through = written.days_through;
+    absl::Status s = BeginRollUp(Level::kDay, written.days_through, written, rolled);
+    if (s.ok()) s = RollUp(Level::kDay, written.days_through, nullptr, written, after);
+    if (!s.ok()) return s;
+    rolled = after;
+  }
+  if (written.hours_through > rolled.hours_through) {
+    RolledUp after = rolled;
+    after.hours_through = written.hours_through;
+    absl::Status s = BeginRollUp(Level::kHour, written.hours_through, written, rolled);
+    if (s.ok()) s = RollUp(Level::kHour, written.hours_through, nullptr, written, after);
+    if (!s.ok()) return s;
+    rolled = after;
+  }
+  written_ = written;
+  rolled_ = rolled;
+  rollup_delay_ms_ = delay_ms;
+  roller_ = std::make_unique<BackgroundWriter>(fmt::format("adpulse-ru{}", shard_));
+  rollups_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status ShardState::BeginRollUp(Level level, int64_t bucket, const RolledUp& written,
+                                     const RolledUp& rolled) {
+  // Normally there is nothing to delete: flushes have not written this level for the period. But
+  // a data dir from before roll-ups, a reconciliation or a roll-up a crash cut short may have.
+  // (Point deletes: see StateStore about DeleteRange.)
+  StateStore::Batch batch;
+  for (size_t c = 0; c < catalog_.cubes().size(); ++c) {
+    std::string from, to;
+    AppendAggregateKeyPrefix(from, shard_, static_cast<int>(c), level, bucket);
+    AppendAggregateKeyPrefix(to, shard_, static_cast<int>(c), level, bucket + 1);
+    absl::Status s = store_->Scan(from, to, [&](std::string_view key, std::string_view) {
+      batch.DeleteAggregate(key);
+      return true;
+    });
+    if (!s.ok()) return s;
+  }
+  batch.PutMeta(RollUpMarksName(shard_), EncodeRollUpMarks(written, rolled));
+  return store_->Write(batch);
+}
+
+absl::Status ShardState::RollUp(Level level, int64_t bucket, const StateStore::Snapshot* at,
+                                const RolledUp& written, const RolledUp& rolled) {
+  Level finer = level == Level::kDay ? Level::kHour : Level::kMinute;
+  int64_t per = kLevelMs[static_cast<int>(level)] / kLevelMs[static_cast<int>(finer)];
+  auto batch = std::make_unique<StateStore::Batch>();
+  std::string key, value;
+  for (size_t c = 0; c < catalog_.cubes().size(); ++c) {
+    int cube = static_cast<int>(c);
+    std::vector<std::pair<std::string, std::string>> ranges;
+    for (int64_t b = bucket * per; b < (bucket + 1) * per; ++b) {
+      std::string from, to;
+      AppendAggregateKeyPrefix(from, shard_, cube, finer, b);
+      AppendAggregateKeyPrefix(to, shard_, cube, finer, b + 1);
+      ranges.emplace_back(std::move(from), std::move(to));
+    }
+    std::string target;
+    AppendAggregateKeyPrefix(target, shard_, cube, level, bucket);
+    size_t prefix_bytes = target.size();  // every level's prefix is as long
+    absl::Status s = store_->MergeRanges(
+        ranges, prefix_bytes,
+        [&](std::string_view dims, const std::vector<std::string_view>& values) -> absl::Status {
+          key.assign(target);
+          key.append(dims);
+          value.clear();
+          if (!MergeEncodedAggregates(values, value)) {
+            return absl::DataLossError(fmt::format(
+                "state store: an aggregate of shard {} cube {} does not decode", shard_, cube));
+          }
+          batch->MergeAggregate(key, value);
+          if (batch->Count() < kRollUpBatchKeys) return absl::OkStatus();
+          absl::Status written_part = store_->Write(*batch);
+          batch = std::make_unique<StateStore::Batch>();
+          return written_part;
+        },
+        at);
+    if (!s.ok()) return s;
+  }
+  batch->PutMeta(RollUpMarksName(shard_), EncodeRollUpMarks(written, rolled));
+  return store_->Write(*batch);
+}
+
+absl::Status ShardState::CollectRollUp(bool wait) {
+  if (!rollup_ || !rollup_error_.ok()) return rollup_error_;
+  if (!wait && !roller_->Done()) return absl::OkStatus();
+  absl::Status s = roller_->Wait();
+  if (!s.ok()) {
+    rollup_error_ = s;
+    return s;
+  }
+  // Callers make sure no slice write is in flight: no query reads a snapshot older than this
+  // roll-up from now on.
+  (rollup_->level == Level::kHour ? rolled_.hours_through : rolled_.days_through) =
+      rollup_->bucket;
+  rollup_.reset();
+  ++rollups_done_;
+  return absl::OkStatus();
+}
+
+absl::Status ShardState::AdvanceRollUps(int64_t now_ms) {
+  if (!rollups_ || in_flight_) return absl::OkStatus();
+  absl::Status collected = CollectRollUp(false);
+  if (!collected.ok() || rollup_) return collected;
+  Level level;
+  int64_t bucket;
+  int64_t next_day = rolled_.days_through + 1;
+  int64_t next_hour = rolled_.hours_through + 1;
+  if ((next_day + 1) * (kDayMs / kHourMs) - 1 <= rolled_.hours_through) {
+    level = Level::kDay;
+    bucket = next_day;
+  } else if ((next_hour + 1) * kHourMs + rollup_delay_ms_ <= now_ms) {
+    level = Level::kHour;
+    bucket = next_hour;
+  } else {
+    return absl::OkStatus();
+  }
+  RolledUp written = written_;
+  (level == Level::kHour ? written.hours_through : written.days_through) = bucket;
+  absl::Status s = BeginRollUp(level, bucket, written, rolled_);
+  if (!s.ok()) {
+    rollup_error_ = s;
+    return s;
+  }
+  written_ = written;
+  rollup_ = RollUpJob{level, bucket};
+  RolledUp after = rolled_;
+  (level == Level::kHour ? after.hours_through : after.days_through) = bucket;
+  // Taken before any later flush is written: the sum covers exactly the flushes that did not
+  // write this level for the period.
+  std::shared_ptr<const StateStore::Snapshot> snapshot = store_->GetSnapshot();
+  roller_->Start([this, level, bucket, snapshot, written, after] {
+    auto began = std::chrono::steady_clock::now();
+    absl::Status rolled = RollUp(level, bucket, snapshot.get(), written, after);
+    rollup_micros_.Add(MicrosSince(began));
+    return rolled;
+  });
+  return absl::OkStatus();
+}
+
+absl::Status ShardState::MaybeRollUp(int64_t now_ms) {
+  absl::Status s = CollectSliceFlush(false);
+  if (!s.ok()) return s;
+  return AdvanceRollUps(now_ms);
+}
+
+absl::Status ShardState::FinishRollUp() {
+  if (!rollup_) return rollup_error_;
+  absl::Status s = CollectSliceFlush(true);
+  if (!s.ok()) return s;
+  return CollectRollUp(true);
+}
+
 ShardStats ShardState::CounterSnapshot() const {
   ShardStats s;
   s.events_applied = applied_.Get();
@@ -467,6 +675,8 @@ ShardStats ShardState::CounterSnapshot() const {
   s.flush_micros = flush_micros_.Get();
   s.write_micros = write_micros_.Get();
   s.store_dedup_lookups = store_lookups_.Get();
+  s.rollups = rollups_done_.Get();
+  s.rollup_micros = rollup_micros_.Get();
   s.memory_groups = memory_groups_.Get();
   s.memory_dedup_ids = memory_ids_.Get();
   s.interned_bytes = interned_bytes_.Get();

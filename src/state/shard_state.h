@@ -13,6 +13,16 @@
 // aside ("in flight") and a BackgroundWriter thread writes the batch. Until the worker collects
 // the finished write, queries read the in-flight memory plus the store as it was before the write
 // (a snapshot), and dedup checks the in-flight ids, so nothing is counted twice or missed.
+//
+// Roll-ups (EnableRollups): a flush writes minute aggregates, and hour and day aggregates only
+// for the periods the store has already rolled up. An hour is rolled up from its stored minutes
+// once it has been over for the roll-up delay, a day from its hours once they all are: a roll-up
+// first deletes the period's stored aggregates of the coarser level and marks it "written" (from
+// then on flushes write that level for it too), then sums the finer level as of a snapshot taken
+// right after, on a thread of its own, merges the sums in and marks the period "rolled up". Until
+// the worker collects that, queries read the period's finer buckets. The marks are stored
+// (docs/formats/state.md); a roll-up a crash interrupted is redone whole at startup. One flush
+// then writes about a third of the keys it used to (minutes only).
 // Owned and touched only by its worker thread; queries reach it as tasks.
 #pragma once
 #include <chrono>
@@ -44,6 +54,8 @@ struct ShardStats {
   uint64_t flush_micros = 0;         // time the worker spent in flushes
   uint64_t write_micros = 0;         // time the background writer spent encoding and writing
   uint64_t store_dedup_lookups = 0;  // new ids the dedup filter could not rule out
+  uint64_t rollups = 0;              // hours and days rolled up
+  uint64_t rollup_micros = 0;        // time the roll-up thread spent on them
   // Held in memory, as of the last PublishGauges.
   uint64_t memory_groups = 0;
   uint64_t memory_dedup_ids = 0;
@@ -102,6 +114,19 @@ class ShardState {
   size_t dedup_ids_in_memory() const { return dedup_ids_; }
   size_t interner_bytes() const { return interner_.bytes(); }
 
+  // From now on hours and days are rolled up by the store once closed for `delay_ms` (see the
+  // top): reads the roll-up marks (a data dir without them starts with everything before the
+  // current hour and day rolled up) and redoes a roll-up a crash interrupted. Call before
+  // recovery's replay. A no-op without a store.
+  absl::Status EnableRollups(int64_t delay_ms, int64_t now_ms);
+  // Collects a finished roll-up and starts the next one due, when no slice write is in flight.
+  // Never waits for a running one. Its error, if any (sticks).
+  absl::Status MaybeRollUp(int64_t now_ms);
+  // Waits for a running roll-up and collects it.
+  absl::Status FinishRollUp();
+  // What queries read as whole hour and day buckets from the store.
+  const RolledUp& rolled_up() const { return rolled_; }
+
   // Memory plus the store; an error when the store cannot be read.
   absl::Status RunQuery(const QuerySpec& spec, ResultTable& out) const;
   // Safe to read from any thread.
@@ -129,7 +154,17 @@ class ShardState {
   // The batch that moves these cubes and dedup ids of a slice into the store. Reads the interner:
   // safe on the background writer for a slice moved aside before (Interner::Lookup).
   void AppendSlice(const std::vector<CubeStore>& cubes, const DedupIndex& dedup,
-                   StateStore::Batch& batch) const;
+                   const RolledUp& written, StateStore::Batch& batch) const;
+  // Roll-ups: with no slice write in flight, collects a finished one and starts the next due.
+  absl::Status AdvanceRollUps(int64_t now_ms);
+  // Collects the running roll-up if it has finished (waiting for it, with `wait`).
+  absl::Status CollectRollUp(bool wait);
+  // Deletes the stored `level` aggregates of `bucket` and writes the marks, atomically.
+  absl::Status BeginRollUp(Level level, int64_t bucket, const RolledUp& written,
+                           const RolledUp& rolled);
+  // Merges the finer level's sums (as of `at`, or now) into `bucket`, then writes the marks.
+  absl::Status RollUp(Level level, int64_t bucket, const StateStore::Snapshot* at,
+                      const RolledUp& written, const RolledUp& rolled);
   void ClearSlice(int slice);
   absl::Status ScanStore(const QuerySpec& spec, ResultTable& out) const;
   void ResetSlice(int slice);
@@ -155,6 +190,22 @@ class ShardState {
   std::unique_ptr<BackgroundWriter> writer_;
   absl::Status write_error_;  // of a background write; sticks
   RelaxedCounter store_lookups_;
+  // Roll-ups. Queries read whole hours and days up to rolled_; flushes write hour and day
+  // aggregates up to written_ (ahead of rolled_ by the period being rolled up). Without roll-ups
+  // both are "everything": flushes write every level.
+  bool rollups_ = false;
+  int64_t rollup_delay_ms_ = 0;
+  RolledUp rolled_;
+  RolledUp written_;
+  struct RollUpJob {
+    Level level;
+    int64_t bucket;
+  };
+  std::optional<RollUpJob> rollup_;
+  std::unique_ptr<BackgroundWriter> roller_;
+  absl::Status rollup_error_;
+  RelaxedCounter rollups_done_;
+  RelaxedCounter rollup_micros_;  // written by the roll-up thread only
   int64_t max_event_ms_ = INT64_MIN;
   // Written by the worker, read by metrics scrapes from other threads.
   RelaxedCounter applied_;

@@ -24,6 +24,10 @@ absl::Status ShardWriter::Recover(RecoveryStats* stats) {
       absl::Status filled = state_->EnableDedupFilter(options_.dedup_filter_bytes);
       if (!filled.ok()) return filled;
     }
+    if (options_.store && options_.rollup_delay_ms >= 0) {
+      absl::Status enabled = state_->EnableRollups(options_.rollup_delay_ms, NowMs());
+      if (!enabled.ok()) return enabled;
+    }
     if (options_.store) {
       absl::Status loaded = state_->LoadCheckpoints();
       if (!loaded.ok()) return loaded;
@@ -174,6 +178,7 @@ void ShardWriter::MaybeFlush(int64_t now_ms, bool force, const std::function<voi
   WalPosition position{wal_->current_sequence(), wal_->committed_bytes()};
   // A slice written in the background since the last call is done with: let its memory go.
   absl::Status s = state_->CollectSliceFlush(false);
+  if (s.ok()) s = state_->MaybeRollUp(now_ms);
   // Interned values are shared by all slices, so only a whole flush can let them go.
   if (s.ok() && (force || state_->interner_bytes() > options_.memory_bytes / 4)) {
     if (state_->HasUnflushed() || state_->interner_bytes() > 0) s = state_->Flush(position);
@@ -220,7 +225,8 @@ absl::Status ShardWriter::Reconcile(const CubeCatalog& catalog, int64_t start_ms
   auto flush = [this]() -> absl::Status {
     MaybeFlush(NowMs(), true);
     if (!unavailable_.empty()) return absl::UnavailableError(unavailable_);
-    return absl::OkStatus();
+    // No roll-up may read the store while reconciliation rewrites it.
+    return state_->FinishRollUp();
   };
   return ReconcileShard(catalog, *state_, sources, start_ms, end_ms, rebuild, flush, options_.store,
                         report);

@@ -38,6 +38,9 @@ struct ShardWriterOptions {
   // Slices are flushed early while the memory held (estimated) is over this.
   uint64_t memory_bytes = 200ull << 20;
   uint64_t dedup_filter_bytes = 16ull << 20;  // 0: every new id is looked up in the store
+  // Hours and days are rolled up in the store this long after they end (ShardState); < 0: no
+  // roll-ups, every flush writes every level.
+  int64_t rollup_delay_ms = 300'000;
 };
 
 class ShardWriter {

@@ -49,6 +49,8 @@ class StateStore {
     // Replaces an aggregate outright (reconciliation's rebuild).
     void PutAggregate(std::string_view key, std::string_view value);
     void DeleteAggregate(std::string_view key);
+    // A named setting (GetMeta) written atomically with the rest of the batch.
+    void PutMeta(std::string_view name, std::string_view value);
     void PutDedup(int shard, absl::uint128 fingerprint, int32_t hour);
     // The log position a shard's state covers: the whole shard, or (with `slice`) one slice of it
     // (ShardState keeps its memory in slices that are flushed one at a time).
@@ -86,6 +88,14 @@ class StateStore {
   absl::Status ScanRanges(const std::vector<std::pair<std::string, std::string>>& ranges,
                           const std::function<void(std::string_view, std::string_view)>& fn,
                           const Snapshot* at = nullptr);
+  // A k-way merge of several sorted ranges whose keys share a prefix of `prefix_bytes` per range
+  // (the buckets of one cube and level): calls fn(suffix, values) once per distinct suffix (a
+  // group's dimensions), in order, with the values every range holds for it. Views are valid
+  // during the call. With `at`, as of that snapshot.
+  absl::Status MergeRanges(
+      const std::vector<std::pair<std::string, std::string>>& ranges, size_t prefix_bytes,
+      const std::function<absl::Status(std::string_view, const std::vector<std::string_view>&)>& fn,
+      const Snapshot* at = nullptr);
   // Small named settings of the data dir (such as its shard count), written durably.
   absl::StatusOr<std::optional<std::string>> GetMeta(std::string_view name);
   absl::Status PutMeta(std::string_view name, std::string_view value);

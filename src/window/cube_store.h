@@ -2,8 +2,8 @@
 // buckets, each a hash table from the group's interned dimension ids to its Aggregate. An event
 // updates only its minute; the hour and day aggregates the state store keeps are rolled up from
 // the minutes when they are read out (ForEachAggregate, at a flush), so the per-event cost is one
-// update per cube. Queries of hour or day buckets read the minutes inside them. Owned by one
-// worker.
+// update per cube (and only for hours and days the store has already rolled up, ShardState).
+// Queries of hour or day buckets read the minutes inside them. Owned by one worker.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -62,9 +62,15 @@ class CubeStore {
   size_t GroupCount() const { return groups_; }
 
   // Calls fn(level, bucket_index, key, aggregate) for everything held: each minute group, then
-  // the hour and day groups rolled up from them.
+  // the hour and day groups rolled up from them, for hours up to `hours_through` and days up to
+  // `days_through` (bucket indexes; the state store rolls later ones up itself once they close).
   void ForEachAggregate(
+      int64_t hours_through, int64_t days_through,
       const std::function<void(Level, int64_t, const DimKey&, const Aggregate&)>& fn) const;
+  void ForEachAggregate(
+      const std::function<void(Level, int64_t, const DimKey&, const Aggregate&)>& fn) const {
+    ForEachAggregate(INT64_MAX, INT64_MAX, fn);
+  }
   void Clear();
 
  private:

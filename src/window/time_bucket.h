@@ -2,6 +2,7 @@
 // granularities (minute, 5 minutes, hour, day, all; optionally in an IANA time zone) are answered
 // by covering each output bucket with whole stored buckets. Pure functions, no I/O.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -70,6 +71,44 @@ void DecomposeRange(int64_t a_ms, int64_t b_ms, Fn&& fn) {
   int64_t last_hour = FloorTo(b_ms, kHourMs);
   emit(Level::kHour, t, last_hour);
   emit(Level::kMinute, last_hour, b_ms);
+}
+
+// Where the stored hour and day buckets are whole: hours up to index `hours_through` and days up
+// to `days_through` (the state store rolls a period up from its minutes once it has closed;
+// every hour of a rolled-up day is rolled up too). INT64_MAX: every bucket.
+struct RolledUp {
+  int64_t hours_through = INT64_MAX;
+  int64_t days_through = INT64_MAX;
+  // The end of the last whole hour, day (ms); INT64_MAX when there is none after.
+  int64_t HoursEndMs() const {
+    return hours_through >= INT64_MAX / kHourMs - 1 ? INT64_MAX : (hours_through + 1) * kHourMs;
+  }
+  int64_t DaysEndMs() const {
+    return days_through >= INT64_MAX / kDayMs - 1 ? INT64_MAX : (days_through + 1) * kDayMs;
+  }
+};
+
+// DecomposeRange using only whole stored buckets: hour and day buckets where `rolled` says they
+// are whole, minutes after.
+template <typename Fn>
+void DecomposeRange(int64_t a_ms, int64_t b_ms, const RolledUp& rolled, Fn&& fn) {
+  int64_t hours_end = rolled.HoursEndMs();
+  int64_t days_end = std::min(rolled.DaysEndMs(), hours_end == INT64_MAX
+                                                      ? INT64_MAX
+                                                      : FloorTo(hours_end, kDayMs));
+  // Whole days and what is around them.
+  DecomposeRange(a_ms, std::min(b_ms, days_end), fn);
+  // Whole hours, minutes at the edges.
+  int64_t a = std::max(a_ms, days_end), b = std::min(b_ms, hours_end);
+  if (a < b) {
+    int64_t first_hour = std::min(CeilTo(a, kHourMs), b), last_hour = std::max(FloorTo(b, kHourMs), first_hour);
+    if (a < first_hour) fn(Level::kMinute, a / kMinuteMs, first_hour / kMinuteMs);
+    if (first_hour < last_hour) fn(Level::kHour, first_hour / kHourMs, last_hour / kHourMs);
+    if (last_hour < b) fn(Level::kMinute, last_hour / kMinuteMs, b / kMinuteMs);
+  }
+  // Minutes only.
+  a = std::max(a_ms, hours_end);
+  if (a < b_ms) fn(Level::kMinute, a / kMinuteMs, b_ms / kMinuteMs);
 }
 
 }  // namespace adpulse

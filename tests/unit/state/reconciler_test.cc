@@ -91,7 +91,13 @@ void Run(int n) {
 
   ReconcileReport altered;
   REQUIRE(writer.Reconcile(catalog, start, end, false, altered).ok());
-  REQUIRE(altered.difference_count == 1);
+  // The hour differs; so does its day when the day is not rolled up yet (it is read as its hours).
+  bool day_from_hours = FloorDiv(hour * kHourMs, kDayMs) > state.rolled_up().days_through;
+  REQUIRE(altered.difference_count == (day_from_hours ? 2u : 1u));
+  if (day_from_hours) {
+    CHECK(altered.differences[1].level == Level::kDay);
+    CHECK(altered.differences[1].stored.clicks == altered.differences[1].recomputed.clicks + 1);
+  }
   const ReconcileDifference& d = altered.differences[0];
   CHECK(d.cube == "campaign");
   CHECK(d.level == Level::kHour);
@@ -103,7 +109,7 @@ void Run(int n) {
 
   ReconcileReport rebuilt;
   REQUIRE(writer.Reconcile(catalog, start, end, true, rebuilt).ok());
-  CHECK(rebuilt.difference_count == 1);
+  CHECK(rebuilt.difference_count == altered.difference_count);
   CHECK(rebuilt.rebuilt);
   ReconcileReport after;
   REQUIRE(writer.Reconcile(catalog, start, end, false, after).ok());

@@ -38,6 +38,43 @@ TEST_CASE("DecomposeRange covers a range exactly with the coarsest buckets", "[t
   }
 }
 
+TEST_CASE("DecomposeRange uses hours and days only where they are rolled up", "[time]") {
+  std::mt19937_64 rng(7);
+  int64_t base = 1'764'000'000'000 / kMinuteMs;
+  int hours_used = 0, days_used = 0;
+  for (int trial = 0; trial < 5000; ++trial) {
+    int64_t a = (base + static_cast<int64_t>(rng() % 20'000)) * kMinuteMs;
+    int64_t b = a + static_cast<int64_t>(rng() % 10'000) * kMinuteMs;
+    RolledUp rolled;
+    rolled.hours_through = FloorDiv(a, kHourMs) + static_cast<int64_t>(rng() % 200) - 20;
+    rolled.days_through = std::min(FloorDiv(rolled.hours_through * kHourMs, kDayMs) - 1,
+                                   FloorDiv(a, kDayMs) + static_cast<int64_t>(rng() % 8) - 2);
+    if (trial % 10 == 0) rolled = RolledUp{};  // everything rolled up: the plain decomposition
+    int64_t cursor = a, covered = 0;
+    bool contiguous = true, whole = true;
+    DecomposeRange(a, b, rolled, [&](Level level, int64_t first, int64_t end) {
+      int64_t unit = kLevelMs[static_cast<int>(level)];
+      contiguous &= (first * unit == cursor) && first < end;
+      cursor = end * unit;
+      covered += (end - first) * unit;
+      if (level == Level::kHour) {
+        whole &= end - 1 <= rolled.hours_through;
+        ++hours_used;
+      }
+      if (level == Level::kDay) {
+        whole &= end - 1 <= rolled.days_through;
+        ++days_used;
+      }
+    });
+    CAPTURE(a, b, rolled.hours_through, rolled.days_through);
+    CHECK(contiguous);
+    CHECK(whole);
+    CHECK(covered == b - a);
+  }
+  CHECK(hours_used > 100);
+  CHECK(days_used > 100);
+}
+
 TEST_CASE("a whole day is one day bucket", "[time]") {
   int runs = 0;
   DecomposeRange(19'000 * kDayMs, 19'001 * kDayMs, [&](Level level, int64_t first, int64_t end) {

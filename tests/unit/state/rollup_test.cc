@@ -1,0 +1,212 @@
+// Roll-ups: flushes write minutes (and only rolled-up hours and days); the store rolls hours up
+// from minutes and days from hours once closed. Every query must give what memory alone gives.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <map>
+#include <random>
+
+#include "base/time_parse.h"
+#include "state/shard_state.h"
+#include "window/aggregate_codec.h"
+
+namespace adpulse {
+namespace {
+
+// Two days ago at midnight UTC: the events' first hour.
+const int64_t kBase = FloorTo(NowMs(), kDayMs) - 2 * kDayMs;
+const int64_t kFirstHour = FloorDiv(kBase, kHourMs);
+
+CubeCatalog Catalog() {
+  return *CubeCatalog::Create(
+      {{"campaign", {Dim::kCampaignId}}, {"campaign_country", {Dim::kCampaignId, Dim::kCountry}}});
+}
+
+std::string TempDir() {
+  return (std::filesystem::temp_directory_path() /
+          ("adpulse-rollup-test-" + std::to_string(std::random_device{}())))
+      .string();
+}
+
+// Events over [from_ms, from_ms + span_ms), with ids from `first_id`.
+struct Events {
+  std::vector<std::string> ids, users;
+  std::vector<Event> events;
+  Events(int n, int first_id, int64_t from_ms, int64_t span_ms) {
+    static const char* kCountries[] = {"US", "DE", "FR", "JP"};
+    std::mt19937_64 rng(static_cast<uint64_t>(first_id) + 1);
+    for (int i = 0; i < n; ++i) {
+      ids.push_back("ru-" + std::to_string(first_id + i));
+      users.push_back("user-" + std::to_string(rng() % 500));
+    }
+    for (int i = 0; i < n; ++i) {
+      Event e;
+      e.event_id = ids[i];
+      e.user_id = users[i];
+      e.dim(Dim::kCampaignId) = "c" + std::to_string(rng() % 20);
+      e.dim(Dim::kCountry) = kCountries[rng() % 4];
+      e.timestamp_ms = from_ms + static_cast<int64_t>(rng() % static_cast<uint64_t>(span_ms));
+      e.bid_micros = static_cast<int64_t>(rng() % 100'000);
+      e.type = static_cast<EventType>(rng() % 3);
+      events.push_back(e);
+    }
+  }
+};
+
+// Every row of every cube at every granularity over the three days, with unique users, as
+// "cube|granularity|time|dims" -> "counters users".
+std::map<std::string, std::string> AllRows(const ShardState& state, const CubeCatalog& catalog) {
+  std::map<std::string, std::string> rows;
+  for (int c = 0; c < static_cast<int>(catalog.cubes().size()); ++c) {
+    for (Granularity g : {Granularity::kMinute, Granularity::kHour, Granularity::kDay,
+                          Granularity::kAll}) {
+      QuerySpec spec;
+      spec.cube = c;
+      spec.group_by = catalog.cube(c).dims;
+      spec.granularity = g;
+      spec.start_ms = kBase - kDayMs;
+      spec.end_ms = kBase + 3 * kDayMs;
+      spec.need_users = true;
+      ResultTable table;
+      REQUIRE(state.RunQuery(spec, table).ok());
+      for (const ResultRow* r : table.SortedRows()) {
+        std::string key = std::to_string(c) + "|" + std::string(GranularityName(g)) + "|" +
+                          std::to_string(r->time);
+        for (const std::string& d : r->dims) key += "|" + d;
+        const Counters& k = r->agg.counters;
+        rows[key] = std::to_string(k.impressions) + " " + std::to_string(k.clicks) + " " +
+                    std::to_string(k.conversions) + " " + std::to_string(k.spend_micros) + " " +
+                    std::to_string(r->agg.users.Estimate());
+      }
+    }
+  }
+  return rows;
+}
+
+// Stored aggregate keys of `level`.
+size_t StoredKeys(StateStore& store, Level level) {
+  size_t n = 0;
+  std::string from(1, kAggregateKeyTag), to(1, kAggregateKeyTag + 1);
+  REQUIRE(store
+              .Scan(from, to,
+                    [&](std::string_view k, std::string_view) {
+                      AggregateKey key;
+                      if (DecodeAggregateKey(k, key) && key.level == level) ++n;
+                      return true;
+                    })
+              .ok());
+  return n;
+}
+
+void ApplyAll(ShardState& state, ShardState& truth, const Events& events) {
+  for (const Event& e : events.events) {
+    REQUIRE(state.Apply(e));
+    REQUIRE(truth.Apply(e));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("hours and days are rolled up from the stored minutes; queries agree throughout",
+          "[rollup]") {
+  CubeCatalog catalog = Catalog();
+  std::string dir = TempDir();
+  auto store = StateStore::Open({dir + "/state"});
+  REQUIRE(store.ok());
+  ShardState truth(catalog, 0, nullptr, 3 * kDayMs);
+  WalPosition position{1, 0};
+  const int64_t now = kBase + 2 * kDayMs;
+  {
+    ShardState state(catalog, 0, store->get(), 3 * kDayMs);
+    // As if started at kBase: everything before it is rolled up, nothing after.
+    REQUIRE(state.EnableRollups(0, kBase).ok());
+    CHECK(state.rolled_up().hours_through == kFirstHour - 1);
+    ApplyAll(state, truth, Events(4000, 0, kBase, 30 * kHourMs));  // into the second day
+    ++position.offset;
+    REQUIRE(state.Flush(position).ok());
+    // The flush wrote minutes only.
+    CHECK(StoredKeys(**store, Level::kMinute) > 0);
+    CHECK(StoredKeys(**store, Level::kHour) == 0);
+    CHECK(StoredKeys(**store, Level::kDay) == 0);
+    auto want = AllRows(truth, catalog);
+    CHECK(AllRows(state, catalog) == want);
+
+    // Roll up the 30 hours (and the first day), one at a time. While the fourth is being rolled
+    // up, late events for it arrive and are flushed.
+    int rounds = 0;
+    while (state.rolled_up().hours_through < kFirstHour + 29) {
+      REQUIRE(state.MaybeRollUp(now).ok());
+      if (++rounds == 4) {
+        int64_t hour = state.rolled_up().hours_through + 1;  // the one being rolled up
+        ApplyAll(state, truth, Events(300, 10'000, hour * kHourMs, kHourMs));
+        ++position.offset;
+        REQUIRE(state.Flush(position).ok());
+        CHECK(AllRows(state, catalog) == AllRows(truth, catalog));
+      }
+      REQUIRE(state.FinishRollUp().ok());
+      REQUIRE(rounds < 100);
+    }
+    CHECK(state.rolled_up().days_through == FloorDiv(kBase, kDayMs));
+    CHECK(state.CounterSnapshot().rollups == static_cast<uint64_t>(rounds));
+    CHECK(StoredKeys(**store, Level::kHour) > 0);
+    CHECK(StoredKeys(**store, Level::kDay) > 0);
+    CHECK(AllRows(state, catalog) == AllRows(truth, catalog));
+
+    // Late events for rolled-up hours and days: their flush writes every level.
+    ApplyAll(state, truth, Events(500, 20'000, kBase, 30 * kHourMs));
+    ++position.offset;
+    REQUIRE(state.Flush(position).ok());
+    CHECK(AllRows(state, catalog) == AllRows(truth, catalog));
+  }
+  // A restart reads the marks back.
+  ShardState state(catalog, 0, store->get(), 3 * kDayMs);
+  REQUIRE(state.EnableRollups(0, now).ok());
+  CHECK(state.rolled_up().hours_through == kFirstHour + 29);
+  CHECK(AllRows(state, catalog) == AllRows(truth, catalog));
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a roll-up a crash interrupted is redone whole at startup", "[rollup]") {
+  CubeCatalog catalog = Catalog();
+  std::string dir = TempDir();
+  auto store = StateStore::Open({dir + "/state"});
+  REQUIRE(store.ok());
+  ShardState truth(catalog, 0, nullptr, 3 * kDayMs);
+  {
+    ShardState state(catalog, 0, store->get(), 3 * kDayMs);
+    REQUIRE(state.EnableRollups(0, kBase).ok());
+    ApplyAll(state, truth, Events(1000, 0, kBase, kHourMs));
+    REQUIRE(state.Flush(WalPosition{1, 1}).ok());
+  }
+  // What a crash in the middle of rolling up the first hour leaves: the marks say it is being
+  // rolled up (docs/formats/state.md), and its hour aggregates hold part of a sum.
+  Aggregate partial;
+  partial.counters.clicks = 1000;
+  std::string key, value;
+  AppendAggregateKeyPrefix(key, 0, 0, Level::kHour, kFirstHour);
+  AppendAggregateKeyDim(key, "c1");
+  EncodeAggregate(partial, value);
+  int64_t marks[4] = {kFirstHour, kFirstHour - 1, FloorDiv(kBase, kDayMs) - 1,
+                      FloorDiv(kBase, kDayMs) - 1};
+  StateStore::Batch batch;
+  batch.MergeAggregate(key, value);
+  batch.PutMeta("rollup/0", std::string_view(reinterpret_cast<const char*>(marks), 32));
+  REQUIRE((*store)->Write(batch).ok());
+
+  ShardState state(catalog, 0, store->get(), 3 * kDayMs);
+  REQUIRE(state.EnableRollups(0, kBase).ok());
+  CHECK(state.rolled_up().hours_through == kFirstHour);  // the hour is read from its aggregates
+  CHECK(AllRows(state, catalog) == AllRows(truth, catalog));
+  CHECK(StoredKeys(**store, Level::kHour) > 0);
+
+  // Malformed marks refuse to start.
+  StateStore::Batch bad;
+  bad.PutMeta("rollup/0", "short");
+  REQUIRE((*store)->Write(bad).ok());
+  ShardState refused(catalog, 0, store->get(), 3 * kDayMs);
+  CHECK(refused.EnableRollups(0, kBase).code() == absl::StatusCode::kDataLoss);
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace adpulse
