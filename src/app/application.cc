@@ -310,6 +310,11 @@ int RunApplication(int argc, char** argv) {
       "Time the shards' background writers spent encoding flushed slices and writing them into "
       "the state store (RocksDB memtable inserts); ingestion goes on meanwhile.",
       [&pipeline] { return pipeline.CounterTotals().write_micros / 1e6; });
+  metrics.AddCounterFn(
+      "adpulse_state_flush_wait_seconds_total",
+      "Time workers waited for their background writer to finish a slice before starting the "
+      "next (the state store falling behind: ingestion on the shard waits meanwhile).",
+      [&pipeline] { return pipeline.CounterTotals().wait_micros / 1e6; });
   metrics.AddCounterFn("adpulse_state_rollups_total",
                        "Hours and days the state store rolled up from their minutes (hours) once "
                        "closed.",

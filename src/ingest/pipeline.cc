@@ -178,6 +178,7 @@ Pipeline::Totals Pipeline::CounterTotals() const {
     t.flushes += s.flushes;
     t.flush_micros += s.flush_micros;
     t.write_micros += s.write_micros;
+    t.wait_micros += s.wait_micros;
     t.rollups += s.rollups;
     t.rollup_micros += s.rollup_micros;
     t.store_dedup_lookups += s.store_dedup_lookups;

@@ -127,7 +127,7 @@ class Pipeline {
   struct Totals {
     uint64_t events_applied = 0, duplicates = 0, late_events = 0, flushes = 0, commits = 0,
              commit_failures = 0, store_dedup_lookups = 0, memory_groups = 0, memory_dedup_ids = 0,
-             interned_bytes = 0, flush_micros = 0, write_micros = 0, rollups = 0,
+             interned_bytes = 0, flush_micros = 0, write_micros = 0, wait_micros = 0, rollups = 0,
              rollup_micros = 0;
   };
   Totals CounterTotals() const;

@@ -3,11 +3,12 @@
 #include <pthread.h>
 
 #include "base/status_macros.h"
+#include "base/thread_priority.h"
 
 namespace adpulse {
 
-BackgroundWriter::BackgroundWriter(std::string thread_name)
-    : name_(std::move(thread_name)), thread_([this] { Loop(); }) {}
+BackgroundWriter::BackgroundWriter(std::string thread_name, int nice)
+    : name_(std::move(thread_name)), nice_(nice), thread_([this] { Loop(); }) {}
 
 BackgroundWriter::~BackgroundWriter() {
   if (busy_) (void)Wait();
@@ -46,6 +47,7 @@ absl::Status BackgroundWriter::Wait() {
 
 void BackgroundWriter::Loop() {
   pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
+  SetCurrentThreadNice(nice_);
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     cv_.wait(lock, [this] { return stop_ || job_; });

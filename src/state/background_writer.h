@@ -15,7 +15,8 @@ namespace adpulse {
 
 class BackgroundWriter {
  public:
-  explicit BackgroundWriter(std::string thread_name);
+  // The thread runs at `nice` (base/thread_priority.h).
+  BackgroundWriter(std::string thread_name, int nice);
   ~BackgroundWriter();  // waits for a running write
   BackgroundWriter(const BackgroundWriter&) = delete;
   BackgroundWriter& operator=(const BackgroundWriter&) = delete;
@@ -39,6 +40,7 @@ class BackgroundWriter {
   bool stop_ = false;                  // guarded by mu_
   bool busy_ = false;                  // the owner's view: started and not yet waited for
   std::string name_;
+  int nice_;
   std::thread thread_;
 };
 

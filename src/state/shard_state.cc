@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "absl/container/inlined_vector.h"
+#include "base/thread_priority.h"
 #include "base/time_parse.h"
 #include "window/aggregate_codec.h"
 
@@ -244,7 +245,7 @@ absl::Status ShardState::FlushSlice(int s, const WalPosition& checkpoint) {
 
 void ShardState::EnableBackgroundWrites() {
   if (store_ && !writer_)
-    writer_ = std::make_unique<BackgroundWriter>(fmt::format("adpulse-sw{}", shard_));
+    writer_ = std::make_unique<BackgroundWriter>(fmt::format("adpulse-sw{}", shard_), kNiceStateWriter);
 }
 
 absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {
@@ -286,7 +287,16 @@ absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {
 absl::Status ShardState::CollectSliceFlush(bool wait) {
   if (!in_flight_) return absl::OkStatus();
   if (!write_error_.ok()) return write_error_;
-  if (!wait && !writer_->Done()) return absl::OkStatus();
+  if (!writer_->Done()) {
+    if (!wait) return absl::OkStatus();
+    auto start = std::chrono::steady_clock::now();
+    absl::Status status = writer_->Wait();
+    wait_micros_.Add(MicrosSince(start));
+    if (!status.ok()) {
+      write_error_ = status;
+      return status;
+    }
+  }
   absl::Status status = writer_->Wait();
   if (!status.ok()) {
     // The memory stays in flight, still counted by queries; the worker stops ingesting.
@@ -530,7 +540,7 @@ absl::Status ShardState::EnableRollups(int64_t delay_ms, int64_t now_ms) {
   written_ = written;
   rolled_ = rolled;
   rollup_delay_ms_ = delay_ms;
-  roller_ = std::make_unique<BackgroundWriter>(fmt::format("adpulse-ru{}", shard_));
+  roller_ = std::make_unique<BackgroundWriter>(fmt::format("adpulse-ru{}", shard_), kNiceBackground);
   rollups_ = true;
   return absl::OkStatus();
 }
@@ -674,6 +684,7 @@ ShardStats ShardState::CounterSnapshot() const {
   s.flushes = flushes_.Get();
   s.flush_micros = flush_micros_.Get();
   s.write_micros = write_micros_.Get();
+  s.wait_micros = wait_micros_.Get();
   s.store_dedup_lookups = store_lookups_.Get();
   s.rollups = rollups_done_.Get();
   s.rollup_micros = rollup_micros_.Get();

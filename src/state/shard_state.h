@@ -53,6 +53,7 @@ struct ShardStats {
   uint64_t flushes = 0;
   uint64_t flush_micros = 0;         // time the worker spent in flushes
   uint64_t write_micros = 0;         // time the background writer spent encoding and writing
+  uint64_t wait_micros = 0;          // time the worker waited for the background writer
   uint64_t store_dedup_lookups = 0;  // new ids the dedup filter could not rule out
   uint64_t rollups = 0;              // hours and days rolled up
   uint64_t rollup_micros = 0;        // time the roll-up thread spent on them
@@ -110,6 +111,8 @@ class ShardState {
   // advances and its memory is let go. The write's error, if any (the memory stays).
   absl::Status CollectSliceFlush(bool wait);
   bool HasUnflushed() const { return groups_ > 0 || dedup_ids_ > 0; }
+  // True while a background write is still running (starting a flush would wait for it).
+  bool WriteBusy() const { return in_flight_ && !writer_->Done(); }
   size_t groups_in_memory() const { return groups_; }
   size_t dedup_ids_in_memory() const { return dedup_ids_; }
   size_t interner_bytes() const { return interner_.bytes(); }
@@ -214,6 +217,7 @@ class ShardState {
   RelaxedCounter flushes_;
   RelaxedCounter flush_micros_;
   RelaxedCounter write_micros_;  // written by the background writer thread only
+  RelaxedCounter wait_micros_;
   RelaxedCounter memory_groups_;
   RelaxedCounter memory_ids_;
   RelaxedCounter interned_bytes_;

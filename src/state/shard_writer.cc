@@ -189,7 +189,11 @@ void ShardWriter::MaybeFlush(int64_t now_ms, bool force, const std::function<voi
     // catching up never holds them for a whole round.
     for (int i = 0; i < kMaxSlicesPerCall && s.ok(); ++i) {
       bool due = now_ms >= next_slice_due_ms_;
-      if (!due && MemoryEstimate() <= options_.memory_bytes) break;
+      uint64_t memory = MemoryEstimate();
+      if (!due && memory <= options_.memory_bytes) break;
+      // The previous slice is still being written: go on ingesting instead of waiting for it,
+      // unless memory is well over its share (then waiting is the backpressure).
+      if (state_->WriteBusy() && memory <= options_.memory_bytes + options_.memory_bytes / 4) break;
       if (i > 0 && between) between();
       s = state_->StartSliceFlush(next_slice_, position);
       next_slice_ = (next_slice_ + 1) % ShardState::kSlices;

@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "base/log.h"
+#include "base/thread_priority.h"
 
 namespace adpulse {
 namespace fs = std::filesystem;
@@ -120,6 +121,7 @@ void Archiver::Submit(int shard, const std::string& wal_dir, uint64_t sequence) 
 
 void Archiver::Loop() {
   pthread_setname_np(pthread_self(), "adpulse-archive");
+  SetCurrentThreadNice(kNiceBackground);
   auto next_expiry = std::chrono::steady_clock::now();
   while (true) {
     Request r;

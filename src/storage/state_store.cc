@@ -4,6 +4,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/slice_transform.h>
@@ -230,6 +231,9 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOpt
                              rocksdb::kLZ4Compression};
   o.bottommost_compression = rocksdb::kLZ4Compression;
   o.max_background_jobs = 2;
+  // Compactions yield the CPU to ingestion and queries (base/thread_priority.h).
+  (void)rocksdb::Env::Default()->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW,
+                                                            rocksdb::CpuPriority::kLow);
   o.memtable_insert_with_hint_prefix_extractor = std::make_shared<InsertHintPrefix>();
   // RocksDB ignores the hints for concurrent memtable writes (the default); the shards' batches
   // are few and large, so writing them one at a time costs nothing.

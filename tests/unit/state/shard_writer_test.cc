@@ -271,8 +271,11 @@ TEST_CASE("slices flushed at different log positions recover exactly", "[recover
       std::vector<Event> part(events.begin() + phase * 300, events.begin() + (phase + 1) * 300);
       auto outcomes = Write(writer, part);
       REQUIRE(std::count(outcomes.begin(), outcomes.end(), EventOutcome::kAccepted) == 300);
-      clock += 1000;  // about ten slices each time (a few per call): over one round of the 64
-      for (int call = 0; call < 4; ++call) writer.MaybeFlush(clock, false);
+      clock += 1000;  // about ten slices each time: over one round of the 64
+      for (int call = 0; call < 16; ++call) {
+        writer.MaybeFlush(clock, false);  // starts no slice while the last is being written
+        REQUIRE(state.CollectSliceFlush(true).ok());
+      }
     }
     flushes_before_crash = state.CounterSnapshot().flushes;
     CHECK(state.groups_in_memory() > 0);  // some slices hold events their checkpoint lacks
