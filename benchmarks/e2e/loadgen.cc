@@ -20,6 +20,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -46,6 +47,8 @@ struct Options {
   // Realtime query probe: one GET /v1/metrics/realtime for a random generated campaign every
   // this many ms, on a connection of its own, timed; 0 = off.
   int query_interval_ms = 50;
+  // After the run, check that the daemon's totals grew by exactly the events it accepted.
+  bool verify = true;
 };
 
 int64_t NowMs() {
@@ -193,6 +196,29 @@ int Connect(const Options& o) {
 
 // Sends one request and reads one response; returns the status (0 on a transport error) and
 // fills `body`.
+int RoundTrip(int fd, const std::string& request, std::string& buffer, std::string& body);
+
+// Impressions + clicks + conversions the daemon holds with event times in [start_ms, end_ms), or
+// nothing if it cannot be read.
+std::optional<uint64_t> EventTotal(const Options& o, int64_t start_ms, int64_t end_ms) {
+  int fd = Connect(o);
+  if (fd < 0) return std::nullopt;
+  std::string buffer, reply;
+  std::string get = fmt::format(
+      "GET /v1/metrics?metrics=impressions,clicks,conversions&start={}&end={} HTTP/1.1\r\n"
+      "Host: {}\r\n\r\n",
+      start_ms, end_ms, o.host);
+  int status = RoundTrip(fd, get, buffer, reply);
+  ::close(fd);
+  if (status != 200) return std::nullopt;
+  uint64_t total = 0;
+  for (const char* name : {"\"impressions\":", "\"clicks\":", "\"conversions\":"}) {
+    size_t p = reply.find(name);
+    if (p != std::string::npos) total += std::strtoull(reply.c_str() + p + std::strlen(name), nullptr, 10);
+  }
+  return total;
+}
+
 int RoundTrip(int fd, const std::string& request, std::string& buffer, std::string& body) {
   size_t sent = 0;
   while (sent < request.size()) {
@@ -247,6 +273,8 @@ events/s, acknowledgement latency, errors, freshness and realtime-query latency.
   --seed N               generator seed; the same seed sends the same events (1)
   --pid PID              the daemon's pid, to report its peak resident memory
   --query-interval-ms M  time a /v1/metrics/realtime query every M ms; 0 = off (50)
+  --verify 0|1           after the run, check that the daemon's event totals grew by exactly
+                         the events it acknowledged as accepted (1); exit 1 if not
   --json FILE            also write the figures as JSON
   --target redis         send the seed's pipelined HINCRBY/HINCRBYFLOAT/PFADD to redis-server
 )";
@@ -294,6 +322,8 @@ int main(int argc, char** argv) {
       o.spread_s = std::max<uint64_t>(1, std::stoull(v));
     else if (k == "--target")
       o.redis = (v == "redis");
+    else if (k == "--verify")
+      o.verify = v != "0";
     else if (k == "--query-interval-ms")
       o.query_interval_ms = std::max(0, std::stoi(v));
     else {
@@ -301,7 +331,21 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::atomic<uint64_t> next{0}, accepted{0}, duplicates{0}, rejected{0};
+  std::atomic<uint64_t> next{0}, accepted{0}, duplicates{0}, rejected{0}, probes_accepted{0};
+  // Nothing lost: every event time this run sends lies in [verify_start, verify_end).
+  const int64_t verify_start = (NowMs() - static_cast<int64_t>(o.spread_s) * 1000) / 60'000 *
+                                   60'000 -
+                               120'000;
+  const int64_t verify_end = verify_start + 24 * 3'600'000;
+  o.verify = o.verify && !o.redis;
+  std::optional<uint64_t> total_before;
+  if (o.verify) {
+    total_before = EventTotal(o, verify_start, verify_end);
+    if (!total_before) {
+      fmt::print(stderr, "cannot read the daemon's totals before the run (--verify 0 skips)\n");
+      return 1;
+    }
+  }
   std::mutex mu;
   std::vector<double> latencies_ms;
   std::map<int, uint64_t> errors;
@@ -335,6 +379,7 @@ int main(int argc, char** argv) {
           campaign, o.host);
       auto t0 = std::chrono::steady_clock::now();
       if (RoundTrip(fd, post, buffer, reply) != 200) break;
+      if (reply.find("\"accepted\":1") != std::string::npos) ++probes_accepted;
       while (!done.load()) {
         if (RoundTrip(fd, get, buffer, reply) != 200) break;
         if (reply.find("\"impressions\":1,") != std::string::npos) {
@@ -507,6 +552,22 @@ int main(int argc, char** argv) {
         "{:.2f} ms, p99 {:.2f} ms, max {:.2f} ms; {} failed\n",
         query_ms.size(), query_pct(0.5), query_pct(0.99), query_ms.back(), query_errors);
   }
+  bool lost = false;
+  if (o.verify) {
+    std::optional<uint64_t> total_after = EventTotal(o, verify_start, verify_end);
+    uint64_t want = accepted + probes_accepted;
+    if (!total_after) {
+      fmt::print("verify: cannot read the daemon's totals after the run\n");
+      lost = true;
+    } else {
+      uint64_t grew = *total_after - *total_before;
+      lost = grew != want;
+      fmt::print(
+          "verify: impressions + clicks + conversions grew by {}; accepted {} ({} generated, {} "
+          "probes): {}\n",
+          grew, want, accepted.load(), probes_accepted.load(), lost ? "MISMATCH" : "equal");
+    }
+  }
   if (!o.json.empty()) {
     std::ofstream f(o.json);
     f << fmt::format(
@@ -517,5 +578,5 @@ int main(int argc, char** argv) {
         peak_rss.load(), o.campaigns, o.batch, o.connections, fresh(0.5), fresh(0.99),
         query_pct(0.5), query_pct(0.99));
   }
-  return errors.empty() ? 0 : 1;
+  return errors.empty() && !lost ? 0 : 1;
 }
