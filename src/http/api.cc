@@ -426,7 +426,14 @@ struct Api::Impl {
             merged.MergeFrom(std::move(t), owned->spec.need_users);
           finish(std::move(merged), owned->spec);
         });
-    pipeline.QueryEveryShard(job->fan_out.get());
+    // Events are routed by campaign: a query filtered on campaigns asks only their shards.
+    std::vector<bool> wanted(pipeline.shard_count(), true);
+    for (const auto& [dim, values] : job->spec.filters) {
+      if (dim != Dim::kCampaignId || values.empty()) continue;
+      wanted.assign(wanted.size(), false);
+      for (const std::string& v : values) wanted[pipeline.ShardOf(v)] = true;
+    }
+    pipeline.QueryShards(job->fan_out.get(), wanted);
   }
 
   void Metrics(int producer, const QueryRequest& q, Responder respond) {

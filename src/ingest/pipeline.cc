@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <thread>
 
@@ -161,11 +162,19 @@ void Pipeline::RunOnEveryShard(int producer, ShardFanOut* fan_out) {
 }
 
 void Pipeline::QueryEveryShard(ShardFanOut* fan_out) {
+  QueryShards(fan_out, std::vector<bool>(workers_.size(), true));
+}
+
+void Pipeline::QueryShards(ShardFanOut* fan_out, const std::vector<bool>& wanted) {
   int shards = shard_count();
   fan_out->tasks_.assign(shards, {});
   for (auto& t : fan_out->tasks_) t.owner = fan_out;
-  fan_out->pending_.store(shards, std::memory_order_release);
-  for (int s = 0; s < shards; ++s) workers_[s]->SubmitQuery(&fan_out->tasks_[s]);
+  int count = static_cast<int>(std::count(wanted.begin(), wanted.end(), true));
+  ADPULSE_CHECK(count > 0 && wanted.size() == static_cast<size_t>(shards));
+  fan_out->pending_.store(count, std::memory_order_release);
+  for (int s = 0; s < shards; ++s) {
+    if (wanted[s]) workers_[s]->SubmitQuery(&fan_out->tasks_[s]);
+  }
 }
 
 Pipeline::Totals Pipeline::CounterTotals() const {

@@ -122,6 +122,9 @@ class Pipeline {
   // For read-only work (queries): runs ahead of queued ingestion (Worker::SubmitQuery) and still
   // sees every event acknowledged before the call. Any thread.
   void QueryEveryShard(ShardFanOut* fan_out);
+  // The same on the shards whose entry in `wanted` is true (at least one): a query filtered on
+  // campaigns needs only the shards that own them (ShardOf).
+  void QueryShards(ShardFanOut* fan_out, const std::vector<bool>& wanted);
 
   // Sums of every shard's counters; safe from any thread.
   struct Totals {
