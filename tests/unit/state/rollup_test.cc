@@ -29,7 +29,7 @@ std::string TempDir() {
 
 // Events over [from_ms, from_ms + span_ms), with ids from `first_id`.
 struct Events {
-  std::vector<std::string> ids, users;
+  std::vector<std::string> ids, users, campaigns;  // the events' views point into these
   std::vector<Event> events;
   Events(int n, int first_id, int64_t from_ms, int64_t span_ms) {
     static const char* kCountries[] = {"US", "DE", "FR", "JP"};
@@ -37,12 +37,13 @@ struct Events {
     for (int i = 0; i < n; ++i) {
       ids.push_back("ru-" + std::to_string(first_id + i));
       users.push_back("user-" + std::to_string(rng() % 500));
+      campaigns.push_back("c" + std::to_string(rng() % 20));
     }
     for (int i = 0; i < n; ++i) {
       Event e;
       e.event_id = ids[i];
       e.user_id = users[i];
-      e.dim(Dim::kCampaignId) = "c" + std::to_string(rng() % 20);
+      e.dim(Dim::kCampaignId) = campaigns[i];
       e.dim(Dim::kCountry) = kCountries[rng() % 4];
       e.timestamp_ms = from_ms + static_cast<int64_t>(rng() % static_cast<uint64_t>(span_ms));
       e.bid_micros = static_cast<int64_t>(rng() % 100'000);
