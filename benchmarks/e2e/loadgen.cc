@@ -214,7 +214,8 @@ std::optional<uint64_t> EventTotal(const Options& o, int64_t start_ms, int64_t e
   uint64_t total = 0;
   for (const char* name : {"\"impressions\":", "\"clicks\":", "\"conversions\":"}) {
     size_t p = reply.find(name);
-    if (p != std::string::npos) total += std::strtoull(reply.c_str() + p + std::strlen(name), nullptr, 10);
+    if (p != std::string::npos)
+      total += std::strtoull(reply.c_str() + p + std::strlen(name), nullptr, 10);
   }
   return total;
 }
@@ -333,9 +334,8 @@ int main(int argc, char** argv) {
   }
   std::atomic<uint64_t> next{0}, accepted{0}, duplicates{0}, rejected{0}, probes_accepted{0};
   // Nothing lost: every event time this run sends lies in [verify_start, verify_end).
-  const int64_t verify_start = (NowMs() - static_cast<int64_t>(o.spread_s) * 1000) / 60'000 *
-                                   60'000 -
-                               120'000;
+  const int64_t verify_start =
+      (NowMs() - static_cast<int64_t>(o.spread_s) * 1000) / 60'000 * 60'000 - 120'000;
   const int64_t verify_end = verify_start + 24 * 3'600'000;
   o.verify = o.verify && !o.redis;
   std::optional<uint64_t> total_before;

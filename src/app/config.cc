@@ -153,8 +153,8 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     RETURN_IF_ERROR(CheckKeys(*t, "storage", source,
                               {"data_dir", "durability", "wal_segment_bytes", "flush_interval_ms",
                                "rollup_delay_s", "memory_budget_bytes"}));
-    RETURN_IF_ERROR(ReadInt(*t, "storage", "rollup_delay_s", source, 0, 86'400,
-                            config.rollup_delay_s));
+    RETURN_IF_ERROR(
+        ReadInt(*t, "storage", "rollup_delay_s", source, 0, 86'400, config.rollup_delay_s));
     RETURN_IF_ERROR(ReadInt(*t, "storage", "flush_interval_ms", source, 10, 3'600'000,
                             config.flush_interval_ms));
     RETURN_IF_ERROR(ReadInt(*t, "storage", "memory_budget_bytes", source, 64ll << 20,

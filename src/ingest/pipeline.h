@@ -30,7 +30,7 @@ struct PipelineOptions {
   uint64_t wal_segment_bytes = 64ull << 20;
   StateStore* store = nullptr;  // null: memory only
   int64_t flush_interval_ms = 10'000;
-  int64_t rollup_delay_ms = 300'000;  // ShardWriterOptions
+  int64_t rollup_delay_ms = 300'000;           // ShardWriterOptions
   uint64_t shard_memory_bytes = 200ull << 20;  // per shard: aggregates, dedup ids, interned values
   uint64_t dedup_filter_bytes = 16ull << 20;   // per shard
   int workers = 1;

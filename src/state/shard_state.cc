@@ -245,7 +245,8 @@ absl::Status ShardState::FlushSlice(int s, const WalPosition& checkpoint) {
 
 void ShardState::EnableBackgroundWrites() {
   if (store_ && !writer_)
-    writer_ = std::make_unique<BackgroundWriter>(fmt::format("adpulse-sw{}", shard_), kNiceStateWriter);
+    writer_ =
+        std::make_unique<BackgroundWriter>(fmt::format("adpulse-sw{}", shard_), kNiceStateWriter);
 }
 
 absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {
@@ -479,8 +480,8 @@ std::string RollUpMarksName(int shard) { return fmt::format("rollup/{}", shard);
 
 std::string EncodeRollUpMarks(const RolledUp& written, const RolledUp& rolled) {
   std::string v;
-  for (int64_t x : {written.hours_through, rolled.hours_through, written.days_through,
-                    rolled.days_through}) {
+  for (int64_t x :
+       {written.hours_through, rolled.hours_through, written.days_through, rolled.days_through}) {
     v.append(reinterpret_cast<const char*>(&x), 8);
   }
   return v;
@@ -540,7 +541,8 @@ absl::Status ShardState::EnableRollups(int64_t delay_ms, int64_t now_ms) {
   written_ = written;
   rolled_ = rolled;
   rollup_delay_ms_ = delay_ms;
-  roller_ = std::make_unique<BackgroundWriter>(fmt::format("adpulse-ru{}", shard_), kNiceBackground);
+  roller_ =
+      std::make_unique<BackgroundWriter>(fmt::format("adpulse-ru{}", shard_), kNiceBackground);
   rollups_ = true;
   return absl::OkStatus();
 }
@@ -616,8 +618,7 @@ absl::Status ShardState::CollectRollUp(bool wait) {
   }
   // Callers make sure no slice write is in flight: no query reads a snapshot older than this
   // roll-up from now on.
-  (rollup_->level == Level::kHour ? rolled_.hours_through : rolled_.days_through) =
-      rollup_->bucket;
+  (rollup_->level == Level::kHour ? rolled_.hours_through : rolled_.days_through) = rollup_->bucket;
   rollup_.reset();
   ++rollups_done_;
   return absl::OkStatus();

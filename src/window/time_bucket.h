@@ -93,15 +93,15 @@ struct RolledUp {
 template <typename Fn>
 void DecomposeRange(int64_t a_ms, int64_t b_ms, const RolledUp& rolled, Fn&& fn) {
   int64_t hours_end = rolled.HoursEndMs();
-  int64_t days_end = std::min(rolled.DaysEndMs(), hours_end == INT64_MAX
-                                                      ? INT64_MAX
-                                                      : FloorTo(hours_end, kDayMs));
+  int64_t days_end =
+      std::min(rolled.DaysEndMs(), hours_end == INT64_MAX ? INT64_MAX : FloorTo(hours_end, kDayMs));
   // Whole days and what is around them.
   DecomposeRange(a_ms, std::min(b_ms, days_end), fn);
   // Whole hours, minutes at the edges.
   int64_t a = std::max(a_ms, days_end), b = std::min(b_ms, hours_end);
   if (a < b) {
-    int64_t first_hour = std::min(CeilTo(a, kHourMs), b), last_hour = std::max(FloorTo(b, kHourMs), first_hour);
+    int64_t first_hour = std::min(CeilTo(a, kHourMs), b),
+            last_hour = std::max(FloorTo(b, kHourMs), first_hour);
     if (a < first_hour) fn(Level::kMinute, a / kMinuteMs, first_hour / kMinuteMs);
     if (first_hour < last_hour) fn(Level::kHour, first_hour / kHourMs, last_hour / kHourMs);
     if (last_hour < b) fn(Level::kMinute, last_hour / kMinuteMs, b / kMinuteMs);

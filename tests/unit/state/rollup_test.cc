@@ -58,8 +58,8 @@ struct Events {
 std::map<std::string, std::string> AllRows(const ShardState& state, const CubeCatalog& catalog) {
   std::map<std::string, std::string> rows;
   for (int c = 0; c < static_cast<int>(catalog.cubes().size()); ++c) {
-    for (Granularity g : {Granularity::kMinute, Granularity::kHour, Granularity::kDay,
-                          Granularity::kAll}) {
+    for (Granularity g :
+         {Granularity::kMinute, Granularity::kHour, Granularity::kDay, Granularity::kAll}) {
       QuerySpec spec;
       spec.cube = c;
       spec.group_by = catalog.cube(c).dims;
