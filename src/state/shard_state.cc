@@ -521,20 +521,16 @@ absl::Status ShardState::EnableRollups(int64_t delay_ms, int64_t now_ms) {
     return absl::DataLossError(
         fmt::format("state store: the roll-up marks of shard {} are malformed", shard_));
   }
-  // A roll-up a crash interrupted: done again, whole, before anything else is written.
-  if (written.days_through > rolled.days_through) {
+  // A roll-up a crash interrupted (written ahead of rolled up): done again, whole, before
+  // anything else is written. At most one level is ever behind.
+  for (Level level : {Level::kDay, Level::kHour}) {
+    int64_t RolledUp::*mark =
+        level == Level::kDay ? &RolledUp::days_through : &RolledUp::hours_through;
+    if (written.*mark == rolled.*mark) continue;
     RolledUp after = rolled;
-    after.days_through = written.days_through;
-    absl::Status s = BeginRollUp(Level::kDay, written.days_through, written, rolled);
-    if (s.ok()) s = RollUp(Level::kDay, written.days_through, nullptr, written, after);
-    if (!s.ok()) return s;
-    rolled = after;
-  }
-  if (written.hours_through > rolled.hours_through) {
-    RolledUp after = rolled;
-    after.hours_through = written.hours_through;
-    absl::Status s = BeginRollUp(Level::kHour, written.hours_through, written, rolled);
-    if (s.ok()) s = RollUp(Level::kHour, written.hours_through, nullptr, written, after);
+    after.*mark = written.*mark;
+    absl::Status s = BeginRollUp(level, written.*mark, written, rolled);
+    if (s.ok()) s = RollUp(level, written.*mark, nullptr, written, after);
     if (!s.ok()) return s;
     rolled = after;
   }
