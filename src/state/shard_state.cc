@@ -272,10 +272,10 @@ absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {
     f.dedup.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
   }
   // The encoding too is done on the writer's thread: the moved-aside slice no longer changes.
-  writer_->Start([this, &f, s, checkpoint, written = written_] {
+  writer_->Start([this, &f, s, checkpoint, marks = written_] {
     auto began = std::chrono::steady_clock::now();
     StateStore::Batch batch;
-    AppendSlice(f.cubes, f.dedup, written, batch);
+    AppendSlice(f.cubes, f.dedup, marks, batch);
     batch.PutCheckpoint(shard_, s, checkpoint);
     absl::Status written = store_->Write(batch);
     write_micros_.Add(MicrosSince(began));
@@ -288,17 +288,11 @@ absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {
 absl::Status ShardState::CollectSliceFlush(bool wait) {
   if (!in_flight_) return absl::OkStatus();
   if (!write_error_.ok()) return write_error_;
-  if (!writer_->Done()) {
-    if (!wait) return absl::OkStatus();
-    auto start = std::chrono::steady_clock::now();
-    absl::Status status = writer_->Wait();
-    wait_micros_.Add(MicrosSince(start));
-    if (!status.ok()) {
-      write_error_ = status;
-      return status;
-    }
-  }
+  bool running = !writer_->Done();
+  if (running && !wait) return absl::OkStatus();
+  auto start = std::chrono::steady_clock::now();
   absl::Status status = writer_->Wait();
+  if (running) wait_micros_.Add(MicrosSince(start));
   if (!status.ok()) {
     // The memory stays in flight, still counted by queries; the worker stops ingesting.
     write_error_ = status;
@@ -500,6 +494,11 @@ bool DecodeRollUpMarks(std::string_view v, RolledUp& written, RolledUp& rolled) 
 }
 
 constexpr size_t kRollUpBatchKeys = 16384;
+
+// The mark of `level` (hour or day).
+int64_t& MarkOf(RolledUp& marks, Level level) {
+  return level == Level::kDay ? marks.days_through : marks.hours_through;
+}
 }  // namespace
 
 absl::Status ShardState::EnableRollups(int64_t delay_ms, int64_t now_ms) {
@@ -524,13 +523,12 @@ absl::Status ShardState::EnableRollups(int64_t delay_ms, int64_t now_ms) {
   // A roll-up a crash interrupted (written ahead of rolled up): done again, whole, before
   // anything else is written. At most one level is ever behind.
   for (Level level : {Level::kDay, Level::kHour}) {
-    int64_t RolledUp::*mark =
-        level == Level::kDay ? &RolledUp::days_through : &RolledUp::hours_through;
-    if (written.*mark == rolled.*mark) continue;
+    int64_t bucket = MarkOf(written, level);
+    if (bucket == MarkOf(rolled, level)) continue;
     RolledUp after = rolled;
-    after.*mark = written.*mark;
-    absl::Status s = BeginRollUp(level, written.*mark, written, rolled);
-    if (s.ok()) s = RollUp(level, written.*mark, nullptr, written, after);
+    MarkOf(after, level) = bucket;
+    absl::Status s = BeginRollUp(level, bucket, written, rolled);
+    if (s.ok()) s = RollUp(level, bucket, nullptr, written, after);
     if (!s.ok()) return s;
     rolled = after;
   }
@@ -614,7 +612,7 @@ absl::Status ShardState::CollectRollUp(bool wait) {
   }
   // Callers make sure no slice write is in flight: no query reads a snapshot older than this
   // roll-up from now on.
-  (rollup_->level == Level::kHour ? rolled_.hours_through : rolled_.days_through) = rollup_->bucket;
+  MarkOf(rolled_, rollup_->level) = rollup_->bucket;
   rollup_.reset();
   ++rollups_done_;
   return absl::OkStatus();
@@ -638,7 +636,7 @@ absl::Status ShardState::AdvanceRollUps(int64_t now_ms) {
     return absl::OkStatus();
   }
   RolledUp written = written_;
-  (level == Level::kHour ? written.hours_through : written.days_through) = bucket;
+  MarkOf(written, level) = bucket;
   absl::Status s = BeginRollUp(level, bucket, written, rolled_);
   if (!s.ok()) {
     rollup_error_ = s;
@@ -647,7 +645,7 @@ absl::Status ShardState::AdvanceRollUps(int64_t now_ms) {
   written_ = written;
   rollup_ = RollUpJob{level, bucket};
   RolledUp after = rolled_;
-  (level == Level::kHour ? after.hours_through : after.days_through) = bucket;
+  MarkOf(after, level) = bucket;
   // Taken before any later flush is written: the sum covers exactly the flushes that did not
   // write this level for the period.
   std::shared_ptr<const StateStore::Snapshot> snapshot = store_->GetSnapshot();
