@@ -264,6 +264,7 @@ int RunApplication(int argc, char** argv) {
   pipeline_options.archiver = &archiver;
   pipeline_options.flush_interval_ms = config.flush_interval_ms;
   pipeline_options.rollup_delay_ms = config.rollup_delay_s * 1000;
+  pipeline_options.max_event_age_ms = config.max_age_s * 1000;
   constexpr uint64_t kBytesPerGroup = ShardWriter::kBytesPerGroup;
 
   pipeline_options.dedup_filter_bytes =
@@ -319,6 +320,11 @@ int RunApplication(int argc, char** argv) {
                        "Hours and days the state store rolled up from their minutes (hours) once "
                        "closed.",
                        [&pipeline] { return pipeline.CounterTotals().rollups; });
+  metrics.AddGauge(
+      "adpulse_state_rolled_up_until_seconds",
+      "End of the last hour every shard has rolled up (Unix seconds); queries read the minutes of "
+      "later hours. Falls behind the clock by the roll-up delay plus up to an hour.",
+      [&pipeline] { return pipeline.CounterTotals().rolled_until_ms / 1e3; });
   metrics.AddCounterFn(
       "adpulse_state_rollup_seconds_total",
       "Time the shards' roll-up threads spent summing closed hours and days; ingestion goes on "

@@ -59,6 +59,7 @@ Pipeline::Pipeline(const CubeCatalog& catalog, const PipelineOptions& options) :
     writer.store = options.store;
     writer.flush_interval_ms = options.flush_interval_ms;
     writer.rollup_delay_ms = options.rollup_delay_ms;
+    writer.max_event_age_ms = options.max_event_age_ms;
     writer.memory_bytes = options.shard_memory_bytes;
     writer.dedup_filter_bytes = options.dedup_filter_bytes;
     workers_.push_back(std::make_unique<Worker>(
@@ -190,6 +191,8 @@ Pipeline::Totals Pipeline::CounterTotals() const {
     t.wait_micros += s.wait_micros;
     t.rollups += s.rollups;
     t.rollup_micros += s.rollup_micros;
+    t.rolled_until_ms =
+        t.rolled_until_ms == 0 ? s.rolled_until_ms : std::min(t.rolled_until_ms, s.rolled_until_ms);
     t.store_dedup_lookups += s.store_dedup_lookups;
     t.memory_groups += s.memory_groups;
     t.memory_dedup_ids += s.memory_dedup_ids;

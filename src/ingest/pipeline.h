@@ -31,6 +31,7 @@ struct PipelineOptions {
   StateStore* store = nullptr;  // null: memory only
   int64_t flush_interval_ms = 10'000;
   int64_t rollup_delay_ms = 300'000;           // ShardWriterOptions
+  int64_t max_event_age_ms = 86'400'000;       // ShardWriterOptions
   uint64_t shard_memory_bytes = 200ull << 20;  // per shard: aggregates, dedup ids, interned values
   uint64_t dedup_filter_bytes = 16ull << 20;   // per shard
   int workers = 1;
@@ -132,6 +133,8 @@ class Pipeline {
              commit_failures = 0, store_dedup_lookups = 0, memory_groups = 0, memory_dedup_ids = 0,
              interned_bytes = 0, flush_micros = 0, write_micros = 0, wait_micros = 0, rollups = 0,
              rollup_micros = 0;
+    // The earliest of the shards' ends of the last hour rolled up (0: roll-ups off).
+    uint64_t rolled_until_ms = 0;
   };
   Totals CounterTotals() const;
 

@@ -7,6 +7,8 @@
 #include <cstring>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/time/time.h"
+#include "base/log.h"
 #include "base/thread_priority.h"
 #include "base/time_parse.h"
 #include "window/aggregate_codec.h"
@@ -501,16 +503,21 @@ int64_t& MarkOf(RolledUp& marks, Level level) {
 }
 }  // namespace
 
-absl::Status ShardState::EnableRollups(int64_t delay_ms, int64_t now_ms) {
+absl::Status ShardState::EnableRollups(int64_t delay_ms, int64_t now_ms, int64_t oldest_event_ms) {
   if (!store_ || rollups_) return absl::OkStatus();
   auto marks = store_->GetMeta(RollUpMarksName(shard_));
   if (!marks.ok()) return marks.status();
   RolledUp written, rolled;
   if (!marks->has_value()) {
-    // A new data dir, or one whose flushes wrote every level: every hour and day before the
-    // current ones is whole in the store.
-    rolled.hours_through = FloorDiv(now_ms, kHourMs) - 1;
-    rolled.days_through = FloorDiv(now_ms, kDayMs) - 1;
+    // A data dir from before roll-ups, whose flushes wrote every level: every hour and day before
+    // the current ones is whole in the store. A shard never flushed has nothing stored at all.
+    auto checkpoints = store_->ReadSliceCheckpoints(shard_, kSlices);
+    if (!checkpoints.ok()) return checkpoints.status();
+    bool never_flushed = std::all_of(checkpoints->begin(), checkpoints->end(),
+                                     [](const WalPosition& p) { return p == WalPosition{}; });
+    int64_t from_ms = never_flushed ? std::min(now_ms, oldest_event_ms) : now_ms;
+    rolled.hours_through = FloorDiv(from_ms, kHourMs) - 1;
+    rolled.days_through = FloorDiv(from_ms, kDayMs) - 1;
     written = rolled;
     StateStore::Batch batch;
     batch.PutMeta(RollUpMarksName(shard_), EncodeRollUpMarks(written, rolled));
@@ -525,6 +532,11 @@ absl::Status ShardState::EnableRollups(int64_t delay_ms, int64_t now_ms) {
   for (Level level : {Level::kDay, Level::kHour}) {
     int64_t bucket = MarkOf(written, level);
     if (bucket == MarkOf(rolled, level)) continue;
+    LOG_INFO("shard {}: redoing the roll-up of {} {} that a crash interrupted", shard_,
+             level == Level::kDay ? "day" : "hour",
+             absl::FormatTime("%Y-%m-%dT%H:00Z",
+                              absl::FromUnixMillis(bucket * kLevelMs[static_cast<int>(level)]),
+                              absl::UTCTimeZone()));
     RolledUp after = rolled;
     MarkOf(after, level) = bucket;
     absl::Status s = BeginRollUp(level, bucket, written, rolled);
@@ -534,6 +546,7 @@ absl::Status ShardState::EnableRollups(int64_t delay_ms, int64_t now_ms) {
   }
   written_ = written;
   rolled_ = rolled;
+  rolled_until_ms_.Set(static_cast<uint64_t>(rolled_.HoursEndMs()));
   rollup_delay_ms_ = delay_ms;
   roller_ =
       std::make_unique<BackgroundWriter>(fmt::format("adpulse-ru{}", shard_), kNiceBackground);
@@ -613,6 +626,7 @@ absl::Status ShardState::CollectRollUp(bool wait) {
   // Callers make sure no slice write is in flight: no query reads a snapshot older than this
   // roll-up from now on.
   MarkOf(rolled_, rollup_->level) = rollup_->bucket;
+  rolled_until_ms_.Set(static_cast<uint64_t>(rolled_.HoursEndMs()));
   rollup_.reset();
   ++rollups_done_;
   return absl::OkStatus();
@@ -683,6 +697,7 @@ ShardStats ShardState::CounterSnapshot() const {
   s.store_dedup_lookups = store_lookups_.Get();
   s.rollups = rollups_done_.Get();
   s.rollup_micros = rollup_micros_.Get();
+  s.rolled_until_ms = rolled_until_ms_.Get();
   s.memory_groups = memory_groups_.Get();
   s.memory_dedup_ids = memory_ids_.Get();
   s.interned_bytes = interned_bytes_.Get();

@@ -57,6 +57,7 @@ struct ShardStats {
   uint64_t store_dedup_lookups = 0;  // new ids the dedup filter could not rule out
   uint64_t rollups = 0;              // hours and days rolled up
   uint64_t rollup_micros = 0;        // time the roll-up thread spent on them
+  uint64_t rolled_until_ms = 0;      // end of the last hour rolled up (0: roll-ups off)
   // Held in memory, as of the last PublishGauges.
   uint64_t memory_groups = 0;
   uint64_t memory_dedup_ids = 0;
@@ -118,10 +119,12 @@ class ShardState {
   size_t interner_bytes() const { return interner_.bytes(); }
 
   // From now on hours and days are rolled up by the store once closed for `delay_ms` (see the
-  // top): reads the roll-up marks (a data dir without them starts with everything before the
-  // current hour and day rolled up) and redoes a roll-up a crash interrupted. Call before
+  // top): reads the roll-up marks and redoes a roll-up a crash interrupted. A shard without marks
+  // starts with everything before the current hour and day rolled up, or, if it has never been
+  // flushed (a new data dir), everything before `oldest_event_ms` (the oldest event time
+  // accepted): then every hour it can get events for is rolled up from its minutes. Call before
   // recovery's replay. A no-op without a store.
-  absl::Status EnableRollups(int64_t delay_ms, int64_t now_ms);
+  absl::Status EnableRollups(int64_t delay_ms, int64_t now_ms, int64_t oldest_event_ms);
   // Collects a finished roll-up and starts the next one due, when no slice write is in flight.
   // Never waits for a running one. Its error, if any (sticks).
   absl::Status MaybeRollUp(int64_t now_ms);
@@ -209,6 +212,7 @@ class ShardState {
   absl::Status rollup_error_;
   RelaxedCounter rollups_done_;
   RelaxedCounter rollup_micros_;  // written by the roll-up thread only
+  RelaxedCounter rolled_until_ms_;
   int64_t max_event_ms_ = INT64_MIN;
   // Written by the worker, read by metrics scrapes from other threads.
   RelaxedCounter applied_;

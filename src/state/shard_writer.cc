@@ -25,7 +25,9 @@ absl::Status ShardWriter::Recover(RecoveryStats* stats) {
       if (!filled.ok()) return filled;
     }
     if (options_.store && options_.rollup_delay_ms >= 0) {
-      absl::Status enabled = state_->EnableRollups(options_.rollup_delay_ms, NowMs());
+      int64_t now = NowMs();
+      absl::Status enabled =
+          state_->EnableRollups(options_.rollup_delay_ms, now, now - options_.max_event_age_ms);
       if (!enabled.ok()) return enabled;
     }
     if (options_.store) {

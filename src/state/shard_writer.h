@@ -41,6 +41,9 @@ struct ShardWriterOptions {
   // Hours and days are rolled up in the store this long after they end (ShardState); < 0: no
   // roll-ups, every flush writes every level.
   int64_t rollup_delay_ms = 300'000;
+  // The oldest event time accepted, as an age (ingest.max_age_s): a new data dir rolls up every
+  // hour from then on.
+  int64_t max_event_age_ms = 86'400'000;
 };
 
 class ShardWriter {

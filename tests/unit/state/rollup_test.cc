@@ -119,7 +119,7 @@ TEST_CASE("hours and days are rolled up from the stored minutes; queries agree t
   {
     ShardState state(catalog, 0, store->get(), 3 * kDayMs);
     // As if started at kBase: everything before it is rolled up, nothing after.
-    REQUIRE(state.EnableRollups(0, kBase).ok());
+    REQUIRE(state.EnableRollups(0, kBase, kBase).ok());
     CHECK(state.rolled_up().hours_through == kFirstHour - 1);
     ApplyAll(state, truth, Events(4000, 0, kBase, 30 * kHourMs));  // into the second day
     ++position.offset;
@@ -160,7 +160,7 @@ TEST_CASE("hours and days are rolled up from the stored minutes; queries agree t
   }
   // A restart reads the marks back.
   ShardState state(catalog, 0, store->get(), 3 * kDayMs);
-  REQUIRE(state.EnableRollups(0, now).ok());
+  REQUIRE(state.EnableRollups(0, now, now).ok());
   CHECK(state.rolled_up().hours_through == kFirstHour + 29);
   CHECK(AllRows(state, catalog) == AllRows(truth, catalog));
   store->reset();
@@ -175,7 +175,7 @@ TEST_CASE("a roll-up a crash interrupted is redone whole at startup", "[rollup]"
   ShardState truth(catalog, 0, nullptr, 3 * kDayMs);
   {
     ShardState state(catalog, 0, store->get(), 3 * kDayMs);
-    REQUIRE(state.EnableRollups(0, kBase).ok());
+    REQUIRE(state.EnableRollups(0, kBase, kBase).ok());
     ApplyAll(state, truth, Events(1000, 0, kBase, kHourMs));
     REQUIRE(state.Flush(WalPosition{1, 1}).ok());
   }
@@ -195,7 +195,7 @@ TEST_CASE("a roll-up a crash interrupted is redone whole at startup", "[rollup]"
   REQUIRE((*store)->Write(batch).ok());
 
   ShardState state(catalog, 0, store->get(), 3 * kDayMs);
-  REQUIRE(state.EnableRollups(0, kBase).ok());
+  REQUIRE(state.EnableRollups(0, kBase, kBase).ok());
   CHECK(state.rolled_up().hours_through == kFirstHour);  // the hour is read from its aggregates
   CHECK(AllRows(state, catalog) == AllRows(truth, catalog));
   CHECK(StoredKeys(**store, Level::kHour) > 0);
@@ -205,7 +205,37 @@ TEST_CASE("a roll-up a crash interrupted is redone whole at startup", "[rollup]"
   bad.PutMeta("rollup/0", "short");
   REQUIRE((*store)->Write(bad).ok());
   ShardState refused(catalog, 0, store->get(), 3 * kDayMs);
-  CHECK(refused.EnableRollups(0, kBase).code() == absl::StatusCode::kDataLoss);
+  CHECK(refused.EnableRollups(0, kBase, kBase).code() == absl::StatusCode::kDataLoss);
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace adpulse
+
+namespace adpulse {
+
+TEST_CASE("a shard without roll-up marks starts from what its store can hold", "[rollup]") {
+  CubeCatalog catalog = Catalog();
+  std::string dir = TempDir();
+  auto store = StateStore::Open({dir + "/state"});
+  REQUIRE(store.ok());
+  const int64_t oldest = kBase - 5 * kHourMs;
+  // Never flushed (a new data dir): every hour from the oldest accepted event time on is rolled
+  // up from its minutes.
+  ShardState fresh(catalog, 0, store->get(), kDayMs);
+  REQUIRE(fresh.EnableRollups(0, kBase, oldest).ok());
+  CHECK(fresh.rolled_up().hours_through == FloorDiv(oldest, kHourMs) - 1);
+  CHECK(fresh.rolled_up().days_through == FloorDiv(oldest, kDayMs) - 1);
+  // Flushed before roll-ups existed (every level written): whole up to the current hour.
+  {
+    ShardState old(catalog, 1, store->get(), kDayMs);
+    Events events(10, 0, kBase, kHourMs);
+    for (const Event& e : events.events) REQUIRE(old.Apply(e));
+    REQUIRE(old.Flush(WalPosition{1, 1}).ok());
+  }
+  ShardState upgraded(catalog, 1, store->get(), kDayMs);
+  REQUIRE(upgraded.EnableRollups(0, kBase, oldest).ok());
+  CHECK(upgraded.rolled_up().hours_through == kFirstHour - 1);
   store->reset();
   std::filesystem::remove_all(dir);
 }
