@@ -66,7 +66,8 @@ class Daemon:
             return f.read().decode(errors="replace")
 
 
-def make_events(n, seed, now_ms, campaigns=50):
+def make_events(n, seed, now_ms, campaigns=50, hours=1):
+    """Events with times spread over the last `hours` hours (at least a minute old)."""
     rng = random.Random(seed)
     events = []
     for i in range(n):
@@ -74,7 +75,7 @@ def make_events(n, seed, now_ms, campaigns=50):
         events.append({
             "event_id": f"k{seed}-{i}",
             "event_type": t,
-            "timestamp": now_ms - rng.randint(60_000, 3_600_000),
+            "timestamp": now_ms - rng.randint(60_000, hours * 3_600_000),
             "campaign_id": f"camp-{rng.randint(1, campaigns):02d}",
             "user_id": f"u{rng.randint(1, 20000)}",
             "bid_price": Decimal(rng.randint(0, 5_000_000)) / Decimal(1_000_000),
@@ -128,9 +129,10 @@ def truth_by_campaign(events):
     return truth
 
 
-def query_by_campaign(port, now_ms):
+def query_by_campaign(port, now_ms, hours=1):
+    """Totals per campaign over the last `hours` hours (and one more) before now_ms."""
     status, data = get(port, "/v1/metrics?dimensions=campaign_id&metrics=impressions,clicks,conversions,spend"
-                             f"&granularity=all&start={now_ms - 2 * 3_600_000}&end={now_ms + 120_000}")
+                             f"&granularity=all&start={now_ms - (hours + 1) * 3_600_000}&end={now_ms + 120_000}")
     if status != 200:
         raise RuntimeError(f"query failed: {status} {data[:200]}")
     body = json.loads(data, parse_float=Decimal)

@@ -16,6 +16,13 @@ Long form:       python3 tests/crash/kill_loop.py --binary build/adpulse --round
 seal and are archived all the time, and each archiving writes RocksDB's memtable out first, so a
 kill finds slices durably checkpointed at many different log positions (and slice writes in
 flight on the background writers), which recovery must sort out.
+--rollups spreads the events over the last 20 hours and holds roll-ups off
+(storage.rollup_delay_s = 86400) for the first round, then turns them on at once (0 s, with a 64 ms
+flush interval): the closed hours that hold the first round's events are rolled up from their
+minutes while late events for them keep arriving. The first process with roll-ups on is killed a
+few milliseconds after it comes up, while they run, and every kill loses RocksDB's memtable, so
+each restart redoes roll-ups from where the durable state left them and then ingests late events
+into the hours it rolled up. Reconciliation at the end compares every minute, hour and day.
 Ends with a line "N passed, M failed"; exit code 0 only when nothing failed.
 """
 import argparse
@@ -28,7 +35,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Daemon, Tally, compare, encode, make_events, post, query_by_campaign, truth_by_campaign  # noqa: E402
+from common import Daemon, Tally, compare, encode, get, make_events, post, query_by_campaign, truth_by_campaign  # noqa: E402
 
 
 def main():
@@ -41,6 +48,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the data dir and the daemon log")
     ap.add_argument("--small-segments", action="store_true",
                     help="64 KiB log segments and a 64 ms flush interval (see above)")
+    ap.add_argument("--rollups", action="store_true",
+                    help="roll-ups held off, then turned on and killed while they run (see above)")
     args = ap.parse_args()
     binary = os.path.abspath(args.binary)
     print(f"seed {args.seed} (rerun with --seed {args.seed}); {args.rounds} rounds, {args.events} events", flush=True)
@@ -49,20 +58,32 @@ def main():
     data_dir = os.path.join(root, "data")
     log_path = os.path.join(root, "daemon.log")
     now_ms = int(time.time() * 1000)
-    events = make_events(args.events, args.seed, now_ms)
+    # With roll-ups, over most of the day: many hours hold events when they are rolled up.
+    hours = 20 if args.rollups else 1
+    events = make_events(args.events, args.seed, now_ms, hours=hours)
     batches = [events[i:i + args.batch] for i in range(0, len(events), args.batch)]
     bodies = [encode(b) for b in batches]
     state = ["unsent"] * len(batches)  # unsent | ok | indeterminate
     tally = Tally()
     check = tally.check
 
-    extra = []
-    if args.small_segments:
-        config = os.path.join(root, "small-segments.toml")
-        with open(config, "w") as f:
-            f.write("[storage]\nwal_segment_bytes = 65536\nflush_interval_ms = 64\n")
-        extra = ["--config", config]
-    daemon = Daemon(binary, data_dir, log_path, extra)
+    def config(name, rollup_delay_s=None):
+        storage = ["[storage]"]
+        if args.small_segments:
+            storage += ["wal_segment_bytes = 65536", "flush_interval_ms = 64"]
+        if rollup_delay_s is not None:
+            storage.append(f"rollup_delay_s = {rollup_delay_s}")
+            if not args.small_segments:
+                storage.append("flush_interval_ms = 64")
+        if len(storage) == 1:
+            return []
+        path = os.path.join(root, name)
+        with open(path, "w") as f:
+            f.write("\n".join(storage) + "\n")
+        return ["--config", path]
+
+    daemon = Daemon(binary, data_dir, log_path,
+                    config("hold.toml", 86400) if args.rollups else config("default.toml"))
     daemon.start()
     next_batch = 0
     per_round = max(1, len(batches) // max(1, args.rounds))
@@ -112,7 +133,27 @@ def main():
             killer.join()
             daemon.kill9()
             kills += 1
+            if args.rollups and rnd == 0:
+                # Roll-ups on: the closed hours are rolled up right after startup; kill while they
+                # run (startup redoes the interrupted one).
+                daemon.extra_args = config("roll.toml", 0)
+                daemon.start()
+                time.sleep(rng.uniform(0.0, 0.03))
+                daemon.kill9()
+                kills += 1
             daemon.start()
+            if args.rollups and rnd == 0:
+                # Until every closed hour is rolled up (the gauge reaches the current hour).
+                hour_start = int(time.time()) // 3600 * 3600
+                deadline = time.monotonic() + 20
+                until = 0.0
+                while time.monotonic() < deadline and until < hour_start:
+                    _, data = get(daemon.port, "/metrics")
+                    for line in data.decode().splitlines():
+                        if line.startswith("adpulse_state_rolled_up_until_seconds "):
+                            until = float(line.split()[1])
+                    time.sleep(0.05)
+                check(until >= hour_start, f"every closed hour rolled up (until {until}, hour {hour_start})")
         # Final: everything unsent or in doubt is sent until acknowledged.
         for i, st in enumerate(state):
             attempts = 0
@@ -124,12 +165,17 @@ def main():
             check(state[i] == "ok", f"batch {i} acknowledged in the end")
         # Ground truth: every event exactly once.
         truth = truth_by_campaign(events)
-        got = query_by_campaign(daemon.port, now_ms)
+        got = query_by_campaign(daemon.port, now_ms, hours)
         mismatches = compare(truth, got)
         for m in mismatches[:20]:
             print("  " + m)
         check(not mismatches, f"aggregates equal the ground truth exactly ({len(mismatches)} mismatches)")
         tally.check_reconciled(daemon.port, now_ms, len(events))
+        if args.rollups:
+            status, data = get(daemon.port, "/metrics")
+            rolled = [line for line in data.decode().splitlines() if line.startswith("adpulse_state_rollups_total ")]
+            check(status == 200 and rolled and float(rolled[0].split()[1]) > 0,
+                  f"hours were rolled up after the last restart ({rolled})")
         total = sum(t["impressions"] + t["clicks"] + t["conversions"] for t in truth.values())
         counted = sum(g.get("impressions", 0) + g.get("clicks", 0) + g.get("conversions", 0) for g in got.values())
         print(f"info {kills} kill -9 rounds, {len(events)} events in {len(batches)} batches, "
