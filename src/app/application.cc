@@ -264,7 +264,10 @@ int RunApplication(int argc, char** argv) {
   pipeline_options.archiver = &archiver;
   pipeline_options.flush_interval_ms = config.flush_interval_ms;
   pipeline_options.rollup_delay_ms = config.rollup_delay_s * 1000;
-  pipeline_options.max_event_age_ms = config.max_age_s * 1000;
+  // A new data dir rolls up every hour it can get events for, but not hours whose minutes expire
+  // before their roll-up reads them: events older than that write their hours and days themselves.
+  pipeline_options.max_event_age_ms =
+      std::min(config.max_age_s * 1000, (config.minute_retention_days - 1) * 86'400'000);
   constexpr uint64_t kBytesPerGroup = ShardWriter::kBytesPerGroup;
 
   pipeline_options.dedup_filter_bytes =

@@ -253,6 +253,14 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     }
     config.cubes = std::move(specs);
   }
+  // An hour is rolled up from its minutes: they must still be there.
+  int64_t minutes_kept_s = config.minute_retention_days * 86'400;
+  if (config.rollup_delay_s + 3'600 >= minutes_kept_s) {
+    return absl::InvalidArgumentError(fmt::format(
+        "{}: storage.rollup_delay_s ({}) must be under {} s: retention.minute_days ({}) drops an "
+        "hour's minutes before it would be rolled up",
+        source, config.rollup_delay_s, minutes_kept_s - 3'600, config.minute_retention_days));
+  }
   return absl::OkStatus();
 }
 

@@ -55,6 +55,16 @@ TEST_CASE("config errors say what and where", "[config]") {
   REQUIRE_FALSE(bad_dim.ok());
   CHECK(std::string(bad_dim.message()).find("'colour' is not a dimension") != std::string::npos);
 
+  Config fresh;
+  auto expiring = ApplyToml("[retention]\nminute_days = 1\n[storage]\nrollup_delay_s = 86000\n",
+                            "my.toml", fresh);
+  REQUIRE_FALSE(expiring.ok());
+  CHECK(std::string(expiring.message()) ==
+        "my.toml: storage.rollup_delay_s (86000) must be under 82800 s: retention.minute_days (1) "
+        "drops an hour's minutes before it would be rolled up");
+  Config fine;
+  CHECK(ApplyToml("[retention]\nminute_days = 1\n", "my.toml", fine).ok());
+
   auto syntax = ApplyToml("[server\n", "my.toml", config);
   REQUIRE_FALSE(syntax.ok());
   CHECK(std::string(syntax.message()).rfind("my.toml:1:", 0) == 0);
