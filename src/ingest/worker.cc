@@ -1,5 +1,6 @@
 #include "ingest/worker.h"
 
+#include <fmt/format.h>
 #include <pthread.h>
 #include <sched.h>
 
@@ -19,9 +20,14 @@ Worker::Worker(int shard, std::unique_ptr<ShardState> state, ShardWriterOptions 
                std::vector<SpscRing<Task*>*> rings, int pin_cpu)
     : shard_(shard),
       state_(std::move(state)),
-      writer_(state_.get(), std::move(writer_options)),
+      writer_(state_.get(), writer_options),
       rings_(std::move(rings)),
-      pin_cpu_(pin_cpu) {}
+      pin_cpu_(pin_cpu) {
+  if (writer_options.use_wal && writer_options.wal.fsync) {
+    syncer_ =
+        std::make_unique<FileSyncer>(fmt::format("adpulse-fs{}", shard), [this] { Notify(); });
+  }
+}
 
 absl::Status Worker::WaitRecovered() {
   std::unique_lock<std::mutex> lock(recovery_mutex_);
@@ -78,6 +84,22 @@ void Worker::RunQueries(ShardContext& ctx) {
   running_queries_.clear();
 }
 
+int Worker::SyncAnsweringQueries(int fd, ShardContext& ctx) {
+  syncer_->Start(fd);
+  while (!syncer_->done()) {
+    RunQueries(ctx);
+    // Parked as in Loop(): the syncer's Notify() or a query's wakes the worker.
+    std::unique_lock<std::mutex> lock(park_mutex_);
+    sleeping_.store(true, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!syncer_->done() && !has_queries_.load(std::memory_order_relaxed)) {
+      park_cv_.wait_for(lock, kParkTimeout);
+    }
+    sleeping_.store(false, std::memory_order_relaxed);
+  }
+  return syncer_->sync_errno();
+}
+
 bool Worker::RingsEmpty() const {
   for (const auto* ring : rings_) {
     if (ring->SizeApprox() != 0) return false;
@@ -115,6 +137,9 @@ void Worker::Loop() {
   }
   ShardContext ctx{shard_, state_.get(), &writer_};
   auto run_queries = [this, &ctx] { RunQueries(ctx); };
+  // While a group's log write becomes durable, the worker answers queries instead of blocking.
+  std::function<int(int)> sync;
+  if (syncer_) sync = [this, &ctx](int fd) { return SyncAnsweringQueries(fd, ctx); };
   std::vector<Task*> group;
   group.reserve(kMaxTasksPerGroup);
   int idle_spins = 0;
@@ -132,7 +157,7 @@ void Worker::Loop() {
     if (!group.empty()) {
       // Group commit: one log write and fdatasync covers every event of the group, and only then
       // are the events counted and their requests completed.
-      writer_.CommitGroup();
+      writer_.CommitGroup(sync);
       for (Task* task : group) task->Complete();
       writer_.MaybeFlush(NowMs(), false, run_queries);
       idle_spins = 0;

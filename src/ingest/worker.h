@@ -16,6 +16,7 @@
 #include "ingest/task.h"
 #include "state/shard_state.h"
 #include "state/shard_writer.h"
+#include "storage/file_syncer.h"
 
 namespace adpulse {
 
@@ -46,6 +47,8 @@ class Worker {
   void Loop();
   bool RingsEmpty() const;
   void RunQueries(ShardContext& ctx);
+  // fdatasync(fd) on the syncer's thread, answering queries until it returns; its errno.
+  int SyncAnsweringQueries(int fd, ShardContext& ctx);
 
   int shard_;
   std::unique_ptr<ShardState> state_;
@@ -65,6 +68,9 @@ class Worker {
   std::vector<Task*> queries_;  // guarded by query_mutex_
   std::vector<Task*> running_queries_;
   std::atomic<bool> has_queries_{false};
+  // Last: destroyed first, while what its wake-up (Notify) touches still exists. Null without
+  // fsync durability.
+  std::unique_ptr<FileSyncer> syncer_;
 };
 
 }  // namespace adpulse

@@ -140,13 +140,18 @@ void ShardWriter::Stage(const Event& e, EventOutcome* outcome, std::string* fail
   staged_.push_back({&e, outcome, failure});
 }
 
-void ShardWriter::CommitGroup() {
+void ShardWriter::CommitGroup(const std::function<int(int fd)>& sync) {
   if (staged_.empty()) return;
   absl::Status s = absl::OkStatus();
   if (options_.use_wal && !wal_) {
     s = absl::UnavailableError("the write-ahead log is not open");
   } else if (wal_) {
-    s = wal_->Commit();
+    s = wal_->Write();
+    if (s.ok() && wal_->needs_sync()) {
+      int fd = wal_->fd();
+      int sync_errno = sync ? sync(fd) : (::fdatasync(fd) == 0 ? 0 : errno);
+      s = wal_->FinishSync(sync_errno);
+    }
   }
   if (s.ok()) {
     ++commits_;

@@ -60,7 +60,10 @@ class ShardWriter {
 
   // Dedups `e`; a new event is staged and its outcome set at CommitGroup.
   void Stage(const Event& e, EventOutcome* outcome, std::string* failure);
-  void CommitGroup();
+  // Writes the staged events to the log, makes them durable and applies them. `sync`, if given,
+  // makes the log's file durable instead of a plain fdatasync(fd) and returns its errno (0: done):
+  // the worker runs it on another thread and answers queries meanwhile.
+  void CommitGroup(const std::function<int(int fd)>& sync = {});
   // Flushes the slices that are due (one every flush_interval / ShardState::kSlices, more while
   // memory is over its share); force: everything, now. `between` runs between two slices (the
   // worker runs waiting queries there).

@@ -190,6 +190,12 @@ void WalWriter::Discard() {
 }
 
 absl::Status WalWriter::Commit() {
+  absl::Status s = Write();
+  if (!s.ok() || !needs_sync()) return s;
+  return FinishSync(::fdatasync(fd_) == 0 ? 0 : errno);
+}
+
+absl::Status WalWriter::Write() {
   if (broken()) {
     Discard();
     return absl::DataLossError(broken_reason_);
@@ -216,9 +222,16 @@ absl::Status WalWriter::Commit() {
   }
   file_bytes_ += buffer_.size();
   Discard();
-  if (options_.fsync && ::fdatasync(fd_) != 0) {
+  unsynced_ = true;
+  if (!options_.fsync) return FinishSync(0);
+  return absl::OkStatus();
+}
+
+absl::Status WalWriter::FinishSync(int sync_errno) {
+  unsynced_ = false;
+  if (sync_errno != 0) {
     broken_reason_ =
-        fmt::format("WAL fdatasync failed: {}; restart adpulse to recover", Errno(errno));
+        fmt::format("WAL fdatasync failed: {}; restart adpulse to recover", Errno(sync_errno));
     return absl::DataLossError(broken_reason_);
   }
   if (file_bytes_ >= options_.segment_bytes) {

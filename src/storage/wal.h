@@ -63,6 +63,14 @@ class WalWriter {
   // nothing of the group is in the log, and later groups may succeed. A failed fsync leaves the
   // log in doubt (Linux may drop the dirty pages), so the writer is broken from then on.
   absl::Status Commit();
+  // Commit in two steps, so that the fdatasync can run on another thread while this one does
+  // other work: Write() writes every appended record (the errors of Commit's write); then, if
+  // needs_sync(), fdatasync(fd()) is called, anywhere, and FinishSync gets its errno (0 for
+  // success). Nothing else may use the writer between the two.
+  absl::Status Write();
+  bool needs_sync() const { return options_.fsync && unsynced_; }
+  int fd() const { return fd_; }
+  absl::Status FinishSync(int sync_errno);
   // Drops what was appended since the last Commit.
   void Discard();
   bool broken() const { return !broken_reason_.empty(); }
@@ -81,6 +89,7 @@ class WalWriter {
   uint64_t file_bytes_ = 0;
   std::string buffer_;
   size_t pending_records_ = 0;
+  bool unsynced_ = false;  // written since the last fdatasync
   std::string broken_reason_;
 };
 

@@ -1,10 +1,15 @@
 #include "storage/wal.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
+#include "storage/file_syncer.h"
 #include "storage/wal_record.h"
 
 namespace adpulse {
@@ -170,6 +175,69 @@ TEST_CASE("discarded records never reach the log", "[wal]") {
   (*w)->Discard();
   REQUIRE((*w)->Commit().ok());
   CHECK(ReadAll((*ListWalSegments(dir))[0].path) == std::vector<std::string>{"kept"});
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a commit whose fdatasync runs on a syncer thread reads back the same", "[wal]") {
+  std::string dir = TempDir();
+  auto w = WalWriter::Open({dir, true, 4096}, 1);
+  REQUIRE(w.ok());
+  std::atomic<int> wakeups{0};
+  FileSyncer syncer("test-fs", [&] { wakeups.fetch_add(1); });
+  for (int group = 0; group < 20; ++group) {
+    for (int i = 0; i < 10; ++i)
+      (*w)->Append("r" + std::to_string(group * 10 + i) + std::string(50, '.'));
+    REQUIRE((*w)->Write().ok());
+    REQUIRE((*w)->needs_sync());
+    uint64_t sequence = (*w)->current_sequence();
+    syncer.Start((*w)->fd());
+    while (!syncer.done()) std::this_thread::yield();
+    CHECK(syncer.sync_errno() == 0);
+    CHECK((*w)->current_sequence() == sequence);  // no rotation before the sync is finished
+    REQUIRE((*w)->FinishSync(syncer.sync_errno()).ok());
+    CHECK_FALSE((*w)->needs_sync());
+  }
+  CHECK(wakeups.load() == 20);
+  auto segments = ListWalSegments(dir);
+  REQUIRE(segments.ok());
+  CHECK(segments->size() > 1);  // rotated at 4 KiB, after the syncs
+  std::vector<std::string> all;
+  for (const auto& seg : *segments) {
+    for (auto& r : ReadAll(seg.path)) all.push_back(r);
+  }
+  REQUIRE(all.size() == 200);
+  for (int i = 0; i < 200; ++i) CHECK(all[i] == "r" + std::to_string(i) + std::string(50, '.'));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a failed fdatasync breaks the log: later commits fail", "[wal]") {
+  std::string dir = TempDir();
+  auto w = WalWriter::Open({dir, true, 1 << 20}, 1);
+  REQUIRE(w.ok());
+  (*w)->Append("in doubt");
+  REQUIRE((*w)->Write().ok());
+  absl::Status s = (*w)->FinishSync(EIO);
+  CHECK(s.code() == absl::StatusCode::kDataLoss);
+  CHECK((*w)->broken());
+  (*w)->Append("later");
+  CHECK((*w)->Commit().code() == absl::StatusCode::kDataLoss);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("the syncer reports fdatasync's errno", "[wal]") {
+  FileSyncer syncer("test-fs", [] {});
+  CHECK(syncer.done());  // idle
+  std::string dir = TempDir();
+  int fd = ::open((dir + "/f").c_str(), O_CREAT | O_WRONLY, 0644);
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, "x", 1) == 1);
+  syncer.Start(fd);
+  while (!syncer.done()) std::this_thread::yield();
+  CHECK(syncer.sync_errno() == 0);
+  ::close(fd);
+  syncer.Start(fd);  // closed: EBADF
+  while (!syncer.done()) std::this_thread::yield();
+  CHECK(syncer.sync_errno() == EBADF);
   std::filesystem::remove_all(dir);
 }
 
