@@ -274,7 +274,8 @@ absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {
     f.dedup.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
   }
   // The encoding too is done on the writer's thread: the moved-aside slice no longer changes.
-  writer_->Start([this, &f, s, checkpoint, marks = written_] {
+  writer_->Start([this, &f, s, checkpoint, marks = written_, retired = std::move(retired_)] {
+    if (retired) *retired = Retired();  // the previous slice's memory, freed here
     auto began = std::chrono::steady_clock::now();
     StateStore::Batch batch;
     AppendSlice(f.cubes, f.dedup, marks, batch);
@@ -304,6 +305,7 @@ absl::Status ShardState::CollectSliceFlush(bool wait) {
   slices_[f.slice].checkpoint = f.checkpoint;
   groups_ -= f.groups;
   dedup_ids_ -= f.dedup.size();
+  retired_ = std::make_shared<Retired>(Retired{std::move(f.cubes), std::move(f.dedup)});
   in_flight_.reset();
   before_in_flight_.reset();
   ++flushes_;
