@@ -47,7 +47,7 @@ absl::Status BackgroundWriter::Wait() {
 
 void BackgroundWriter::Loop() {
   pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
-  SetCurrentThreadNice(nice_);
+  SetCurrentThreadBackground(nice_);
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     cv_.wait(lock, [this] { return stop_ || job_; });

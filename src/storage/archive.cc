@@ -121,7 +121,7 @@ void Archiver::Submit(int shard, const std::string& wal_dir, uint64_t sequence) 
 
 void Archiver::Loop() {
   pthread_setname_np(pthread_self(), "adpulse-archive");
-  SetCurrentThreadNice(kNiceBackground);
+  SetCurrentThreadBackground(kNiceBackground);
   auto next_expiry = std::chrono::steady_clock::now();
   while (true) {
     Request r;

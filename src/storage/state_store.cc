@@ -231,9 +231,11 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOpt
                              rocksdb::kLZ4Compression};
   o.bottommost_compression = rocksdb::kLZ4Compression;
   o.max_background_jobs = 2;
-  // Compactions yield the CPU to ingestion and queries (base/thread_priority.h).
-  (void)rocksdb::Env::Default()->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW,
-                                                            rocksdb::CpuPriority::kLow);
+  // Compactions and memtable flushes yield the CPU to ingestion and queries
+  // (base/thread_priority.h): kIdle is SCHED_IDLE.
+  for (auto pool : {rocksdb::Env::Priority::LOW, rocksdb::Env::Priority::HIGH}) {
+    (void)rocksdb::Env::Default()->LowerThreadPoolCPUPriority(pool, rocksdb::CpuPriority::kIdle);
+  }
   o.memtable_insert_with_hint_prefix_extractor = std::make_shared<InsertHintPrefix>();
   // RocksDB ignores the hints for concurrent memtable writes (the default); the shards' batches
   // are few and large, so writing them one at a time costs nothing.
