@@ -216,7 +216,8 @@ int RunApplication(int argc, char** argv) {
   pipeline_options.workers =
       config.workers > 0 ? config.workers
                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  pipeline_options.max_producers = config.server.threads + 2;  // room for more sources
+  // An I/O thread and an event decoder per HTTP thread, and room for more sources.
+  pipeline_options.max_producers = 2 * config.server.threads + 2;
   pipeline_options.ring_capacity_tasks = static_cast<size_t>(config.ring_capacity_tasks);
   pipeline_options.pin_workers = config.pin_workers;
   pipeline_options.dedup_horizon_ms = config.dedup_horizon_s * 1000;

@@ -1,8 +1,10 @@
 #include "http/server.h"
 
 #include <fmt/format.h>
+#include <pthread.h>
 
 #include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -46,6 +48,16 @@ struct HttpServer::Impl {
   std::atomic<bool> stopping{false};
   std::atomic<int64_t> active_requests{0};
   std::atomic<int64_t> open_connections{0};
+  // Event decoders: POST /v1/events is parsed and handed to the workers on a decoder thread of
+  // its own, so the I/O threads stay free to read and answer other requests (a query arriving
+  // behind a 1000-event request waited for its parse). Each is a pipeline producer.
+  struct Decoder {
+    asio::io_context ioc;
+    asio::executor_work_guard<asio::io_context::executor_type> guard{ioc.get_executor()};
+    std::thread thread;
+  };
+  std::vector<std::unique_ptr<Decoder>> decoders;
+  std::atomic<size_t> next_decoder{0};
   MetricsRegistry::Counter& connections_total;
   MetricsRegistry::Counter& framing_refused;
   MetricsRegistry& metrics;
@@ -184,6 +196,16 @@ struct HttpServer::Impl {
           self->Send(std::move(response), false, true);
         });
       };
+      std::string_view path = std::string_view(request.target).substr(0, request.target.find('?'));
+      if (request.method == "POST" && path == "/v1/events" && !server_.decoders.empty()) {
+        size_t i = server_.next_decoder.fetch_add(1, std::memory_order_relaxed);
+        Decoder& decoder = *server_.decoders[i % server_.decoders.size()];
+        asio::post(decoder.ioc, [&api = server_.api, request = std::move(request),
+                                 respond = std::move(respond)]() mutable {
+          api.Handle(t_producer, std::move(request), std::move(respond));
+        });
+        return;
+      }
       server_.api.Handle(t_producer, std::move(request), std::move(respond));
     }
 
@@ -319,6 +341,14 @@ void HttpServer::Run() {
   });
   s.Accept();
   int threads = std::max(1, s.options.threads);
+  for (int i = 0; i < threads; ++i) {
+    auto& d = *s.decoders.emplace_back(std::make_unique<Impl::Decoder>());
+    d.thread = std::thread([&d, i, producer = s.pipeline.RegisterProducer()] {
+      pthread_setname_np(pthread_self(), fmt::format("adpulse-dec{}", i).c_str());
+      t_producer = producer;
+      d.ioc.run();
+    });
+  }
   std::vector<int> producers;
   for (int i = 0; i < threads; ++i) producers.push_back(s.pipeline.RegisterProducer());
   std::vector<std::thread> pool;
@@ -331,6 +361,9 @@ void HttpServer::Run() {
   t_producer = producers[0];
   s.ioc.run();
   for (auto& t : pool) t.join();
+  // Drained (or timed out): the decoders finish what was handed to them, then stop.
+  for (auto& d : s.decoders) d->guard.reset();
+  for (auto& d : s.decoders) d->thread.join();
 }
 
 }  // namespace adpulse
