@@ -52,6 +52,7 @@ Pipeline::Pipeline(const CubeCatalog& catalog, const PipelineOptions& options) :
     std::string shard_dir = fmt::format("shard-{:03}", s);
     writer.use_wal = !options.wal_dir.empty();
     writer.wal.fsync = options.fsync;
+    writer.sync_file = options.sync_file;
     writer.wal.segment_bytes = options.wal_segment_bytes;
     if (writer.use_wal)
       writer.wal.dir = (std::filesystem::path(options.wal_dir) / shard_dir).string();

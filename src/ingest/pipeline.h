@@ -27,6 +27,7 @@ struct PipelineOptions {
   std::string wal_dir;
   Archiver* archiver = nullptr;  // takes sealed, checkpointed segments
   bool fsync = true;
+  std::function<int(int fd)> sync_file;  // ShardWriterOptions; null: fdatasync
   uint64_t wal_segment_bytes = 64ull << 20;
   StateStore* store = nullptr;  // null: memory only
   int64_t flush_interval_ms = 10'000;

@@ -24,8 +24,8 @@ Worker::Worker(int shard, std::unique_ptr<ShardState> state, ShardWriterOptions 
       rings_(std::move(rings)),
       pin_cpu_(pin_cpu) {
   if (writer_options.use_wal && writer_options.wal.fsync) {
-    syncer_ =
-        std::make_unique<FileSyncer>(fmt::format("adpulse-fs{}", shard), [this] { Notify(); });
+    syncer_ = std::make_unique<FileSyncer>(
+        fmt::format("adpulse-fs{}", shard), [this] { Notify(); }, writer_options.sync_file);
   }
 }
 

@@ -31,6 +31,8 @@ struct RecoveryStats {
 struct ShardWriterOptions {
   bool use_wal = false;  // false: memory only (unit tests, benchmarks)
   WalWriter::Options wal;
+  // How the worker's syncer makes the log durable: null for fdatasync (tests hold it up).
+  std::function<int(int fd)> sync_file;
   Archiver* archiver = nullptr;  // takes covered segments; null: they stay in the log dir
   StateStore* store = nullptr;
   // Each slice of the shard's memory is flushed once per interval, one slice at a time.

@@ -7,8 +7,12 @@
 
 namespace adpulse {
 
-FileSyncer::FileSyncer(std::string thread_name, std::function<void()> on_done)
-    : on_done_(std::move(on_done)), thread_name_(std::move(thread_name)) {
+int FileSyncer::Fdatasync(int fd) { return ::fdatasync(fd) == 0 ? 0 : errno; }
+
+FileSyncer::FileSyncer(std::string thread_name, std::function<void()> on_done, SyncFn sync)
+    : on_done_(std::move(on_done)),
+      sync_(sync ? std::move(sync) : SyncFn(Fdatasync)),
+      thread_name_(std::move(thread_name)) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -41,8 +45,7 @@ void FileSyncer::Loop() {
     requested_ = false;
     int fd = fd_;
     lock.unlock();
-    int err = ::fdatasync(fd) == 0 ? 0 : errno;
-    sync_errno_ = err;
+    sync_errno_ = sync_(fd);
     done_.store(true, std::memory_order_release);
     on_done_();
     lock.lock();

@@ -13,9 +13,13 @@ namespace adpulse {
 
 class FileSyncer {
  public:
+  // Makes a file durable and returns 0 or an errno: fdatasync, or a test's stand-in.
+  using SyncFn = std::function<int(int fd)>;
+  static int Fdatasync(int fd);
+
   // `on_done` runs on the syncer's thread after each fdatasync finishes (and done() is true):
-  // the owner's wake-up.
-  FileSyncer(std::string thread_name, std::function<void()> on_done);
+  // the owner's wake-up. `sync`: null for Fdatasync.
+  FileSyncer(std::string thread_name, std::function<void()> on_done, SyncFn sync = nullptr);
   ~FileSyncer();
   FileSyncer(const FileSyncer&) = delete;
   FileSyncer& operator=(const FileSyncer&) = delete;
@@ -30,6 +34,7 @@ class FileSyncer {
   void Loop();
 
   std::function<void()> on_done_;
+  SyncFn sync_;
   std::mutex mu_;
   std::condition_variable cv_;
   int fd_ = -1;             // guarded by mu_: the file to sync

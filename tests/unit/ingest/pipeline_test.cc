@@ -1,7 +1,11 @@
 #include "ingest/pipeline.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <filesystem>
 #include <future>
 #include <mutex>
 #include <random>
@@ -160,6 +164,53 @@ TEST_CASE("queries run ahead of queued ingestion and see what was acknowledged",
   all_done.get_future().wait();
   CHECK(order == std::vector<char>{'A', 'Q', 'B'});
   pipeline.Stop();
+}
+
+TEST_CASE("a query is answered while a group's fdatasync runs, without that group", "[pipeline]") {
+  std::string dir = (std::filesystem::temp_directory_path() /
+                     ("adpulse-pipeline-test-" + std::to_string(::getpid()) + "-" +
+                      std::to_string(std::random_device{}())))
+                        .string();
+  CubeCatalog catalog = Catalog();
+  // The log's fdatasync, held up on demand until the test lets it go.
+  std::atomic<bool> hold{false};
+  std::promise<void> entered, release;
+  std::shared_future<void> released = release.get_future().share();
+  PipelineOptions options;
+  options.workers = 1;
+  options.pin_workers = false;
+  options.wal_dir = dir;
+  options.sync_file = [&](int fd) {
+    if (hold.exchange(false)) {
+      entered.set_value();
+      released.wait();
+    }
+    return FileSyncer::Fdatasync(fd);
+  };
+  Pipeline pipeline(catalog, options);
+  pipeline.Start();
+  REQUIRE(pipeline.WaitRecovered().ok());
+  int producer = pipeline.RegisterProducer();
+  std::vector<int> first, second;
+  for (int i = 0; i < 100; ++i) first.push_back(i);
+  for (int i = 100; i < 150; ++i) second.push_back(i);
+  REQUIRE(Ingest(pipeline, producer, first).first == 100);
+
+  hold = true;
+  auto ingested =
+      std::async(std::launch::async, [&] { return Ingest(pipeline, producer, second); });
+  entered.get_future().wait();  // the second group is written, its fdatasync in flight
+  auto query = std::async(std::launch::async, [&] { return QueryTotal(pipeline, catalog, -1); });
+  bool answered = query.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  release.set_value();
+  CHECK(answered);
+  Counters during = query.get();
+  CHECK(during.impressions + during.clicks == 100);  // nothing that is not durable yet
+  CHECK(ingested.get().first == 50);
+  Counters after = QueryTotal(pipeline, catalog, -1);
+  CHECK(after.impressions + after.clicks == 150);
+  pipeline.Stop();
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("admission control bounds requests in flight", "[pipeline]") {
