@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "base/time_parse.h"
+#include "storage/file_syncer.h"
 #include "storage/wal_record.h"
 
 namespace adpulse {
@@ -149,7 +150,7 @@ void ShardWriter::CommitGroup(const std::function<int(int fd)>& sync) {
     s = wal_->Write();
     if (s.ok() && wal_->needs_sync()) {
       int fd = wal_->fd();
-      int sync_errno = sync ? sync(fd) : (::fdatasync(fd) == 0 ? 0 : errno);
+      int sync_errno = sync ? sync(fd) : FileSyncer::Fdatasync(fd);
       s = wal_->FinishSync(sync_errno);
     }
   }

@@ -13,6 +13,8 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "storage/file_syncer.h"
+
 namespace adpulse {
 namespace {
 
@@ -192,7 +194,7 @@ void WalWriter::Discard() {
 absl::Status WalWriter::Commit() {
   absl::Status s = Write();
   if (!s.ok() || !needs_sync()) return s;
-  return FinishSync(::fdatasync(fd_) == 0 ? 0 : errno);
+  return FinishSync(FileSyncer::Fdatasync(fd_));
 }
 
 absl::Status WalWriter::Write() {
