@@ -14,8 +14,12 @@ struct HttpRequest {
   std::string target;  // path and query string
   std::string content_type;
   std::string content_encoding;
-  std::string body;
+  std::string body;  // with capacity for kBodyPaddingBytes more, when its length was announced
 };
+
+// Room the server leaves after a body it reads, so the JSON parser's padding (simdjson's) can be
+// added without copying the body.
+inline constexpr size_t kBodyPaddingBytes = 64;
 
 struct HttpResponse {
   unsigned status = 200;

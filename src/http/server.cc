@@ -137,6 +137,11 @@ struct HttpServer::Impl {
           return SendError(400, "chunked Transfer-Encoding needs HTTP/1.1");
         }
       }
+      // The body's capacity includes the JSON parser's padding, so it is never copied to add it.
+      auto length = parser_->content_length();
+      if (length && *length <= server_.options.max_body_bytes) {
+        req.body().reserve(static_cast<size_t>(*length) + kBodyPaddingBytes);
+      }
       auto expect = req.find(http::field::expect);
       if (expect != req.end() && Trimmed(expect->value()) == "100-continue") {
         auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
