@@ -4,12 +4,12 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
@@ -42,7 +42,17 @@ struct HttpServer::Impl {
   ServerOptions options;
   Api& api;
   Pipeline& pipeline;
-  asio::io_context ioc;
+  // One io_context per I/O thread, each run by that thread alone: a session lives on one of them,
+  // so its handlers never run concurrently and need no strand, and its stream has the concrete
+  // executor type, not Asio's type-erased one (the two cost the I/O thread most of its time).
+  // The first also accepts, catches signals and runs the shutdown.
+  using Executor = asio::io_context::executor_type;
+  using Socket = asio::basic_stream_socket<tcp, Executor>;
+  using Stream = beast::basic_stream<tcp, Executor>;
+  std::vector<std::unique_ptr<asio::io_context>> iocs;
+  std::vector<asio::executor_work_guard<Executor>> io_guards;  // keep the others running
+  size_t next_io = 0;
+  asio::io_context& ioc;
   tcp::acceptor acceptor{ioc};
   asio::signal_set signals{ioc, SIGINT, SIGTERM};
   std::atomic<bool> stopping{false};
@@ -66,6 +76,8 @@ struct HttpServer::Impl {
       : options(o),
         api(a),
         pipeline(p),
+        iocs(MakeIoContexts(std::max(1, o.threads))),
+        ioc(*iocs[0]),
         connections_total(
             m.GetCounter("adpulse_http_connections_total", "TCP connections accepted.")),
         framing_refused(m.GetCounter(
@@ -74,6 +86,13 @@ struct HttpServer::Impl {
         metrics(m) {
     m.AddGauge("adpulse_http_open_connections", "Open HTTP connections.",
                [this] { return static_cast<double>(open_connections.load()); });
+    for (size_t i = 1; i < iocs.size(); ++i) io_guards.emplace_back(iocs[i]->get_executor());
+  }
+
+  static std::vector<std::unique_ptr<asio::io_context>> MakeIoContexts(int n) {
+    std::vector<std::unique_ptr<asio::io_context>> out;
+    for (int i = 0; i < n; ++i) out.push_back(std::make_unique<asio::io_context>(1));
+    return out;
   }
 
   void CountResponse(const std::string& path, unsigned status) {
@@ -95,7 +114,7 @@ struct HttpServer::Impl {
 
   class Session : public std::enable_shared_from_this<Session> {
    public:
-    Session(tcp::socket&& socket, Impl& server)
+    Session(Socket&& socket, Impl& server)
         : stream_(std::move(socket)), buffer_(kReadBufferLimit), server_(server) {
       server_.open_connections.fetch_add(1);
     }
@@ -250,11 +269,11 @@ struct HttpServer::Impl {
 
     void Close() {
       beast::error_code ignored;
-      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      stream_.socket().shutdown(asio::socket_base::shutdown_send, ignored);
       stream_.socket().close(ignored);
     }
 
-    beast::tcp_stream stream_;
+    Stream stream_;
     beast::flat_buffer buffer_;
     Impl& server_;
     std::optional<http::request_parser<http::string_body>> parser_;
@@ -265,7 +284,8 @@ struct HttpServer::Impl {
   };
 
   void Accept() {
-    acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    asio::io_context& target = *iocs[next_io++ % iocs.size()];
+    acceptor.async_accept(target.get_executor(), [this](beast::error_code ec, Socket socket) {
       if (ec) {
         if (ec == asio::error::operation_aborted || stopping.load()) return;
         LOG_WARN("accept failed: {}", ec.message());
@@ -292,7 +312,7 @@ struct HttpServer::Impl {
         if (active_requests.load() > 0) {
           LOG_WARN("drain timed out with {} requests in flight", active_requests.load());
         }
-        ioc.stop();
+        for (auto& c : iocs) c->stop();
         *poll_ptr = nullptr;  // break the cycle
         return;
       }
@@ -358,9 +378,9 @@ void HttpServer::Run() {
   for (int i = 0; i < threads; ++i) producers.push_back(s.pipeline.RegisterProducer());
   std::vector<std::thread> pool;
   for (int i = 1; i < threads; ++i) {
-    pool.emplace_back([&s, producer = producers[i]] {
+    pool.emplace_back([&s, i, producer = producers[i]] {
       t_producer = producer;
-      s.ioc.run();
+      s.iocs[static_cast<size_t>(i)]->run();
     });
   }
   t_producer = producers[0];
