@@ -53,7 +53,7 @@ void Worker::StopAndJoin() {
 }
 
 void Worker::Notify() {
-  // Pairs with the fence in Loop(): either the worker sees the pushed task, or we see it asleep.
+  // Pairs with the fence in Park(): either the worker sees what was published, or we see it asleep.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (sleeping_.load(std::memory_order_relaxed)) {
     std::lock_guard<std::mutex> lock(park_mutex_);
@@ -88,16 +88,22 @@ int Worker::SyncAnsweringQueries(int fd, ShardContext& ctx) {
   syncer_->Start(fd);
   while (!syncer_->done()) {
     RunQueries(ctx);
-    // Parked as in Loop(): the syncer's Notify() or a query's wakes the worker.
-    std::unique_lock<std::mutex> lock(park_mutex_);
-    sleeping_.store(true, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (!syncer_->done() && !has_queries_.load(std::memory_order_relaxed)) {
-      park_cv_.wait_for(lock, kParkTimeout);
-    }
-    sleeping_.store(false, std::memory_order_relaxed);
+    Park([this] { return syncer_->done(); });  // the syncer's Notify() wakes it
   }
   return syncer_->sync_errno();
+}
+
+template <typename Ready>
+void Worker::Park(Ready ready) {
+  std::unique_lock<std::mutex> lock(park_mutex_);
+  sleeping_.store(true, std::memory_order_relaxed);
+  // Pairs with the fence in Notify(): either the waker sees the worker asleep, or the worker
+  // sees what the waker published (a task, a query, a finished sync).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!ready() && !has_queries_.load(std::memory_order_relaxed)) {
+    park_cv_.wait_for(lock, kParkTimeout);
+  }
+  sleeping_.store(false, std::memory_order_relaxed);
 }
 
 bool Worker::RingsEmpty() const {
@@ -174,13 +180,7 @@ void Worker::Loop() {
     }
     idle_spins = 0;
     writer_.MaybeFlush(NowMs(), false, run_queries);
-    std::unique_lock<std::mutex> lock(park_mutex_);
-    sleeping_.store(true, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (RingsEmpty() && !has_queries_.load(std::memory_order_relaxed) && !stop_.load()) {
-      park_cv_.wait_for(lock, kParkTimeout);
-    }
-    sleeping_.store(false, std::memory_order_relaxed);
+    Park([this] { return !RingsEmpty() || stop_.load(); });
   }
 }
 

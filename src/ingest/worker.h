@@ -49,6 +49,9 @@ class Worker {
   void RunQueries(ShardContext& ctx);
   // fdatasync(fd) on the syncer's thread, answering queries until it returns; its errno.
   int SyncAnsweringQueries(int fd, ShardContext& ctx);
+  // Sleeps until Notify() (or kParkTimeout), unless `ready()` or a query is waiting already.
+  template <typename Ready>
+  void Park(Ready ready);
 
   int shard_;
   std::unique_ptr<ShardState> state_;
