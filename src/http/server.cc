@@ -30,6 +30,10 @@ using tcp = asio::ip::tcp;
 namespace {
 thread_local int t_producer = -1;
 constexpr size_t kReadBufferLimit = 1 << 20;
+// Beast reads into the read buffer's free capacity, at least 512 bytes and at most 64 KiB a call
+// (beast::read_size): a body is read in calls of this size, not of the few hundred bytes an
+// empty buffer starts with (which cost one system call and one Asio operation per 512 bytes).
+constexpr size_t kBodyReadBytes = 64 << 10;
 
 std::string Trimmed(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -128,6 +132,8 @@ struct HttpServer::Impl {
    private:
     void ReadHeader() {
       if (server_.stopping.load()) return Close();
+      // An idle keep-alive connection holds no more than the bytes it has been sent.
+      buffer_.shrink_to_fit();
       parser_.emplace();
       parser_->body_limit(server_.options.max_body_bytes);
       parser_->header_limit(static_cast<uint32_t>(server_.options.max_header_bytes));
@@ -160,6 +166,9 @@ struct HttpServer::Impl {
       auto length = parser_->content_length();
       if (length && *length <= server_.options.max_body_bytes) {
         req.body().reserve(static_cast<size_t>(*length) + kBodyPaddingBytes);
+      }
+      if (!length || *length > buffer_.capacity() - buffer_.size()) {
+        buffer_.reserve(std::min(buffer_.max_size(), buffer_.size() + kBodyReadBytes));
       }
       auto expect = req.find(http::field::expect);
       if (expect != req.end() && Trimmed(expect->value()) == "100-continue") {
