@@ -7,10 +7,11 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 
 #include "base/log.h"
 #include "base/thread_priority.h"
@@ -28,10 +29,46 @@ std::string HourDir(std::time_t t) {
                      tm.tm_hour);
 }
 
+// The whole file, read with its size known up front (an istreambuf_iterator copy went byte by
+// byte: a third of the archiver's time for a 64 MiB segment).
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::UnavailableError(fmt::format("cannot read {}", path));
-  return std::string(std::istreambuf_iterator<char>(in), {});
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::UnavailableError(fmt::format("cannot read {}", path));
+  struct stat st {};
+  std::string data;
+  bool ok = ::fstat(fd, &st) == 0;
+  if (ok) data.resize(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (ok && done < data.size()) {
+    ssize_t n = ::read(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (!ok) return absl::UnavailableError(fmt::format("cannot read {}", path));
+  return data;
+}
+
+// Writes all of `data` to a new file `path` and fsyncs it.
+absl::Status WriteFileSynced(const std::string& path, std::string_view data) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::UnavailableError(fmt::format("cannot write {}", path));
+  bool ok = true;
+  while (ok && !data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) data.remove_prefix(static_cast<size_t>(n));
+  }
+  int error = ok ? 0 : errno;
+  if (ok && ::fsync(fd) != 0) {
+    ok = false;
+    error = errno;
+  }
+  ::close(fd);
+  if (!ok) return absl::UnavailableError(fmt::format("cannot write {}: {}", path, strerror(error)));
+  return absl::OkStatus();
 }
 }  // namespace
 
@@ -78,16 +115,8 @@ absl::Status CompressFile(const std::string& from, const std::string& to) {
     return absl::InternalError(fmt::format("zstd failed on {}: {}", from, ZSTD_getErrorName(n)));
   }
   std::string tmp = to + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f.write(out.data(), static_cast<std::streamsize>(n));
-    f.flush();
-    if (!f) return absl::UnavailableError(fmt::format("cannot write {}", tmp));
-  }
-  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-  bool synced = fd >= 0 && ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  if (!synced) return absl::UnavailableError(fmt::format("cannot fsync {}", tmp));
+  absl::Status written = WriteFileSynced(tmp, std::string_view(out.data(), n));
+  if (!written.ok()) return written;
   std::error_code ec;
   fs::rename(tmp, to, ec);
   if (ec) return absl::UnavailableError(fmt::format("cannot rename {}: {}", tmp, ec.message()));
