@@ -30,20 +30,19 @@ ShardState::ShardState(const CubeCatalog& catalog, int shard, StateStore* store,
 
 ShardState::~ShardState() {
   if (writer_) (void)writer_->Wait();
+  if (run_writer_) (void)run_writer_->Wait();
   if (roller_) (void)roller_->Wait();
 }
 
 Admission ShardState::Admit(const Event& e, std::string* error) {
   absl::uint128 fp = DedupIndex::Fingerprint(e.event_id);
   int32_t hour = static_cast<int32_t>(FloorDiv(e.timestamp_ms, kHourMs));
-  DedupIndex& dedup = slices_[DedupSlice(fp)].dedup;
-  if (!dedup.Insert(fp, hour)) {
+  if (!ids_.Insert(fp, hour)) {
     ++duplicates_;
     return Admission::kDuplicate;
   }
-  ++dedup_ids_;
-  if (in_flight_ && in_flight_->dedup.Contains(fp)) {  // on its way to the store
-    dedup_ids_ -= dedup.Erase(fp);
+  if (run_in_flight_ && run_in_flight_->ids.Contains(fp)) {  // on its way to the store
+    ids_.Erase(fp);
     ++duplicates_;
     return Admission::kDuplicate;
   }
@@ -52,12 +51,12 @@ Admission ShardState::Admit(const Event& e, std::string* error) {
     int32_t min_hour = static_cast<int32_t>(FloorDiv(NowMs() - dedup_horizon_ms_, kHourMs)) - 1;
     auto seen = store_->DedupContains(shard_, fp, min_hour);
     if (!seen.ok()) {
-      dedup_ids_ -= dedup.Erase(fp);
+      ids_.Erase(fp);
       *error = std::string(seen.status().message());
       return Admission::kError;
     }
     if (*seen) {
-      dedup_ids_ -= dedup.Erase(fp);
+      ids_.Erase(fp);
       ++duplicates_;
       return Admission::kDuplicate;
     }
@@ -65,10 +64,7 @@ Admission ShardState::Admit(const Event& e, std::string* error) {
   return Admission::kNew;
 }
 
-void ShardState::Unadmit(const Event& e) {
-  absl::uint128 fp = DedupIndex::Fingerprint(e.event_id);
-  dedup_ids_ -= slices_[DedupSlice(fp)].dedup.Erase(fp);
-}
+void ShardState::Unadmit(const Event& e) { ids_.Erase(DedupIndex::Fingerprint(e.event_id)); }
 
 bool ShardState::Apply(const Event& e) {
   std::string error;
@@ -130,23 +126,29 @@ absl::Status ShardState::LoadCheckpoints() {
   auto checkpoints = store_->ReadSliceCheckpoints(shard_, kSlices);
   if (!checkpoints.ok()) return checkpoints.status();
   for (int i = 0; i < kSlices; ++i) slices_[i].checkpoint = (*checkpoints)[i];
+  auto dedup = store_->ReadDedupCheckpoint(shard_);
+  if (!dedup.ok()) return dedup.status();
+  // Without a dedup run yet (a new data dir, or one whose ids were written with the slices), the
+  // store holds the id of every event before the oldest slice checkpoint.
+  dedup_checkpoint_ = slices_[0].checkpoint;
+  for (const Slice& slice : slices_)
+    dedup_checkpoint_ = std::min(dedup_checkpoint_, slice.checkpoint);
+  if (dedup->has_value()) dedup_checkpoint_ = **dedup;
   return absl::OkStatus();
 }
 
 WalPosition ShardState::OldestCheckpoint() const {
-  WalPosition oldest = slices_[0].checkpoint;
+  WalPosition oldest = dedup_checkpoint_;
   for (const Slice& slice : slices_) oldest = std::min(oldest, slice.checkpoint);
   return oldest;
 }
 
 void ShardState::Replay(const Event& e, const WalPosition& at) {
-  // The log holds each accepted event once; its id goes back into memory unless the store's copy
-  // of its dedup slice already has it.
-  absl::uint128 fp = DedupIndex::Fingerprint(e.event_id);
-  Slice& dedup_slice = slices_[DedupSlice(fp)];
-  if (!(at < dedup_slice.checkpoint)) {
-    dedup_ids_ +=
-        dedup_slice.dedup.Insert(fp, static_cast<int32_t>(FloorDiv(e.timestamp_ms, kHourMs)));
+  // The log holds each accepted event once; its id goes back into memory unless the store's dedup
+  // runs already have it.
+  if (!(at < dedup_checkpoint_)) {
+    ids_.Insert(DedupIndex::Fingerprint(e.event_id),
+                static_cast<int32_t>(FloorDiv(e.timestamp_ms, kHourMs)));
   }
   AddToCubes(e, &at);
 }
@@ -158,8 +160,8 @@ absl::Status ShardState::EnableDedupFilter(uint64_t bytes) {
   return store_->ForEachDedup(shard_, [&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
 }
 
-void ShardState::AppendSlice(const std::vector<CubeStore>& cubes, const DedupIndex& dedup,
-                             const RolledUp& written, StateStore::Batch& batch) const {
+void ShardState::AppendSlice(const std::vector<CubeStore>& cubes, const RolledUp& written,
+                             StateStore::Batch& batch) const {
   // Sorted, so RocksDB inserts them into its memtable with hints instead of a full skiplist
   // search each (see StateStore::Open). Values are encoded as they come (the hour and day
   // aggregates exist only during the walk) into one buffer.
@@ -188,36 +190,22 @@ void ShardState::AppendSlice(const std::vector<CubeStore>& cubes, const DedupInd
   for (const Entry& e : entries) {
     batch.MergeAggregate(e.key, std::string_view(values).substr(e.value_offset, e.value_size));
   }
-  // In key order too: the key holds the fingerprint's two halves little-endian, so byte order is
-  // the numeric order of the byte-swapped halves.
-  struct Id {
-    uint64_t hi, lo;
-    absl::uint128 fp;
-    int32_t hour;
-  };
-  std::vector<Id> ids;
-  ids.reserve(dedup.size());
-  dedup.ForEach([&](absl::uint128 fp, int32_t hour) {
-    ids.push_back({__builtin_bswap64(absl::Uint128High64(fp)),
-                   __builtin_bswap64(absl::Uint128Low64(fp)), fp, hour});
-  });
-  std::sort(ids.begin(), ids.end(),
-            [](const Id& a, const Id& b) { return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo; });
-  for (const Id& id : ids) batch.PutDedup(shard_, id.fp, id.hour);
+}
+
+absl::Status ShardState::WriteDedupRun(const DedupIndex& ids, const WalPosition& checkpoint) {
+  std::vector<DedupId> sorted;
+  sorted.reserve(ids.size());
+  ids.ForEach([&](absl::uint128 fp, int32_t hour) { sorted.push_back({fp, hour}); });
+  std::sort(sorted.begin(), sorted.end(),
+            [](const DedupId& a, const DedupId& b) { return a.fingerprint < b.fingerprint; });
+  return store_->WriteDedupRun(shard_, sorted, checkpoint);
 }
 
 void ShardState::ClearSlice(int s) {
-  Slice& slice = slices_[s];
-  if (filter_) {
-    int64_t now = NowMs();
-    slice.dedup.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
-  }
-  for (CubeStore& cube : slice.cubes) {
+  for (CubeStore& cube : slices_[s].cubes) {
     groups_ -= cube.GroupCount();
     cube.Clear();
   }
-  dedup_ids_ -= slice.dedup.size();
-  slice.dedup.Clear();
 }
 
 namespace {
@@ -234,7 +222,7 @@ absl::Status ShardState::FlushSlice(int s, const WalPosition& checkpoint) {
   if (!collected.ok()) return collected;
   auto start = std::chrono::steady_clock::now();
   StateStore::Batch batch;
-  AppendSlice(slices_[s].cubes, slices_[s].dedup, written_, batch);
+  AppendSlice(slices_[s].cubes, written_, batch);
   batch.PutCheckpoint(shard_, s, checkpoint);
   absl::Status status = store_->Write(batch);
   if (!status.ok()) return status;
@@ -246,9 +234,65 @@ absl::Status ShardState::FlushSlice(int s, const WalPosition& checkpoint) {
 }
 
 void ShardState::EnableBackgroundWrites() {
-  if (store_ && !writer_)
+  if (store_ && !writer_) {
     writer_ =
         std::make_unique<BackgroundWriter>(fmt::format("adpulse-sw{}", shard_), kNiceStateWriter);
+    run_writer_ =
+        std::make_unique<BackgroundWriter>(fmt::format("adpulse-dr{}", shard_), kNiceStateWriter);
+  }
+}
+
+absl::Status ShardState::StartDedupRun(const WalPosition& checkpoint) {
+  if (!store_) return absl::OkStatus();
+  absl::Status collected = CollectDedupRun(true);
+  if (!collected.ok()) return collected;
+  if (!run_writer_) {  // no background writes: write it now
+    absl::Status written = WriteDedupRun(ids_, checkpoint);
+    if (!written.ok()) return written;
+    if (filter_) {
+      int64_t now = NowMs();
+      ids_.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
+    }
+    ids_.Clear();
+    dedup_checkpoint_ = checkpoint;
+    return absl::OkStatus();
+  }
+  RunInFlight& run = run_in_flight_.emplace();
+  run.ids = std::move(ids_);
+  ids_ = DedupIndex();
+  run.checkpoint = checkpoint;
+  // Into the filter now: from here on a lookup for these ids may reach the store, which has them
+  // as soon as the run is collected (until then Admit checks the run's ids itself).
+  if (filter_) {
+    int64_t now = NowMs();
+    run.ids.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
+  }
+  run_writer_->Start([this, &run, retired = std::move(retired_ids_)]() mutable {
+    retired.reset();  // the previous run's ids, freed here
+    auto began = std::chrono::steady_clock::now();
+    absl::Status written = WriteDedupRun(run.ids, run.checkpoint);
+    write_micros_.Add(MicrosSince(began));
+    return written;
+  });
+  return absl::OkStatus();
+}
+
+absl::Status ShardState::CollectDedupRun(bool wait) {
+  if (!run_in_flight_) return absl::OkStatus();
+  if (!run_error_.ok()) return run_error_;
+  bool running = !run_writer_->Done();
+  if (running && !wait) return absl::OkStatus();
+  auto start = std::chrono::steady_clock::now();
+  absl::Status status = run_writer_->Wait();
+  if (running) wait_micros_.Add(MicrosSince(start));
+  if (!status.ok()) {
+    run_error_ = status;  // the ids stay in flight, still checked by Admit
+    return status;
+  }
+  dedup_checkpoint_ = run_in_flight_->checkpoint;
+  retired_ids_ = std::make_shared<DedupIndex>(std::move(run_in_flight_->ids));
+  run_in_flight_.reset();
+  return absl::OkStatus();
 }
 
 absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {
@@ -267,18 +311,13 @@ absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {
   Slice& slice = slices_[s];
   for (const CubeStore& cube : slice.cubes) f.groups += cube.GroupCount();
   f.cubes = std::move(slice.cubes);
-  f.dedup = std::move(slice.dedup);
   ResetSlice(s);
-  if (filter_) {
-    int64_t now = NowMs();
-    f.dedup.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
-  }
   // The encoding too is done on the writer's thread: the moved-aside slice no longer changes.
   writer_->Start([this, &f, s, checkpoint, marks = written_, retired = std::move(retired_)] {
     if (retired) *retired = Retired();  // the previous slice's memory, freed here
     auto began = std::chrono::steady_clock::now();
     StateStore::Batch batch;
-    AppendSlice(f.cubes, f.dedup, marks, batch);
+    AppendSlice(f.cubes, marks, batch);
     batch.PutCheckpoint(shard_, s, checkpoint);
     absl::Status written = store_->Write(batch);
     write_micros_.Add(MicrosSince(began));
@@ -304,8 +343,7 @@ absl::Status ShardState::CollectSliceFlush(bool wait) {
   InFlight& f = *in_flight_;
   slices_[f.slice].checkpoint = f.checkpoint;
   groups_ -= f.groups;
-  dedup_ids_ -= f.dedup.size();
-  retired_ = std::make_shared<Retired>(Retired{std::move(f.cubes), std::move(f.dedup)});
+  retired_ = std::make_shared<Retired>(Retired{std::move(f.cubes)});
   in_flight_.reset();
   before_in_flight_.reset();
   ++flushes_;
@@ -317,7 +355,6 @@ void ShardState::ResetSlice(int s) {
   slice.cubes.clear();
   slice.cubes.reserve(catalog_.cubes().size());
   for (const CubeSpec& spec : catalog_.cubes()) slice.cubes.emplace_back(spec);
-  slice.dedup = DedupIndex();
 }
 
 absl::Status ShardState::Flush(const WalPosition& checkpoint) {
@@ -325,9 +362,20 @@ absl::Status ShardState::Flush(const WalPosition& checkpoint) {
   absl::Status collected = CollectSliceFlush(true);
   if (!collected.ok()) return collected;
   auto start = std::chrono::steady_clock::now();
+  // The dedup ids first, as one run (waiting for a run still being written).
+  collected = CollectDedupRun(true);
+  if (!collected.ok()) return collected;
+  absl::Status ids_written = WriteDedupRun(ids_, checkpoint);
+  if (!ids_written.ok()) return ids_written;
+  if (filter_) {
+    int64_t now = NowMs();
+    ids_.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
+  }
+  ids_.Clear();
+  dedup_checkpoint_ = checkpoint;
   StateStore::Batch batch;
   for (int s = 0; s < kSlices; ++s) {
-    AppendSlice(slices_[s].cubes, slices_[s].dedup, written_, batch);
+    AppendSlice(slices_[s].cubes, written_, batch);
     batch.PutCheckpoint(shard_, s, checkpoint);
   }
   absl::Status status = store_->Write(batch);

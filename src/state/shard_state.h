@@ -2,12 +2,14 @@
 // were last flushed (interned, per cube, per minute bucket). In the state store: everything flushed
 // before. A query reads both.
 //
-// The memory is cut into kSlices slices: a group belongs to the slice its cube and dimension
-// values hash to, a dedup id to the slice its fingerprint does. A slice is flushed on its own, in
-// one atomic batch with its own checkpoint (the log position it covers), so the worker flushes a
-// little at a time and each aggregate stays in memory for a whole flush interval, absorbing many
-// events into one write, without ever stalling ingestion for a whole flush. Recovery replays the
-// log from the oldest slice checkpoint and gives each slice only the events after its own.
+// The aggregate memory is cut into kSlices slices: a group belongs to the slice its cube and
+// dimension values hash to. A slice is flushed on its own, in one atomic batch with its own
+// checkpoint (the log position it covers), so the worker flushes a little at a time and each
+// aggregate stays in memory for a whole flush interval, absorbing many events into one write,
+// without ever stalling ingestion for a whole flush. The dedup ids are written apart from the
+// slices, all at once, as a sorted run with a checkpoint of its own (StartDedupRun). Recovery
+// replays the log from the oldest checkpoint and gives each slice, and the dedup ids, only the
+// events after their own.
 //
 // With background writes on, a slice flush only encodes the slice on the worker: its memory moves
 // aside ("in flight") and a BackgroundWriter thread writes the batch. Until the worker collects
@@ -111,11 +113,21 @@ class ShardState {
   // Collects a finished background write (all of it, waiting, with `wait`): the slice's checkpoint
   // advances and its memory is let go. The write's error, if any (the memory stays).
   absl::Status CollectSliceFlush(bool wait);
-  bool HasUnflushed() const { return groups_ > 0 || dedup_ids_ > 0; }
+  bool HasUnflushed() const { return groups_ > 0 || !ids_.empty_hint(); }
   // True while a background write is still running (starting a flush would wait for it).
   bool WriteBusy() const { return in_flight_ && !writer_->Done(); }
   size_t groups_in_memory() const { return groups_; }
-  size_t dedup_ids_in_memory() const { return dedup_ids_; }
+  size_t dedup_ids_in_memory() const {
+    return ids_.size() + (run_in_flight_ ? run_in_flight_->ids.size() : 0);
+  }
+  // Dedup runs (needs EnableBackgroundWrites): the ids accepted since the last run, moved aside and
+  // written by a thread of their own as one sorted run with `checkpoint` (the log position every
+  // one of them is before). First collects the previous run, waiting for it if still running.
+  absl::Status StartDedupRun(const WalPosition& checkpoint);
+  // Collects a finished dedup run (waiting, with `wait`): its checkpoint becomes the shard's.
+  absl::Status CollectDedupRun(bool wait);
+  bool DedupRunBusy() const { return run_in_flight_.has_value() && !run_writer_->Done(); }
+  size_t dedup_ids_since_run() const { return ids_.size(); }
   size_t interner_bytes() const { return interner_.bytes(); }
 
   // From now on hours and days are rolled up by the store once closed for `delay_ms` (see the
@@ -140,7 +152,7 @@ class ShardState {
   // Makes the current memory figures visible to CounterSnapshot.
   void PublishGauges() {
     memory_groups_.Set(groups_);
-    memory_ids_.Set(dedup_ids_);
+    memory_ids_.Set(dedup_ids_in_memory());
     interned_bytes_.Set(interner_.bytes());
   }
   int shard() const { return shard_; }
@@ -148,19 +160,17 @@ class ShardState {
  private:
   struct Slice {
     std::vector<CubeStore> cubes;  // one per cube of the catalog
-    DedupIndex dedup;
-    WalPosition checkpoint;  // the store holds this slice's share of every event before it
+    WalPosition checkpoint;        // the store holds this slice's share of every event before it
   };
-  static int DedupSlice(absl::uint128 fp) {
-    return static_cast<int>(absl::Uint128Low64(fp) % kSlices);
-  }
   int GroupSlice(int cube, const DimKey& key, size_t dims) const;
   // With `replay_at`, only the slices whose checkpoint is at or before it get the event.
   void AddToCubes(const Event& e, const WalPosition* replay_at);
-  // The batch that moves these cubes and dedup ids of a slice into the store. Reads the interner:
-  // safe on the background writer for a slice moved aside before (Interner::Lookup).
-  void AppendSlice(const std::vector<CubeStore>& cubes, const DedupIndex& dedup,
-                   const RolledUp& written, StateStore::Batch& batch) const;
+  // The batch that moves these cubes of a slice into the store. Reads the interner: safe on the
+  // background writer for a slice moved aside before (Interner::Lookup).
+  void AppendSlice(const std::vector<CubeStore>& cubes, const RolledUp& written,
+                   StateStore::Batch& batch) const;
+  // Writes `ids` as one dedup run with `checkpoint`.
+  absl::Status WriteDedupRun(const DedupIndex& ids, const WalPosition& checkpoint);
   // Roll-ups: with no slice write in flight, collects a finished one and starts the next due.
   absl::Status AdvanceRollUps(int64_t now_ms);
   // Collects the running roll-up if it has finished (waiting for it, with `wait`).
@@ -182,12 +192,20 @@ class ShardState {
   Interner interner_;
   std::vector<Slice> slices_;
   size_t groups_ = 0;
-  size_t dedup_ids_ = 0;
+  DedupIndex ids_;                // accepted since the last dedup run
+  WalPosition dedup_checkpoint_;  // the store holds the id of every event before it
+  struct RunInFlight {
+    DedupIndex ids;
+    WalPosition checkpoint;
+  };
+  std::optional<RunInFlight> run_in_flight_;
+  std::shared_ptr<DedupIndex> retired_ids_;  // the last run's ids, freed by the next run's job
+  std::unique_ptr<BackgroundWriter> run_writer_;
+  absl::Status run_error_;  // of a dedup run; sticks
   std::unique_ptr<DedupFilter> filter_;
   struct InFlight {
     int slice = -1;
     std::vector<CubeStore> cubes;
-    DedupIndex dedup;
     WalPosition checkpoint;
     size_t groups = 0;
   };
@@ -196,7 +214,6 @@ class ShardState {
   // write: freeing a slice's groups takes milliseconds the worker would spend instead.
   struct Retired {
     std::vector<CubeStore> cubes;
-    DedupIndex dedup;
   };
   std::shared_ptr<Retired> retired_;
   std::shared_ptr<const StateStore::Snapshot> before_in_flight_;  // the store without it

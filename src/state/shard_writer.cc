@@ -15,6 +15,7 @@ ShardWriter::ShardWriter(ShardState* state, ShardWriterOptions options)
     : state_(state), options_(std::move(options)) {
   staged_.reserve(4096);
   next_slice_due_ms_ = NowMs();
+  next_run_due_ms_ = next_slice_due_ms_ + options_.flush_interval_ms;
 }
 
 absl::Status ShardWriter::Recover(RecoveryStats* stats) {
@@ -186,12 +187,27 @@ void ShardWriter::MaybeFlush(int64_t now_ms, bool force, const std::function<voi
   WalPosition position{wal_->current_sequence(), wal_->committed_bytes()};
   // A slice written in the background since the last call is done with: let its memory go.
   absl::Status s = state_->CollectSliceFlush(false);
+  if (s.ok()) s = state_->CollectDedupRun(false);
   if (s.ok()) s = state_->MaybeRollUp(now_ms);
   // Interned values are shared by all slices, so only a whole flush can let them go.
-  if (s.ok() && (force || state_->interner_bytes() > options_.memory_bytes / 4)) {
+  bool whole = s.ok() && (force || state_->interner_bytes() > options_.memory_bytes / 4);
+  if (whole) {
     if (state_->HasUnflushed() || state_->interner_bytes() > 0) s = state_->Flush(position);
     next_slice_due_ms_ = now_ms;
+    next_run_due_ms_ = now_ms + options_.flush_interval_ms;
   } else if (s.ok()) {
+    // The dedup ids: a run when enough have come, or a flush interval has passed, or they hold a
+    // quarter of the memory; not while the previous run is still being written, unless twice as
+    // many have come meanwhile (then waiting for it is the backpressure).
+    size_t ids = state_->dedup_ids_since_run();
+    bool run_due = ids >= options_.dedup_run_ids || (ids > 0 && now_ms >= next_run_due_ms_) ||
+                   ids * kBytesPerDedupId > options_.memory_bytes / 4;
+    if (run_due && (!state_->DedupRunBusy() || ids >= 2 * options_.dedup_run_ids)) {
+      s = state_->StartDedupRun(position);
+      next_run_due_ms_ = now_ms + options_.flush_interval_ms;
+    }
+  }
+  if (s.ok() && !whole) {
     int64_t period = std::max<int64_t>(1, options_.flush_interval_ms / ShardState::kSlices);
     // A few slices per call: the worker runs its queued tasks (queries too) in between, so
     // catching up never holds them for a whole round.

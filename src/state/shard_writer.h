@@ -40,6 +40,9 @@ struct ShardWriterOptions {
   // Slices are flushed early while the memory held (estimated) is over this.
   uint64_t memory_bytes = 200ull << 20;
   uint64_t dedup_filter_bytes = 16ull << 20;  // 0: every new id is looked up in the store
+  // The dedup ids accepted since the last run are written as a new run once there are this many,
+  // once a flush interval has passed, or once they hold a quarter of the memory (ShardState).
+  uint64_t dedup_run_ids = 1ull << 19;
   // Hours and days are rolled up in the store this long after they end (ShardState); < 0: no
   // roll-ups, every flush writes every level.
   int64_t rollup_delay_ms = 300'000;
@@ -97,6 +100,7 @@ class ShardWriter {
   uint64_t MemoryEstimate() const;
 
   int64_t next_slice_due_ms_ = 0;
+  int64_t next_run_due_ms_ = 0;
   int next_slice_ = 0;
   uint64_t archive_requested_below_ = 0;
 };

@@ -8,11 +8,13 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/slice_transform.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -40,6 +42,38 @@ std::string DedupKey(int shard, absl::uint128 fp) {
   k.append(reinterpret_cast<const char*>(&hi), 8);
   k.append(reinterpret_cast<const char*>(&lo), 8);
   return k;
+}
+
+// The dedup column family: shard (2 bytes) and fingerprint (high then low half), big-endian, so
+// that byte order is numeric order; the value is the event-time hour (i32). Each id run also
+// holds the shard's dedup checkpoint under the shard, 16 0xff bytes and 'C': after every id.
+constexpr size_t kRunIdKeyBytes = 18;
+
+void AppendBigEndian(std::string& k, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) k.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+std::string RunIdKey(int shard, absl::uint128 fp) {
+  std::string k;
+  k.reserve(kRunIdKeyBytes);
+  AppendBigEndian(k, static_cast<uint64_t>(shard), 2);
+  AppendBigEndian(k, absl::Uint128High64(fp), 8);
+  AppendBigEndian(k, absl::Uint128Low64(fp), 8);
+  return k;
+}
+
+std::string RunCheckpointKey(int shard) {
+  std::string k;
+  AppendBigEndian(k, static_cast<uint64_t>(shard), 2);
+  k.append(16, '\xff');
+  k.push_back('C');
+  return k;
+}
+
+uint64_t ReadBigEndian(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
 }
 
 std::string CheckpointKey(int shard) {
@@ -148,6 +182,23 @@ class RetentionFilter : public rocksdb::CompactionFilter {
   StateStoreOptions options_;
 };
 
+// The dedup column family's: drops ids past the horizon (never a run's checkpoint).
+class DedupRetentionFilter : public rocksdb::CompactionFilter {
+ public:
+  explicit DedupRetentionFilter(int64_t horizon_ms) : horizon_ms_(horizon_ms) {}
+  bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice& value, std::string*,
+              bool*) const override {
+    if (key.size() != kRunIdKeyBytes || value.size() != 4) return false;
+    int32_t hour;
+    std::memcpy(&hour, value.data(), 4);
+    return (static_cast<int64_t>(hour) + 2) * kHourMs < WallMs() - horizon_ms_;
+  }
+  const char* Name() const override { return "adpulse.DedupRetentionFilter.v1"; }
+
+ private:
+  int64_t horizon_ms_;
+};
+
 }  // namespace
 
 struct StateStore::Impl {
@@ -155,6 +206,10 @@ struct StateStore::Impl {
   std::unique_ptr<rocksdb::DB> db;
   std::shared_ptr<rocksdb::Cache> cache;
   std::unique_ptr<RetentionFilter> filter;
+  std::unique_ptr<DedupRetentionFilter> dedup_filter;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // [0] default, [1] dedup
+  rocksdb::ColumnFamilyHandle* dedup = nullptr;
+  rocksdb::Options dedup_options;
 };
 
 struct StateStore::Batch::Impl {
@@ -199,7 +254,10 @@ size_t StateStore::Batch::Count() const { return impl_->batch.Count(); }
 
 StateStore::StateStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StateStore::~StateStore() {
-  if (impl_ && impl_->db) impl_->db->Close();
+  if (impl_ && impl_->db) {
+    for (rocksdb::ColumnFamilyHandle* h : impl_->handles) impl_->db->DestroyColumnFamilyHandle(h);
+    impl_->db->Close();
+  }
 }
 
 absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& options) {
@@ -241,13 +299,29 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOpt
   // are few and large, so writing them one at a time costs nothing.
   o.allow_concurrent_memtable_write = false;
   o.keep_log_file_num = 5;
+  o.create_missing_column_families = true;
+  // The dedup ids: one random key per event, never written through the memtable (skiplist
+  // inserts of random keys were the largest single cost of a flush) but as sorted runs that
+  // WriteDedupRun builds and ingests. Random bytes do not compress.
+  impl->dedup_filter = std::make_unique<DedupRetentionFilter>(options.dedup_horizon_ms);
+  rocksdb::BlockBasedTableOptions dedup_table = table;
+  rocksdb::ColumnFamilyOptions dedup_cf;
+  dedup_cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(dedup_table));
+  dedup_cf.compaction_filter = impl->dedup_filter.get();
+  dedup_cf.compression = rocksdb::kNoCompression;
+  dedup_cf.bottommost_compression = rocksdb::kNoCompression;
+  dedup_cf.write_buffer_size = 4 << 20;  // only a run's checkpoint would ever pass through
+  impl->dedup_options = rocksdb::Options(o, dedup_cf);
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(o)}, {"dedup", dedup_cf}};
   rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(o, options.path, &db);
+  rocksdb::Status s = rocksdb::DB::Open(o, options.path, families, &impl->handles, &db);
   if (!s.ok()) {
     return absl::FailedPreconditionError(
         fmt::format("cannot open the state store {}: {}", options.path, s.ToString()));
   }
   impl->db.reset(db);
+  impl->dedup = impl->handles[1];
   return std::unique_ptr<StateStore>(new StateStore(std::move(impl)));
 }
 
@@ -307,8 +381,64 @@ absl::StatusOr<std::vector<WalPosition>> StateStore::ReadSliceCheckpoints(int sh
   return out;
 }
 
+absl::Status StateStore::WriteDedupRun(int shard, const std::vector<DedupId>& sorted_ids,
+                                       const WalPosition& checkpoint) {
+  // Ingestion hard-links the file into the store: a name left over (a crash before ingestion
+  // unlinked it) may be a table of the store, so it is unlinked, never opened for writing.
+  std::string path = fmt::format("{}/dedup-run-{}.sst.tmp", impl_->options.path, shard);
+  std::remove(path.c_str());
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), impl_->dedup_options, impl_->dedup);
+  rocksdb::Status s = writer.Open(path);
+  std::string key;
+  for (size_t i = 0; s.ok() && i < sorted_ids.size(); ++i) {
+    const DedupId& id = sorted_ids[i];
+    if (i > 0 && sorted_ids[i - 1].fingerprint == id.fingerprint) continue;
+    key = RunIdKey(shard, id.fingerprint);
+    s = writer.Put(key, rocksdb::Slice(reinterpret_cast<const char*>(&id.hour), 4));
+  }
+  if (s.ok()) s = writer.Put(RunCheckpointKey(shard), EncodePosition(checkpoint));
+  if (s.ok()) s = writer.Finish();
+  if (s.ok()) {
+    rocksdb::IngestExternalFileOptions ingest;
+    ingest.move_files = true;
+    s = impl_->db->IngestExternalFile(impl_->dedup, {path}, ingest);
+  }
+  if (!s.ok()) std::remove(path.c_str());
+  return ToStatus(s, "dedup run");
+}
+
+absl::StatusOr<std::optional<WalPosition>> StateStore::ReadDedupCheckpoint(int shard) {
+  std::string value;
+  rocksdb::Status s =
+      impl_->db->Get(rocksdb::ReadOptions(), impl_->dedup, RunCheckpointKey(shard), &value);
+  if (s.IsNotFound()) return std::optional<WalPosition>();
+  if (!s.ok()) return ToStatus(s, "read dedup checkpoint");
+  auto p = DecodePosition(value);
+  if (!p.ok()) return p.status();
+  return std::optional<WalPosition>(*p);
+}
+
 absl::Status StateStore::ForEachDedup(int shard,
                                       const std::function<void(absl::uint128, int32_t)>& fn) {
+  {
+    std::string from, to;
+    AppendBigEndian(from, static_cast<uint64_t>(shard), 2);
+    AppendBigEndian(to, static_cast<uint64_t>(shard) + 1, 2);
+    rocksdb::ReadOptions r;
+    rocksdb::Slice upper(to);
+    r.iterate_upper_bound = &upper;
+    r.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(r, impl_->dedup));
+    for (it->Seek(from); it->Valid(); it->Next()) {
+      rocksdb::Slice k = it->key(), v = it->value();
+      if (k.size() != kRunIdKeyBytes || v.size() != 4) continue;
+      int32_t hour;
+      std::memcpy(&hour, v.data(), 4);
+      fn(absl::MakeUint128(ReadBigEndian(k.data() + 2), ReadBigEndian(k.data() + 10)), hour);
+    }
+    if (!it->status().ok()) return ToStatus(it->status(), "scan dedup ids");
+  }
+  // Ids written before the dedup column family, until the horizon drops them.
   std::string from = DedupKey(shard, 0).substr(0, 3);
   std::string to = DedupKey(shard + 1, 0).substr(0, 3);
   return Scan(from, to, [&](std::string_view k, std::string_view v) {
@@ -324,14 +454,19 @@ absl::Status StateStore::ForEachDedup(int shard,
 }
 
 absl::StatusOr<bool> StateStore::DedupContains(int shard, absl::uint128 fp, int32_t min_hour) {
-  std::string value;
-  rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), DedupKey(shard, fp), &value);
-  if (s.IsNotFound()) return false;
-  if (!s.ok()) return ToStatus(s, "dedup lookup");
-  if (value.size() != 4) return true;
-  int32_t hour;
-  std::memcpy(&hour, value.data(), 4);
-  return hour >= min_hour;
+  auto seen = [&](rocksdb::ColumnFamilyHandle* cf, const std::string& key) -> absl::StatusOr<bool> {
+    std::string value;
+    rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), cf, key, &value);
+    if (s.IsNotFound()) return false;
+    if (!s.ok()) return ToStatus(s, "dedup lookup");
+    if (value.size() != 4) return true;
+    int32_t hour;
+    std::memcpy(&hour, value.data(), 4);
+    return hour >= min_hour;
+  };
+  auto in_runs = seen(impl_->dedup, RunIdKey(shard, fp));
+  if (!in_runs.ok() || *in_runs) return in_runs;
+  return seen(impl_->db->DefaultColumnFamily(), DedupKey(shard, fp));
 }
 
 absl::Status StateStore::Scan(std::string_view from, std::string_view to,
@@ -452,12 +587,16 @@ absl::Status StateStore::PutMeta(std::string_view name, std::string_view value) 
 absl::Status StateStore::Sync() {
   rocksdb::FlushOptions f;
   f.wait = true;
-  return ToStatus(impl_->db->Flush(f), "flush");
+  return ToStatus(impl_->db->Flush(f, impl_->handles), "flush");
 }
 
 absl::Status StateStore::CompactAll() {
-  return ToStatus(impl_->db->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr),
-                  "compact");
+  for (rocksdb::ColumnFamilyHandle* h : impl_->handles) {
+    rocksdb::Status s =
+        impl_->db->CompactRange(rocksdb::CompactRangeOptions(), h, nullptr, nullptr);
+    if (!s.ok()) return ToStatus(s, "compact");
+  }
+  return absl::OkStatus();
 }
 
 uint64_t StateStore::MemoryBytes() const {

@@ -1,10 +1,11 @@
 // The aggregates, dedup ids and checkpoints of every shard in one RocksDB database under
 // <data-dir>/state/. Aggregates are written as merge operands (the merge operator adds counters
 // and unions HyperLogLogs), so a flush or a replay adds to a bucket without reading it first.
-// A shard's flush is one atomic write batch holding its aggregate deltas, the dedup ids it
-// accepted, and its checkpoint: the write-ahead-log position the batch covers. A compaction filter
-// drops expired buckets and dedup ids in the background. Thread-safe (RocksDB is); the only code
-// that includes RocksDB. Owned by the Application.
+// A shard's flush is one atomic write batch holding its aggregate deltas and its checkpoint: the
+// write-ahead-log position the batch covers. Dedup ids live in a column family of their own,
+// written as sorted runs (built table files, ingested) that each carry the shard's dedup
+// checkpoint. Compaction filters drop expired buckets and dedup ids in the background. Thread-safe
+// (RocksDB is); the only code that includes RocksDB. Owned by the Application.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -24,6 +25,11 @@ struct WalPosition {
   uint64_t sequence = 0;  // segment
   uint64_t offset = 0;    // bytes of that segment covered
   auto operator<=>(const WalPosition&) const = default;
+};
+
+struct DedupId {
+  absl::uint128 fingerprint;
+  int32_t hour;  // of the event's time
 };
 
 struct StateStoreOptions {
@@ -75,6 +81,13 @@ class StateStore {
   // The checkpoints of slices 0..slices-1 of `shard`; a slice without one gets the whole shard's
   // (ReadCheckpoint), or the start of the log.
   absl::StatusOr<std::vector<WalPosition>> ReadSliceCheckpoints(int shard, int slices);
+  // Writes a shard's dedup ids, sorted by fingerprint (duplicates skipped), as one run of the dedup
+  // column family together with `checkpoint`: the log position before which every id the shard
+  // accepted is in the store. Atomic and durable when it returns (a built table file, ingested).
+  absl::Status WriteDedupRun(int shard, const std::vector<DedupId>& sorted_ids,
+                             const WalPosition& checkpoint);
+  // The checkpoint of the shard's newest dedup run, if any.
+  absl::StatusOr<std::optional<WalPosition>> ReadDedupCheckpoint(int shard);
   // Calls fn(fingerprint, hour) for every dedup id of `shard`.
   absl::Status ForEachDedup(int shard, const std::function<void(absl::uint128, int32_t)>& fn);
   // True when `fingerprint` was accepted by `shard` in an hour >= min_hour.

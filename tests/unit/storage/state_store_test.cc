@@ -137,6 +137,68 @@ TEST_CASE("compaction expires old dedup ids and old buckets, keeps recent ones",
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("dedup runs: ids, the newest checkpoint, ids from before runs, expiry",
+          "[store][dedup]") {
+  std::string dir = TempDir();
+  StateStoreOptions o{dir};
+  o.dedup_horizon_ms = kDayMs;
+  auto store = StateStore::Open(o);
+  REQUIRE(store.ok());
+  StateStore& st = **store;
+  int32_t now_hour = static_cast<int32_t>(FloorDiv(NowMs(), kHourMs));
+  CHECK_FALSE(st.ReadDedupCheckpoint(0)->has_value());
+  std::vector<DedupId> run;
+  for (int i = 0; i < 1000; ++i) {
+    run.push_back({DedupIndex::Fingerprint("run-" + std::to_string(i)), now_hour - (i % 3)});
+  }
+  run.push_back({DedupIndex::Fingerprint("old"), now_hour - 30});
+  run.push_back(run[5]);  // a repeat is written once
+  std::sort(run.begin(), run.end(),
+            [](const DedupId& a, const DedupId& b) { return a.fingerprint < b.fingerprint; });
+  REQUIRE(st.WriteDedupRun(0, run, WalPosition{3, 700}).ok());
+  REQUIRE(
+      st.WriteDedupRun(1, {{DedupIndex::Fingerprint("other-shard"), now_hour}}, WalPosition{9, 9})
+          .ok());
+  // A second run of shard 0 with no ids moves its checkpoint on.
+  REQUIRE(st.WriteDedupRun(0, {}, WalPosition{4, 10}).ok());
+  // An id written the way stores did before dedup runs (with a flush's batch).
+  StateStore::Batch b;
+  b.PutDedup(0, DedupIndex::Fingerprint("legacy"), now_hour);
+  REQUIRE(st.Write(b).ok());
+
+  CHECK(**st.ReadDedupCheckpoint(0) == WalPosition{4, 10});
+  CHECK(**st.ReadDedupCheckpoint(1) == WalPosition{9, 9});
+  for (int i = 0; i < 1000; i += 37) {
+    CHECK(*st.DedupContains(0, DedupIndex::Fingerprint("run-" + std::to_string(i)), INT32_MIN));
+    CHECK_FALSE(
+        *st.DedupContains(1, DedupIndex::Fingerprint("run-" + std::to_string(i)), INT32_MIN));
+  }
+  CHECK(*st.DedupContains(0, DedupIndex::Fingerprint("legacy"), INT32_MIN));
+  CHECK_FALSE(*st.DedupContains(0, DedupIndex::Fingerprint("never"), INT32_MIN));
+  // An id older than the horizon's first hour does not count, even before compaction drops it.
+  CHECK(*st.DedupContains(0, DedupIndex::Fingerprint("old"), now_hour - 40));
+  CHECK_FALSE(*st.DedupContains(0, DedupIndex::Fingerprint("old"), now_hour - 20));
+  size_t seen = 0;
+  REQUIRE(st.ForEachDedup(0, [&](absl::uint128, int32_t) { ++seen; }).ok());
+  CHECK(seen == 1000 + 1 + 1);  // the run's distinct ids, "old" and "legacy"
+
+  REQUIRE(st.Sync().ok());
+  REQUIRE(st.CompactAll().ok());
+  CHECK_FALSE(*st.DedupContains(0, DedupIndex::Fingerprint("old"), INT32_MIN));
+  CHECK(*st.DedupContains(0, DedupIndex::Fingerprint("run-999"), INT32_MIN));
+  CHECK(**st.ReadDedupCheckpoint(0) == WalPosition{4, 10});  // never expired
+  REQUIRE(st.WriteDedupRun(0, {{DedupIndex::Fingerprint("after"), now_hour}}, {5, 0}).ok());
+  store->reset();
+
+  store = StateStore::Open(o);
+  REQUIRE(store.ok());
+  CHECK(**(*store)->ReadDedupCheckpoint(0) == WalPosition{5, 0});
+  CHECK(*(*store)->DedupContains(0, DedupIndex::Fingerprint("run-1"), INT32_MIN));
+  CHECK(*(*store)->DedupContains(0, DedupIndex::Fingerprint("after"), INT32_MIN));
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("merging encoded aggregates equals decoding, merging and encoding", "[store]") {
   std::mt19937_64 rng(11);
   // Empty, small sparse, sparse near the limit, and dense HyperLogLogs, in random mixes.
