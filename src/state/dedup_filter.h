@@ -1,9 +1,10 @@
-// A Bloom filter over the dedup ids a shard has flushed to the state store, so that the store is
-// asked only about ids that may be there: a "no" is certain and skips the lookup. Ids go in at
-// flush time, into the newest of four generations; when the newest is older than half the dedup
-// horizon a new one starts and the oldest is dropped, so every id stays covered for at least one
-// and a half horizons after its flush and memory stays fixed. Sized from the memory budget; past
-// its capacity it only answers "maybe" more often (more lookups), never wrongly "no".
+// A Bloom filter over the dedup ids a shard has accepted (in memory or in the state store), so
+// that the store is asked only about ids that may be there: a "no" is certain and skips the
+// lookup. Ids go in as they are accepted (ShardState::Admit, and replay), into the newest of four
+// generations; when the newest is older than half the dedup horizon a new one starts and the
+// oldest is dropped, so every id stays covered for at least one and a half horizons after it came
+// and memory stays fixed. Sized from the memory budget; past its capacity it only answers "maybe"
+// more often (more lookups), never wrongly "no".
 // One per shard, owned by its worker.
 #pragma once
 #include <cstdint>

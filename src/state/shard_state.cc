@@ -61,6 +61,9 @@ Admission ShardState::Admit(const Event& e, std::string* error) {
       return Admission::kDuplicate;
     }
   }
+  // Into the filter as it is accepted, so that the filter covers it by the time it leaves memory
+  // for the store; adding a whole run's ids at once held the worker for tens of milliseconds.
+  if (filter_) filter_->Add(fp, NowMs());
   return Admission::kNew;
 }
 
@@ -147,8 +150,9 @@ void ShardState::Replay(const Event& e, const WalPosition& at) {
   // The log holds each accepted event once; its id goes back into memory unless the store's dedup
   // runs already have it.
   if (!(at < dedup_checkpoint_)) {
-    ids_.Insert(DedupIndex::Fingerprint(e.event_id),
-                static_cast<int32_t>(FloorDiv(e.timestamp_ms, kHourMs)));
+    absl::uint128 fp = DedupIndex::Fingerprint(e.event_id);
+    ids_.Insert(fp, static_cast<int32_t>(FloorDiv(e.timestamp_ms, kHourMs)));
+    if (filter_) filter_->Add(fp, NowMs());
   }
   AddToCubes(e, &at);
 }
@@ -249,10 +253,6 @@ absl::Status ShardState::StartDedupRun(const WalPosition& checkpoint) {
   if (!run_writer_) {  // no background writes: write it now
     absl::Status written = WriteDedupRun(ids_, checkpoint);
     if (!written.ok()) return written;
-    if (filter_) {
-      int64_t now = NowMs();
-      ids_.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
-    }
     ids_.Clear();
     dedup_checkpoint_ = checkpoint;
     return absl::OkStatus();
@@ -261,12 +261,6 @@ absl::Status ShardState::StartDedupRun(const WalPosition& checkpoint) {
   run.ids = std::move(ids_);
   ids_ = DedupIndex();
   run.checkpoint = checkpoint;
-  // Into the filter now: from here on a lookup for these ids may reach the store, which has them
-  // as soon as the run is collected (until then Admit checks the run's ids itself).
-  if (filter_) {
-    int64_t now = NowMs();
-    run.ids.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
-  }
   run_writer_->Start([this, &run, retired = std::move(retired_ids_)]() mutable {
     retired.reset();  // the previous run's ids, freed here
     auto began = std::chrono::steady_clock::now();
@@ -367,10 +361,6 @@ absl::Status ShardState::Flush(const WalPosition& checkpoint) {
   if (!collected.ok()) return collected;
   absl::Status ids_written = WriteDedupRun(ids_, checkpoint);
   if (!ids_written.ok()) return ids_written;
-  if (filter_) {
-    int64_t now = NowMs();
-    ids_.ForEach([&](absl::uint128 fp, int32_t) { filter_->Add(fp, now); });
-  }
   ids_.Clear();
   dedup_checkpoint_ = checkpoint;
   StateStore::Batch batch;
