@@ -1,10 +1,13 @@
-// The dedup ids a shard accepted since its last flush, as 128-bit XXH3 fingerprints (a false
+// The dedup ids a shard accepted since its last dedup run, as 128-bit XXH3 fingerprints (a false
 // duplicate needs a 2^-128 collision) with the hour of their event time. Older ids live in the
-// state store (StateStore::DedupContains); this index is emptied at every flush, so its memory is
-// bounded by the flush interval, not by traffic. One per shard, owned by its worker.
+// state store (StateStore::DedupContains); each run empties this index, so its memory is bounded
+// by the run size, not by traffic. Split into kParts hash maps by fingerprint, so that growing
+// one rehashes a 64th of the ids: one map of half a million ids stopped its worker for
+// milliseconds each time it doubled. One per shard, owned by its worker.
 #pragma once
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/numeric/int128.h"
@@ -20,18 +23,32 @@ class DedupIndex {
   bool Insert(std::string_view event_id, int64_t timestamp_ms);
   bool Erase(absl::uint128 fingerprint);  // true if it was there
   bool Erase(std::string_view event_id) { return Erase(Fingerprint(event_id)); }
-  bool Contains(absl::uint128 fingerprint) const { return ids_.contains(fingerprint); }
-  void Clear() { ids_.clear(); }
-  size_t size() const { return ids_.size(); }
-  bool empty_hint() const { return ids_.empty(); }
+  bool Contains(absl::uint128 fingerprint) const {
+    return !parts_.empty() && Part(fingerprint).contains(fingerprint);
+  }
+  void Clear() {
+    parts_.clear();
+    size_ = 0;
+  }
+  size_t size() const { return size_; }
+  bool empty_hint() const { return size_ == 0; }
 
   template <typename Fn>
   void ForEach(Fn&& fn) const {
-    for (const auto& [fp, hour] : ids_) fn(fp, hour);
+    for (const auto& part : parts_) {
+      for (const auto& [fp, hour] : part) fn(fp, hour);
+    }
   }
 
+  static constexpr int kParts = 64;
+
  private:
-  absl::flat_hash_map<absl::uint128, int32_t> ids_;  // fingerprint -> event-time hour
+  using Map = absl::flat_hash_map<absl::uint128, int32_t>;  // fingerprint -> event-time hour
+  static size_t PartOf(absl::uint128 fp) { return absl::Uint128High64(fp) >> 58; }
+  const Map& Part(absl::uint128 fp) const { return parts_[PartOf(fp)]; }
+
+  std::vector<Map> parts_;  // kParts once the first id comes
+  size_t size_ = 0;
 };
 
 }  // namespace adpulse
