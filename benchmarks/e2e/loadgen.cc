@@ -7,6 +7,7 @@
 //
 //   build/benchmarks/adpulse-loadgen --port 8080 --events 2000000 --campaigns 1000000
 #include <arpa/inet.h>
+#include <fmt/compile.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -89,15 +90,18 @@ GenEvent Generate(uint64_t id, std::mt19937_64& rng, const Options& o, int64_t n
   return e;
 }
 
+// The format string is compiled (FMT_COMPILE): parsing it at run time for every event was a
+// sixth of the generator's CPU, which counts against the daemon's on these two cores.
 void AppendJson(std::string& out, const GenEvent& e, uint64_t seed) {
   fmt::format_to(
       std::back_inserter(out),
-      R"({{"event_id":"lg{}-{}","event_type":"{}","timestamp":{},"campaign_id":"c{}",)"
-      R"("ad_id":"a{}","advertiser_id":"adv{}","publisher_id":"p{}","user_id":"u{}",)"
-      R"("ip_address":"203.0.113.{}","user_agent":"Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",)"
-      R"("page_url":"https://news.example.com/a/{}","device_type":"{}","country":"{}",)"
-      R"("bid_price":0.{:06},"currency":"USD"}})"
-      "\n",
+      FMT_COMPILE(
+          R"({{"event_id":"lg{}-{}","event_type":"{}","timestamp":{},"campaign_id":"c{}",)"
+          R"("ad_id":"a{}","advertiser_id":"adv{}","publisher_id":"p{}","user_id":"u{}",)"
+          R"("ip_address":"203.0.113.{}","user_agent":"Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",)"
+          R"("page_url":"https://news.example.com/a/{}","device_type":"{}","country":"{}",)"
+          R"("bid_price":0.{:06},"currency":"USD"}})"
+          "\n"),
       seed, e.id, e.type, e.timestamp_ms, e.campaign, e.ad, e.advertiser, e.publisher, e.user, e.ip,
       e.page, e.device, e.country, e.price_micros);
 }
