@@ -4,7 +4,8 @@
 // generations; when the newest is older than half the dedup horizon a new one starts and the
 // oldest is dropped, so every id stays covered for at least one and a half horizons after it came
 // and memory stays fixed. Sized from the memory budget; past its capacity it only answers "maybe"
-// more often (more lookups), never wrongly "no".
+// more often (more lookups), never wrongly "no". Blocked: an id's probes all fall in one 512-bit
+// block (one cache line), so a check or an insert costs one cache miss per generation, not seven.
 // One per shard, owned by its worker.
 #pragma once
 #include <cstdint>
@@ -22,19 +23,20 @@ class DedupFilter {
 
   void Add(absl::uint128 fingerprint, int64_t now_ms);
   bool MayContain(absl::uint128 fingerprint) const;
-  uint64_t bytes() const { return bits_per_generation_ / 8 * kGenerations; }
+  uint64_t bytes() const { return blocks_per_generation_ * 64 * kGenerations; }
 
   static constexpr int kGenerations = 4;
   static constexpr int kProbes = 7;
 
  private:
   struct Generation {
-    int64_t started_ms;
+    int64_t started_ms = 0;
     std::vector<uint64_t> words;
+    size_t first = 0;  // the word where block 0 starts (64-byte aligned)
   };
   void Rotate(int64_t now_ms);
 
-  uint64_t bits_per_generation_;
+  uint64_t blocks_per_generation_;
   int64_t generation_ms_;
   std::deque<Generation> generations_;  // newest at the back
 };
