@@ -30,8 +30,8 @@ void CubeStore::ForEachAggregate(
 
 void CubeStore::Clear() {
   minutes_.clear();
-  cached_ = nullptr;
-  cached_index_ = INT64_MIN;
+  recent_ = {};
+  next_recent_ = 0;
   groups_ = 0;
 }
 
