@@ -199,7 +199,6 @@ class ShardState {
     WalPosition checkpoint;
   };
   std::optional<RunInFlight> run_in_flight_;
-  std::shared_ptr<DedupIndex> retired_ids_;  // the last run's ids, freed by the next run's job
   std::unique_ptr<BackgroundWriter> run_writer_;
   absl::Status run_error_;  // of a dedup run; sticks
   std::unique_ptr<DedupFilter> filter_;
