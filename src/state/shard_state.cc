@@ -196,6 +196,14 @@ void ShardState::AppendSlice(const std::vector<CubeStore>& cubes, const RolledUp
   }
 }
 
+absl::Status ShardState::WriteDedupRunNow(const WalPosition& checkpoint) {
+  absl::Status written = WriteDedupRun(ids_, checkpoint);
+  if (!written.ok()) return written;
+  ids_.Clear();
+  dedup_checkpoint_ = checkpoint;
+  return absl::OkStatus();
+}
+
 absl::Status ShardState::WriteDedupRun(const DedupIndex& ids, const WalPosition& checkpoint) {
   std::vector<DedupId> sorted;
   sorted.reserve(ids.size());
@@ -250,13 +258,7 @@ absl::Status ShardState::StartDedupRun(const WalPosition& checkpoint) {
   if (!store_) return absl::OkStatus();
   absl::Status collected = CollectDedupRun(true);
   if (!collected.ok()) return collected;
-  if (!run_writer_) {  // no background writes: write it now
-    absl::Status written = WriteDedupRun(ids_, checkpoint);
-    if (!written.ok()) return written;
-    ids_.Clear();
-    dedup_checkpoint_ = checkpoint;
-    return absl::OkStatus();
-  }
+  if (!run_writer_) return WriteDedupRunNow(checkpoint);  // no background writes
   RunInFlight& run = run_in_flight_.emplace();
   run.ids = std::move(ids_);
   ids_ = DedupIndex();
@@ -358,10 +360,8 @@ absl::Status ShardState::Flush(const WalPosition& checkpoint) {
   // The dedup ids first, as one run (waiting for a run still being written).
   collected = CollectDedupRun(true);
   if (!collected.ok()) return collected;
-  absl::Status ids_written = WriteDedupRun(ids_, checkpoint);
-  if (!ids_written.ok()) return ids_written;
-  ids_.Clear();
-  dedup_checkpoint_ = checkpoint;
+  collected = WriteDedupRunNow(checkpoint);
+  if (!collected.ok()) return collected;
   StateStore::Batch batch;
   for (int s = 0; s < kSlices; ++s) {
     AppendSlice(slices_[s].cubes, written_, batch);

@@ -171,6 +171,8 @@ class ShardState {
                    StateStore::Batch& batch) const;
   // Writes `ids` as one dedup run with `checkpoint`.
   absl::Status WriteDedupRun(const DedupIndex& ids, const WalPosition& checkpoint);
+  // Writes the ids in memory as a run on this thread, then lets them go.
+  absl::Status WriteDedupRunNow(const WalPosition& checkpoint);
   // Roll-ups: with no slice write in flight, collects a finished one and starts the next due.
   absl::Status AdvanceRollUps(int64_t now_ms);
   // Collects the running roll-up if it has finished (waiting for it, with `wait`).
