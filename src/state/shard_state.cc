@@ -82,25 +82,17 @@ int ShardState::GroupSlice(int cube, const DimKey& key, size_t dims) const {
   return static_cast<int>((h >> 32) % kSlices);
 }
 
-void ShardState::AddToCubes(const Event& e, const WalPosition* replay_at) {
+int ShardState::PrepareSteps(const Event& e, const WalPosition* replay_at, Step* steps,
+                             std::optional<uint64_t>* user_hash) {
   std::array<uint32_t, kDimCount> ids{};
   for (Dim d : catalog_.used_dims()) ids[static_cast<int>(d)] = interner_.Intern(e.dim(d));
-  std::optional<uint64_t> user_hash;
-  if (!e.user_id.empty()) user_hash = XXH3_64bits(e.user_id.data(), e.user_id.size());
-  // In three passes over the cubes, so that their cache misses overlap instead of queueing:
-  // find each group's table and prefetch the group's slot; find or create the groups and prefetch
-  // their HyperLogLog slots; then update them.
-  struct Step {
-    CubeStore* cube;
-    GroupTable* table;
-    DimKey key;
-    Aggregate* agg;
-  };
-  absl::InlinedVector<Step, 16> steps;
+  user_hash->reset();
+  if (!e.user_id.empty()) *user_hash = XXH3_64bits(e.user_id.data(), e.user_id.size());
+  int n = 0;
   int cubes = static_cast<int>(catalog_.cubes().size());
   for (int c = 0; c < cubes; ++c) {
     const auto& dims = catalog_.cube(c).dims;
-    Step step;
+    Step& step = steps[n];
     step.key = DimKey{};
     for (size_t i = 0; i < dims.size(); ++i) step.key[i] = ids[static_cast<int>(dims[i])];
     Slice& slice = slices_[GroupSlice(c, step.key, dims.size())];
@@ -108,20 +100,76 @@ void ShardState::AddToCubes(const Event& e, const WalPosition* replay_at) {
     step.cube = &slice.cubes[c];
     step.table = &step.cube->TableFor(e.timestamp_ms);
     step.table->prefetch(step.key);
-    steps.push_back(step);
+    ++n;
   }
-  for (Step& step : steps) {
+  return n;
+}
+
+void ShardState::ProbeSteps(Step* steps, int n, std::optional<uint64_t> user_hash) {
+  for (int i = 0; i < n; ++i) {
+    Step& step = steps[i];
     bool created;
     step.agg = &step.cube->GroupIn(*step.table, step.key, &created);
+    step.capacity = step.table->capacity();
     groups_ += created;
     if (user_hash && step.cube->keeps_users()) step.agg->users.Prefetch(*user_hash);
   }
-  for (const Step& step : steps) {
-    step.agg->Add(e, step.cube->keeps_users() ? user_hash : std::nullopt);
+}
+
+void ShardState::ApplySteps(const Event& e, const Step* steps, int n,
+                            std::optional<uint64_t> user_hash) {
+  for (int i = 0; i < n; ++i) {
+    const Step& step = steps[i];
+    Aggregate* agg = step.agg;
+    // A group created since (by a later event's probe) may have grown the table and moved every
+    // group in it. Groups are never erased from a table, so a table that has not grown has not
+    // moved anything.
+    if (step.table->capacity() != step.capacity) agg = &step.table->find(step.key)->second;
+    agg->Add(e, step.cube->keeps_users() ? user_hash : std::nullopt);
   }
   if (e.timestamp_ms + kLateEventMs < max_event_ms_) ++late_;
   if (e.timestamp_ms > max_event_ms_) max_event_ms_ = e.timestamp_ms;
   ++applied_;
+}
+
+void ShardState::AddToCubes(const Event& e, const WalPosition* replay_at) {
+  // In three passes over the cubes, so that their cache misses overlap instead of queueing:
+  // find each group's table and prefetch the group's slot; find or create the groups and prefetch
+  // their HyperLogLog slots; then update them.
+  absl::InlinedVector<Step, 16> steps(catalog_.cubes().size());
+  std::optional<uint64_t> user_hash;
+  int n = PrepareSteps(e, replay_at, steps.data(), &user_hash);
+  ProbeSteps(steps.data(), n, user_hash);
+  ApplySteps(e, steps.data(), n, user_hash);
+}
+
+namespace {
+// Events between the prefetch of an event's group slots and their probe, and again between the
+// probe (which prefetches the HyperLogLog slots) and the update.
+constexpr size_t kPipelineDistance = 4;
+constexpr size_t kPipelineEvents = 2 * kPipelineDistance + 1;
+}  // namespace
+
+void ShardState::AddBatchToCubes(const Event* const* events, size_t n) {
+  size_t cubes = catalog_.cubes().size();
+  batch_steps_.resize(kPipelineEvents * cubes);
+  int counts[kPipelineEvents];
+  std::optional<uint64_t> users[kPipelineEvents];
+  auto steps_of = [&](size_t i) { return &batch_steps_[(i % kPipelineEvents) * cubes]; };
+  for (size_t i = 0; i < n + 2 * kPipelineDistance; ++i) {
+    if (i < n) {
+      size_t r = i % kPipelineEvents;
+      counts[r] = PrepareSteps(*events[i], nullptr, steps_of(i), &users[r]);
+    }
+    if (i >= kPipelineDistance && i - kPipelineDistance < n) {
+      size_t j = i - kPipelineDistance, r = j % kPipelineEvents;
+      ProbeSteps(steps_of(j), counts[r], users[r]);
+    }
+    if (i >= 2 * kPipelineDistance && i - 2 * kPipelineDistance < n) {
+      size_t j = i - 2 * kPipelineDistance, r = j % kPipelineEvents;
+      ApplySteps(*events[j], steps_of(j), counts[r], users[r]);
+    }
+  }
 }
 
 absl::Status ShardState::LoadCheckpoints() {

@@ -157,10 +157,12 @@ void ShardWriter::CommitGroup(const std::function<int(int fd)>& sync) {
   }
   if (s.ok()) {
     ++commits_;
+    batch_.clear();
     for (const Staged& st : staged_) {
-      state_->AddToCubes(*st.event);
+      batch_.push_back(st.event);
       *st.outcome = EventOutcome::kAccepted;
     }
+    state_->AddBatchToCubes(batch_.data(), batch_.size());
   } else {
     ++commit_failures_;
     std::string message(s.message().data(), s.message().size());

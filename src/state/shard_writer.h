@@ -94,6 +94,7 @@ class ShardWriter {
   std::unique_ptr<WalWriter> wal_;
   std::string unavailable_;
   std::vector<Staged> staged_;
+  std::vector<const Event*> batch_;  // the staged events, applied together
   std::string record_;
   RelaxedCounter commits_;  // group commits (one write + fdatasync each)
   RelaxedCounter commit_failures_;

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <deque>
 #include <map>
 #include <random>
 
@@ -150,6 +151,79 @@ TEST_CASE("filters select groups, and an unseen value matches nothing", "[cube]"
   ResultTable empty;
   REQUIRE(state.RunQuery(spec, empty).ok());
   CHECK(empty.size() == 0);
+}
+
+}  // namespace adpulse
+
+namespace adpulse {
+namespace {
+// Every row of cube `cube` by minute, grouped by `dims`: its counters and user estimate.
+std::map<std::string, std::pair<Counters, double>> MinuteRows(const ShardState& state, int cube,
+                                                              std::vector<Dim> dims) {
+  QuerySpec spec;
+  spec.cube = cube;
+  spec.group_by = std::move(dims);
+  spec.start_ms = kDay0;
+  spec.end_ms = kDay0 + kHourMs;
+  spec.granularity = Granularity::kMinute;
+  spec.need_users = true;
+  ResultTable table;
+  REQUIRE(state.RunQuery(spec, table).ok());
+  std::map<std::string, std::pair<Counters, double>> rows;
+  for (const ResultRow* row : table.SortedRows()) {
+    std::string key = std::to_string(row->time);
+    for (const std::string& d : row->dims) key += "|" + d;
+    rows[key] = {row->agg.counters, row->agg.users.Estimate()};
+  }
+  return rows;
+}
+}  // namespace
+
+TEST_CASE("a batch added at once counts exactly as its events added one by one", "[cube]") {
+  CubeCatalog catalog = Catalog();
+  ShardState one_by_one(catalog, 0, nullptr, kDayMs);
+  ShardState batched(catalog, 0, nullptr, kDayMs);
+  std::mt19937_64 rng(11);
+  std::deque<std::string> arena;  // stable storage for the events' strings
+  auto view = [&](std::string s) -> std::string_view { return arena.emplace_back(std::move(s)); };
+  const char* countries[] = {"US", "DE", "FR", "GB"};
+  std::vector<Event> events(30'000);
+  for (size_t i = 0; i < events.size(); ++i) {
+    Event& e = events[i];
+    e.event_id = view("b" + std::to_string(i));
+    // Many campaigns, so that groups are created all through the batch and the tables grow
+    // while updates found before the growth are still pending in the pipeline.
+    e.dim(Dim::kCampaignId) = view("c" + std::to_string(rng() % 5000));
+    e.dim(Dim::kCountry) = countries[rng() % 4];
+    e.dim(Dim::kAdvertiserId) = view("a" + std::to_string(rng() % 50));
+    if (rng() % 10 != 0) e.user_id = view("u" + std::to_string(rng() % 2000));
+    e.type = static_cast<EventType>(rng() % 3);
+    e.fraud_flags = rng() % 20 == 0 ? 1 : 0;
+    e.timestamp_ms = kDay0 + static_cast<int64_t>(rng() % (5 * kMinuteMs));
+    e.bid_micros = static_cast<int64_t>(rng() % 5'000'000);
+  }
+  std::string error;
+  std::vector<const Event*> admitted;
+  for (const Event& e : events) {
+    REQUIRE(one_by_one.Apply(e));
+    REQUIRE(batched.Admit(e, &error) == Admission::kNew);
+    admitted.push_back(&e);
+  }
+  // In uneven pieces: shorter and longer than the pipeline.
+  size_t at = 0;
+  for (size_t n : {size_t{1}, size_t{3}, size_t{9}, size_t{17}, admitted.size()}) {
+    n = std::min(n, admitted.size() - at);
+    batched.AddBatchToCubes(admitted.data() + at, n);
+    at += n;
+  }
+  REQUIRE(at == admitted.size());
+  CHECK(batched.groups_in_memory() == one_by_one.groups_in_memory());
+  CHECK(batched.CounterSnapshot().events_applied == events.size());
+  auto expected = MinuteRows(one_by_one, 1, {Dim::kCampaignId, Dim::kCountry});
+  CHECK(expected.size() > 10'000);
+  CHECK(MinuteRows(batched, 1, {Dim::kCampaignId, Dim::kCountry}) == expected);
+  CHECK(MinuteRows(batched, 2, {Dim::kAdvertiserId}) ==
+        MinuteRows(one_by_one, 2, {Dim::kAdvertiserId}));
 }
 
 }  // namespace adpulse
