@@ -33,12 +33,22 @@ class Interner {
   Interner() { Clear(); }
 
   uint32_t Intern(std::string_view s) {
-    if (s.empty()) return 0;
-    auto it = ids_.find(s);
+    uint64_t hash;
+    return Intern(s, &hash);
+  }
+  // Intern, also giving the value's hash (Hash(id)) without reading it back: the value is hashed
+  // once, for the lookup and the caller.
+  uint32_t Intern(std::string_view s, uint64_t* hash) {
+    if (s.empty()) {
+      *hash = 0;
+      return 0;
+    }
+    *hash = XXH3_64bits(s.data(), s.size());
+    auto it = ids_.find(s, *hash);  // abseil's find with the key's hash precomputed
     if (it != ids_.end()) return it->second;
     uint32_t id = static_cast<uint32_t>(hashes_.size());
     const std::string& stored = Store(id, s);
-    hashes_.push_back(XXH3_64bits(s.data(), s.size()));
+    hashes_.push_back(*hash);
     bytes_ += s.size() + kEntryOverhead;
     ids_.emplace(stored, id);
     return id;

@@ -77,15 +77,25 @@ bool ShardState::Apply(const Event& e) {
 }
 
 int ShardState::GroupSlice(int cube, const DimKey& key, size_t dims) const {
+  uint64_t hashes[kMaxCubeDims];
+  for (size_t i = 0; i < dims; ++i) hashes[i] = interner_.Hash(key[i]);
+  return SliceOfHashes(cube, hashes, dims);
+}
+
+int ShardState::SliceOfHashes(int cube, const uint64_t* hashes, size_t dims) {
   uint64_t h = static_cast<uint64_t>(cube + 1) * 0x9E3779B97F4A7C15ull;
-  for (size_t i = 0; i < dims; ++i) h = (h ^ interner_.Hash(key[i])) * 0xBF58476D1CE4E5B9ull;
+  for (size_t i = 0; i < dims; ++i) h = (h ^ hashes[i]) * 0xBF58476D1CE4E5B9ull;
   return static_cast<int>((h >> 32) % kSlices);
 }
 
 int ShardState::PrepareSteps(const Event& e, const WalPosition* replay_at, Step* steps,
                              std::optional<uint64_t>* user_hash) {
   std::array<uint32_t, kDimCount> ids{};
-  for (Dim d : catalog_.used_dims()) ids[static_cast<int>(d)] = interner_.Intern(e.dim(d));
+  std::array<uint64_t, kDimCount> value_hashes{};
+  for (Dim d : catalog_.used_dims()) {
+    int i = static_cast<int>(d);
+    ids[i] = interner_.Intern(e.dim(d), &value_hashes[i]);
+  }
   user_hash->reset();
   if (!e.user_id.empty()) *user_hash = XXH3_64bits(e.user_id.data(), e.user_id.size());
   int n = 0;
@@ -94,8 +104,12 @@ int ShardState::PrepareSteps(const Event& e, const WalPosition* replay_at, Step*
     const auto& dims = catalog_.cube(c).dims;
     Step& step = steps[n];
     step.key = DimKey{};
-    for (size_t i = 0; i < dims.size(); ++i) step.key[i] = ids[static_cast<int>(dims[i])];
-    Slice& slice = slices_[GroupSlice(c, step.key, dims.size())];
+    uint64_t hashes[kMaxCubeDims];
+    for (size_t i = 0; i < dims.size(); ++i) {
+      step.key[i] = ids[static_cast<int>(dims[i])];
+      hashes[i] = value_hashes[static_cast<int>(dims[i])];
+    }
+    Slice& slice = slices_[SliceOfHashes(c, hashes, dims.size())];
     if (replay_at && *replay_at < slice.checkpoint) continue;
     step.cube = &slice.cubes[c];
     step.table = &step.cube->TableFor(e.timestamp_ms);

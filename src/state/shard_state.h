@@ -167,6 +167,8 @@ class ShardState {
     WalPosition checkpoint;        // the store holds this slice's share of every event before it
   };
   int GroupSlice(int cube, const DimKey& key, size_t dims) const;
+  // The same from the XXH3 of each dimension value (Interner::Hash), in the cube's order.
+  static int SliceOfHashes(int cube, const uint64_t* hashes, size_t dims);
   // With `replay_at`, only the slices whose checkpoint is at or before it get the event.
   void AddToCubes(const Event& e, const WalPosition* replay_at);
   // One cube update of an event being applied (AddToCubes, AddBatchToCubes).
