@@ -112,11 +112,22 @@ int ShardState::PrepareSteps(const Event& e, const WalPosition* replay_at, Step*
     Slice& slice = slices_[SliceOfHashes(c, hashes, dims.size())];
     if (replay_at && *replay_at < slice.checkpoint) continue;
     step.cube = &slice.cubes[c];
-    step.table = &step.cube->TableFor(e.timestamp_ms);
-    step.table->prefetch(step.key);
+    step.timestamp_ms = e.timestamp_ms;
+    step.cube->PrefetchRecent();
     ++n;
   }
   return n;
+}
+
+void ShardState::FindTables(Step* steps, int n) {
+  for (int i = 0; i < n; ++i) {
+    steps[i].table = &steps[i].cube->TableFor(steps[i].timestamp_ms);
+    __builtin_prefetch(steps[i].table);
+  }
+}
+
+void ShardState::LocateSteps(Step* steps, int n) {
+  for (int i = 0; i < n; ++i) steps[i].table->prefetch(steps[i].key);
 }
 
 void ShardState::ProbeSteps(Step* steps, int n, std::optional<uint64_t> user_hash) {
@@ -147,21 +158,24 @@ void ShardState::ApplySteps(const Event& e, const Step* steps, int n,
 }
 
 void ShardState::AddToCubes(const Event& e, const WalPosition* replay_at) {
-  // In three passes over the cubes, so that their cache misses overlap instead of queueing:
-  // find each group's table and prefetch the group's slot; find or create the groups and prefetch
-  // their HyperLogLog slots; then update them.
+  // In passes over the cubes, so that their cache misses overlap instead of queueing: find each
+  // group's table and prefetch the group's slot; find or create the groups and prefetch their
+  // HyperLogLog slots; then update them.
   absl::InlinedVector<Step, 16> steps(catalog_.cubes().size());
   std::optional<uint64_t> user_hash;
   int n = PrepareSteps(e, replay_at, steps.data(), &user_hash);
+  FindTables(steps.data(), n);
+  LocateSteps(steps.data(), n);
   ProbeSteps(steps.data(), n, user_hash);
   ApplySteps(e, steps.data(), n, user_hash);
 }
 
 namespace {
-// Events between the prefetch of an event's group slots and their probe, and again between the
-// probe (which prefetches the HyperLogLog slots) and the update.
-constexpr size_t kPipelineDistance = 4;
-constexpr size_t kPipelineEvents = 2 * kPipelineDistance + 1;
+// Events between one stage of an event's updates and the next (each prefetches what the next
+// one reads): the cube's recent tables, the table, the group's slot, its HyperLogLog slot.
+constexpr size_t kPipelineDistance = 3;
+constexpr size_t kPipelineStages = 5;
+constexpr size_t kPipelineEvents = (kPipelineStages - 1) * kPipelineDistance + 1;
 }  // namespace
 
 void ShardState::AddBatchToCubes(const Event* const* events, size_t n) {
@@ -170,19 +184,23 @@ void ShardState::AddBatchToCubes(const Event* const* events, size_t n) {
   int counts[kPipelineEvents];
   std::optional<uint64_t> users[kPipelineEvents];
   auto steps_of = [&](size_t i) { return &batch_steps_[(i % kPipelineEvents) * cubes]; };
-  for (size_t i = 0; i < n + 2 * kPipelineDistance; ++i) {
-    if (i < n) {
-      size_t r = i % kPipelineEvents;
-      counts[r] = PrepareSteps(*events[i], nullptr, steps_of(i), &users[r]);
-    }
-    if (i >= kPipelineDistance && i - kPipelineDistance < n) {
-      size_t j = i - kPipelineDistance, r = j % kPipelineEvents;
-      ProbeSteps(steps_of(j), counts[r], users[r]);
-    }
-    if (i >= 2 * kPipelineDistance && i - 2 * kPipelineDistance < n) {
-      size_t j = i - 2 * kPipelineDistance, r = j % kPipelineEvents;
-      ApplySteps(*events[j], steps_of(j), counts[r], users[r]);
-    }
+  constexpr size_t d = kPipelineDistance;
+  for (size_t i = 0; i < n + (kPipelineStages - 1) * d; ++i) {
+    // Stage k works on event i - k * d, if there is one.
+    auto at = [&](size_t k, size_t* j) {
+      if (i < k * d || i - k * d >= n) return false;
+      *j = i - k * d;
+      return true;
+    };
+    size_t j;
+    if (at(0, &j))
+      counts[j % kPipelineEvents] =
+          PrepareSteps(*events[j], nullptr, steps_of(j), &users[j % kPipelineEvents]);
+    if (at(1, &j)) FindTables(steps_of(j), counts[j % kPipelineEvents]);
+    if (at(2, &j)) LocateSteps(steps_of(j), counts[j % kPipelineEvents]);
+    if (at(3, &j)) ProbeSteps(steps_of(j), counts[j % kPipelineEvents], users[j % kPipelineEvents]);
+    if (at(4, &j))
+      ApplySteps(*events[j], steps_of(j), counts[j % kPipelineEvents], users[j % kPipelineEvents]);
   }
 }
 

@@ -174,15 +174,20 @@ class ShardState {
   // One cube update of an event being applied (AddToCubes, AddBatchToCubes).
   struct Step {
     CubeStore* cube;
+    int64_t timestamp_ms;
     GroupTable* table;
     DimKey key;
     Aggregate* agg;
     size_t capacity;  // of `table` when `agg` was found: a different one means it has moved
   };
   // The steps of `e` (one per cube, except slices whose checkpoint covers `replay_at`), their
-  // group slots prefetched; returns how many. Interns its dimension values.
+  // cubes prefetched; returns how many. Interns its dimension values.
   int PrepareSteps(const Event& e, const WalPosition* replay_at, Step* steps,
                    std::optional<uint64_t>* user_hash);
+  // Finds each step's table (the minute's) and prefetches it.
+  void FindTables(Step* steps, int n);
+  // Prefetches each step's group slot.
+  void LocateSteps(Step* steps, int n);
   // Finds or creates each step's group and prefetches its HyperLogLog slot.
   void ProbeSteps(Step* steps, int n, std::optional<uint64_t> user_hash);
   // Adds `e` to each step's group.
