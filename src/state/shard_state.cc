@@ -158,9 +158,8 @@ void ShardState::ApplySteps(const Event& e, const Step* steps, int n,
 }
 
 void ShardState::AddToCubes(const Event& e, const WalPosition* replay_at) {
-  // In passes over the cubes, so that their cache misses overlap instead of queueing: find each
-  // group's table and prefetch the group's slot; find or create the groups and prefetch their
-  // HyperLogLog slots; then update them.
+  // The stages of AddBatchToCubes one after another, each a pass over the cubes, so that the
+  // cubes' cache misses at least overlap each other.
   absl::InlinedVector<Step, 16> steps(catalog_.cubes().size());
   std::optional<uint64_t> user_hash;
   int n = PrepareSteps(e, replay_at, steps.data(), &user_hash);
