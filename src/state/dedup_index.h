@@ -35,8 +35,16 @@ class DedupIndex {
 
   template <typename Fn>
   void ForEach(Fn&& fn) const {
+    ForEachByPart(fn, [] {});
+  }
+  // ForEach, a part at a time, `part_done()` after each: every fingerprint of a part is smaller
+  // than every one of the parts after it (parts split by the top bits), so sorting each part's
+  // ids on their own sorts them all.
+  template <typename Fn, typename Done>
+  void ForEachByPart(Fn&& fn, Done&& part_done) const {
     for (const auto& part : parts_) {
       for (const auto& [fp, hour] : part) fn(fp, hour);
+      part_done();
     }
   }
 

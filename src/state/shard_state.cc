@@ -286,9 +286,17 @@ absl::Status ShardState::WriteDedupRunNow(const WalPosition& checkpoint) {
 absl::Status ShardState::WriteDedupRun(const DedupIndex& ids, const WalPosition& checkpoint) {
   std::vector<DedupId> sorted;
   sorted.reserve(ids.size());
-  ids.ForEach([&](absl::uint128 fp, int32_t hour) { sorted.push_back({fp, hour}); });
-  std::sort(sorted.begin(), sorted.end(),
-            [](const DedupId& a, const DedupId& b) { return a.fingerprint < b.fingerprint; });
+  // A part (a 64th of the ids, in the cache) sorted at a time: the parts come in order.
+  size_t part_begin = 0;
+  ids.ForEachByPart(
+      [&](absl::uint128 fp, int32_t hour) {
+        sorted.push_back({fp, hour});
+      },
+      [&] {
+        std::sort(sorted.begin() + static_cast<ptrdiff_t>(part_begin), sorted.end(),
+                  [](const DedupId& a, const DedupId& b) { return a.fingerprint < b.fingerprint; });
+        part_begin = sorted.size();
+      });
   return store_->WriteDedupRun(shard_, sorted, checkpoint);
 }
 

@@ -53,12 +53,19 @@ void AppendBigEndian(std::string& k, uint64_t v, int bytes) {
   for (int i = bytes - 1; i >= 0; --i) k.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
 
+// Writes the key of `fp` into out[0, kRunIdKeyBytes).
+void PutRunIdKey(char* out, int shard, absl::uint128 fp) {
+  uint16_t s = __builtin_bswap16(static_cast<uint16_t>(shard));
+  uint64_t hi = __builtin_bswap64(absl::Uint128High64(fp));
+  uint64_t lo = __builtin_bswap64(absl::Uint128Low64(fp));
+  std::memcpy(out, &s, 2);
+  std::memcpy(out + 2, &hi, 8);
+  std::memcpy(out + 10, &lo, 8);
+}
+
 std::string RunIdKey(int shard, absl::uint128 fp) {
-  std::string k;
-  k.reserve(kRunIdKeyBytes);
-  AppendBigEndian(k, static_cast<uint64_t>(shard), 2);
-  AppendBigEndian(k, absl::Uint128High64(fp), 8);
-  AppendBigEndian(k, absl::Uint128Low64(fp), 8);
+  std::string k(kRunIdKeyBytes, '\0');
+  PutRunIdKey(k.data(), shard, fp);
   return k;
 }
 
@@ -398,12 +405,13 @@ absl::Status StateStore::WriteDedupRun(int shard, const std::vector<DedupId>& so
   std::remove(path.c_str());
   rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), impl_->dedup_options, impl_->dedup);
   rocksdb::Status s = writer.Open(path);
-  std::string key;
+  char key[kRunIdKeyBytes];
   for (size_t i = 0; s.ok() && i < sorted_ids.size(); ++i) {
     const DedupId& id = sorted_ids[i];
     if (i > 0 && sorted_ids[i - 1].fingerprint == id.fingerprint) continue;
-    key = RunIdKey(shard, id.fingerprint);
-    s = writer.Put(key, rocksdb::Slice(reinterpret_cast<const char*>(&id.hour), 4));
+    PutRunIdKey(key, shard, id.fingerprint);
+    s = writer.Put(rocksdb::Slice(key, kRunIdKeyBytes),
+                   rocksdb::Slice(reinterpret_cast<const char*>(&id.hour), 4));
   }
   if (s.ok()) s = writer.Put(RunCheckpointKey(shard), EncodePosition(checkpoint));
   if (s.ok()) s = writer.Finish();

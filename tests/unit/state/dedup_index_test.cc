@@ -1,7 +1,9 @@
 #include "state/dedup_index.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <string>
+#include <vector>
 
 #include "state/dedup_filter.h"
 #include "window/time_bucket.h"
@@ -62,4 +64,23 @@ TEST_CASE("the dedup filter never forgets an id within its generations and rarel
   CHECK(kept < 50);
 }
 
+}  // namespace adpulse
+
+namespace adpulse {
+TEST_CASE("ids sorted a part at a time are sorted as a whole", "[dedup]") {
+  DedupIndex index;
+  for (int i = 0; i < 20'000; ++i) REQUIRE(index.Insert("ev-" + std::to_string(i), 0));
+  std::vector<absl::uint128> ids;
+  size_t begin = 0;
+  int parts = 0;
+  index.ForEachByPart([&](absl::uint128 fp, int32_t) { ids.push_back(fp); },
+                      [&] {
+                        std::sort(ids.begin() + static_cast<ptrdiff_t>(begin), ids.end());
+                        begin = ids.size();
+                        ++parts;
+                      });
+  CHECK(parts == DedupIndex::kParts);
+  REQUIRE(ids.size() == 20'000);
+  CHECK(std::is_sorted(ids.begin(), ids.end()));
+}
 }  // namespace adpulse
