@@ -39,7 +39,7 @@ double Tau(double x) {
 }  // namespace
 
 HyperLogLog::HyperLogLog(const HyperLogLog& other)
-    : sparse_(other.sparse_), sparse_count_(other.sparse_count_) {
+    : sparse_(other.sparse_), sorted_(other.sorted_) {
   if (other.dense_) {
     dense_ = std::make_unique<uint8_t[]>(kRegisters);
     std::memcpy(dense_.get(), other.dense_.get(), kRegisters);
@@ -73,52 +73,63 @@ void HyperLogLog::AddHash(uint64_t hash) {
 }
 
 void HyperLogLog::AddSparse(uint32_t prefix) {
-  if (sparse_.empty()) sparse_.assign(8, 0);
-  size_t mask = sparse_.size() - 1;
-  size_t slot = (prefix * 0x9E3779B1u) & mask;
-  while (sparse_[slot] != 0) {
-    if (sparse_[slot] == prefix) return;
-    slot = (slot + 1) & mask;
-  }
-  sparse_[slot] = prefix;
-  ++sparse_count_;
-  if (sparse_count_ > kSparseLimit) {
-    ToDense();
-    return;
-  }
-  if (sparse_count_ * 4 >= sparse_.size() * 3) {  // grow at 75 % load
-    std::vector<uint32_t> old;
-    old.swap(sparse_);
-    sparse_.assign(old.size() * 2, 0);
-    sparse_count_ = 0;
-    for (uint32_t p : old) {
-      if (p != 0) AddSparse(p);
+  if (sparse_.size() == sparse_.capacity()) {
+    Compact();
+    size_t capacity = sparse_.capacity();
+    if (sparse_.size() * 4 > capacity * 3 || capacity < 8) {
+      if (capacity >= kMaxSparseEntries) {
+        ToDense();
+        uint32_t index;
+        uint8_t rank;
+        RegisterFromPrefix(prefix, &index, &rank);
+        SetRegister(index, rank);
+        return;
+      }
+      sparse_.reserve(std::min<size_t>(std::max<size_t>(8, capacity * 2), kMaxSparseEntries));
     }
   }
+  sparse_.push_back(prefix);
+}
+
+void HyperLogLog::Compact() {
+  if (sorted_ == sparse_.size()) return;
+  auto middle = sparse_.begin() + sorted_;
+  std::sort(middle, sparse_.end());
+  std::inplace_merge(sparse_.begin(), middle, sparse_.end());
+  sparse_.erase(std::unique(sparse_.begin(), sparse_.end()), sparse_.end());
+  sorted_ = static_cast<uint32_t>(sparse_.size());
+}
+
+void HyperLogLog::SortedSparse(std::vector<uint32_t>& out) const {
+  out.assign(sparse_.begin(), sparse_.end());
+  if (sorted_ == out.size()) return;
+  auto middle = out.begin() + sorted_;
+  std::sort(middle, out.end());
+  std::inplace_merge(out.begin(), middle, out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
 }
 
 void HyperLogLog::ToDense() {
   dense_ = std::make_unique<uint8_t[]>(kRegisters);
   std::memset(dense_.get(), 0, kRegisters);
-  for (uint32_t p : sparse_) {
-    if (p == 0) continue;
+  for (uint32_t p : sparse_) {  // repeats set the same register twice: harmless
     uint32_t index;
     uint8_t rank;
     RegisterFromPrefix(p, &index, &rank);
     SetRegister(index, rank);
   }
   std::vector<uint32_t>().swap(sparse_);
-  sparse_count_ = 0;
+  sorted_ = 0;
 }
 
 void HyperLogLog::Merge(const HyperLogLog& other) {
+  if (&other == this) return;  // a set's union with itself
   if (other.dense_) {
     if (!dense_) ToDense();
     for (uint32_t i = 0; i < kRegisters; ++i) SetRegister(i, other.dense_[i]);
     return;
   }
   for (uint32_t p : other.sparse_) {
-    if (p == 0) continue;
     if (dense_) {
       uint32_t index;
       uint8_t rank;
@@ -131,9 +142,37 @@ void HyperLogLog::Merge(const HyperLogLog& other) {
 }
 
 double HyperLogLog::Estimate() const {
-  if (!dense_) return static_cast<double>(sparse_count_);
+  if (dense_) return EstimateRegisters(dense_.get());
+  if (sorted_ == sparse_.size() && sparse_.size() <= kSparseLimit) {
+    return static_cast<double>(sparse_.size());
+  }
+  std::vector<uint32_t> distinct;
+  SortedSparse(distinct);
+  if (distinct.size() <= kSparseLimit) return static_cast<double>(distinct.size());
+  // Estimated as the dense registers it is stored as (AppendTo), so that a query gives the same
+  // figure before and after a flush.
+  auto registers = std::make_unique<uint8_t[]>(kRegisters);
+  std::memset(registers.get(), 0, kRegisters);
+  for (uint32_t p : distinct) {
+    uint32_t index;
+    uint8_t rank;
+    RegisterFromPrefix(p, &index, &rank);
+    registers[index] = std::max(registers[index], rank);
+  }
+  return EstimateRegisters(registers.get());
+}
+
+bool HyperLogLog::StoredDense() const {
+  if (dense_) return true;
+  if (sparse_.size() <= kSparseLimit) return false;
+  std::vector<uint32_t> distinct;
+  SortedSparse(distinct);
+  return distinct.size() > kSparseLimit;
+}
+
+double HyperLogLog::EstimateRegisters(const uint8_t* registers) {
   uint32_t histogram[kQ + 2] = {0};
-  for (uint32_t i = 0; i < kRegisters; ++i) ++histogram[dense_[i]];
+  for (uint32_t i = 0; i < kRegisters; ++i) ++histogram[registers[i]];
   const double m = kRegisters;
   double z = m * Tau(1.0 - histogram[kQ + 1] / m);
   for (int k = kQ; k >= 1; --k) z = 0.5 * (z + histogram[k]);
@@ -158,19 +197,35 @@ void HyperLogLog::AppendTo(std::string& out) const {
     out.append(reinterpret_cast<const char*>(dense_.get()), kRegisters);
     return;
   }
-  if (sparse_count_ == 0) {
+  if (sparse_.empty()) {
     out.push_back(0);
     return;
   }
   // Sorted: the deltas are short, and merges of encoded values (MergeEncodedAggregates) sort
-  // little.
-  uint32_t sorted[kSparseLimit];
-  uint32_t k = 0;
-  for (uint32_t p : sparse_) {
-    if (p != 0) sorted[k++] = p;
+  // little. Entries compacted before are sorted already.
+  const uint32_t* sorted = sparse_.data();
+  size_t n = sparse_.size();
+  thread_local std::vector<uint32_t> scratch;
+  if (sorted_ != n) {
+    SortedSparse(scratch);
+    sorted = scratch.data();
+    n = scratch.size();
   }
-  std::sort(sorted, sorted + k);
-  AppendSparse(sorted, k, out);
+  if (n <= kSparseLimit) {
+    AppendSparse(sorted, n, out);
+    return;
+  }
+  // More than a stored sparse set may hold: stored dense, as it would have been in memory once.
+  out.push_back(2);
+  size_t at = out.size();
+  out.append(kRegisters, '\0');
+  auto* registers = reinterpret_cast<uint8_t*>(out.data() + at);
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t index;
+    uint8_t rank;
+    RegisterFromPrefix(sorted[i], &index, &rank);
+    if (registers[index] < rank) registers[index] = rank;
+  }
 }
 
 namespace {
@@ -253,14 +308,11 @@ bool HyperLogLog::ReadFrom(std::string_view& in, Encoding encoding) {
   if (kind != 1) return false;
   in.remove_prefix(1);
   return ReadSparse(
-      in, encoding,
-      [&](uint32_t n) {
-        // Sized for all n at under 75 % load, so the inserts never regrow the table.
-        size_t slots = 8;
-        while (slots * 3 <= size_t{n} * 4) slots *= 2;
-        sparse_.assign(slots, 0);
-      },
-      [&](uint32_t p) { AddSparse(p); });
+      in, encoding, [&](uint32_t n) { sparse_.reserve(n); },
+      [&](uint32_t p) {
+        sparse_.push_back(p);  // sorted and distinct (ReadSparse checks)
+        sorted_ = static_cast<uint32_t>(sparse_.size());
+      });
 }
 
 size_t HyperLogLog::MemoryBytes() const {

@@ -1,7 +1,8 @@
 // HyperLogLog distinct counter (precision 14: standard error 0.81 %), mergeable across buckets and
-// shards. Small sets are kept sparse (exact 32-bit hash prefixes) and become dense registers past
-// kSparseLimit. Estimation uses Ertl's improved estimator (arXiv:1702.01284), which needs no bias
-// tables. Owned by one shard's aggregate; not thread-safe.
+// shards. Small sets are kept sparse (exact 32-bit hash prefixes) and become dense registers when
+// they outgrow kMaxSparseEntries; stored, a set of more than kSparseLimit is dense. Estimation
+// uses Ertl's improved estimator (arXiv:1702.01284), which needs no bias tables. Owned by one
+// shard's aggregate; not thread-safe.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -15,7 +16,10 @@ class HyperLogLog {
  public:
   static constexpr int kPrecision = 14;
   static constexpr uint32_t kRegisters = 1u << kPrecision;
-  static constexpr uint32_t kSparseLimit = 1024;  // entries; 4 KiB before going dense (16 KiB)
+  // Most entries a stored sparse set has (docs/formats/state.md); a larger one is stored dense.
+  static constexpr uint32_t kSparseLimit = 1024;
+  // Most entries a sparse set holds in memory (8 KiB, half a dense one) before it becomes dense.
+  static constexpr uint32_t kMaxSparseEntries = 2048;
 
   HyperLogLog() = default;
   HyperLogLog(const HyperLogLog& other);
@@ -29,14 +33,16 @@ class HyperLogLog {
   void Prefetch(uint64_t hash) const {
     if (dense_) {
       __builtin_prefetch(&dense_[hash >> (64 - kPrecision)], 1);
-    } else if (!sparse_.empty()) {
-      __builtin_prefetch(&sparse_[(SparsePrefix(hash) * 0x9E3779B1u) & (sparse_.size() - 1)], 1);
+    } else if (sparse_.size() < sparse_.capacity()) {
+      __builtin_prefetch(sparse_.data() + sparse_.size(), 1);  // where the entry will go
     }
   }
   void Merge(const HyperLogLog& other);
   double Estimate() const;
-  bool empty() const { return !dense_ && sparse_count_ == 0; }
+  bool empty() const { return !dense_ && sparse_.empty(); }
   bool is_dense() const { return dense_ != nullptr; }
+  // True if AppendTo writes the dense encoding: dense, or more than kSparseLimit distinct entries.
+  bool StoredDense() const;
   size_t MemoryBytes() const;
 
   // Encodings of the users of a stored aggregate (docs/formats/state.md). Each starts with a u8
@@ -62,17 +68,25 @@ class HyperLogLog {
  private:
   static uint32_t SparsePrefix(uint64_t hash) {
     uint32_t prefix = static_cast<uint32_t>(hash >> 32);
-    return prefix == 0 ? 1 : prefix;  // 0 is the empty-slot marker; the collision is harmless
+    return prefix == 0 ? 1 : prefix;  // 0 was the empty-slot marker of format 1; kept nonzero
   }
   void AddSparse(uint32_t prefix);
+  static double EstimateRegisters(const uint8_t* registers);
+  // Sorts the sparse entries and drops repeats.
+  void Compact();
+  // The distinct sparse entries, sorted, in `out`.
+  void SortedSparse(std::vector<uint32_t>& out) const;
   void ToDense();
   void SetRegister(uint32_t index, uint8_t rank) {
     if (dense_[index] < rank) dense_[index] = rank;
   }
 
-  // Sparse: open-addressing set of nonzero 32-bit hash prefixes (0 marks an empty slot).
+  // Sparse: nonzero 32-bit hash prefixes, appended as they come (an append is one cache line the
+  // prefetch knows, where a hash set's slot is anywhere); sorted, with repeats dropped, whenever
+  // the vector is full, and grown only if that leaves it over three quarters full. The first
+  // `sorted_` entries are sorted and distinct.
   std::vector<uint32_t> sparse_;
-  uint32_t sparse_count_ = 0;
+  uint32_t sorted_ = 0;
   std::unique_ptr<uint8_t[]> dense_;  // kRegisters ranks, or null while sparse
 };
 

@@ -31,7 +31,7 @@ TEST_CASE("the estimate stays within 2 % across cardinalities", "[hll]") {
       HyperLogLog h;
       for (uint64_t i = 0; i < n; ++i) h.AddHash(H(i + seed * 10'000'000'000ull));
       CAPTURE(n, seed, h.Estimate());
-      CHECK(h.is_dense());
+      CHECK(h.StoredDense());
       CHECK(RelErr(h.Estimate(), static_cast<double>(n)) < 0.02);
     }
   }
@@ -68,6 +68,41 @@ TEST_CASE("copies are independent", "[hll]") {
   for (uint64_t i = 5000; i < 10000; ++i) b.AddHash(H(i));
   CHECK(RelErr(a.Estimate(), 5000) < 0.02);
   CHECK(RelErr(b.Estimate(), 10000) < 0.02);
+}
+
+TEST_CASE("repeats never count twice nor hold memory, across compactions", "[hll]") {
+  HyperLogLog h;
+  for (int round = 0; round < 50; ++round) {
+    for (uint64_t i = 0; i < 100; ++i) h.AddHash(H(i));
+  }
+  CHECK_FALSE(h.is_dense());
+  CHECK(h.Estimate() == 100);
+  CHECK(h.MemoryBytes() <= sizeof(HyperLogLog) + 256 * sizeof(uint32_t));  // not 5,000 entries
+  std::string encoded;
+  h.AppendTo(encoded);
+  HyperLogLog back;
+  std::string_view in(encoded);
+  REQUIRE(back.ReadFrom(in, HyperLogLog::Encoding::kDeltaVarint));
+  CHECK(back.Estimate() == 100);
+}
+
+TEST_CASE("a sparse set too large to store sparse is estimated as it is stored", "[hll]") {
+  HyperLogLog h;
+  for (uint64_t i = 0; i < 1500; ++i) h.AddHash(H(i));
+  REQUIRE(h.StoredDense());
+  std::string encoded;
+  h.AppendTo(encoded);
+  CHECK(encoded.size() == 1 + HyperLogLog::kRegisters);
+  HyperLogLog back;
+  std::string_view in(encoded);
+  REQUIRE(back.ReadFrom(in, HyperLogLog::Encoding::kDeltaVarint));
+  CHECK(back.is_dense());
+  CHECK(back.Estimate() == h.Estimate());
+  CHECK(RelErr(h.Estimate(), 1500) < 0.02);
+  // Past kMaxSparseEntries it turns dense in memory too, with the same registers.
+  for (uint64_t i = 1500; i < 3000; ++i) h.AddHash(H(i));
+  CHECK(h.is_dense());
+  CHECK(RelErr(h.Estimate(), 3000) < 0.02);
 }
 
 }  // namespace adpulse
