@@ -27,7 +27,7 @@ std::string IngestRequest::Failure() const {
 
 void IngestRequest::ShardTask::Run(ShardContext& shard) {
   IngestBatch& b = request->batch;
-  for (uint32_t i : indices) shard.writer->Stage(b.events[i], &b.outcomes[i], &failure);
+  shard.writer->StageAll(b.events, indices, b.outcomes, &failure);
 }
 
 void IngestRequest::ShardTask::Complete() {

@@ -38,6 +38,11 @@ void DedupFilter::Add(absl::uint128 fp, int64_t now_ms) {
   }
 }
 
+void DedupFilter::Prefetch(absl::uint128 fp) const {
+  uint64_t offset = BlockOf(fp, blocks_per_generation_) * kWordsPerBlock;
+  for (const Generation& g : generations_) __builtin_prefetch(g.words.data() + g.first + offset);
+}
+
 bool DedupFilter::MayContain(absl::uint128 fp) const {
   uint64_t offset = BlockOf(fp, blocks_per_generation_) * kWordsPerBlock;
   for (const Generation& g : generations_) {

@@ -23,6 +23,8 @@ class DedupFilter {
 
   void Add(absl::uint128 fingerprint, int64_t now_ms);
   bool MayContain(absl::uint128 fingerprint) const;
+  // Starts loading the blocks MayContain and Add will read.
+  void Prefetch(absl::uint128 fingerprint) const;
   uint64_t bytes() const { return blocks_per_generation_ * 64 * kGenerations; }
 
   static constexpr int kGenerations = 4;

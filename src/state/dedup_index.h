@@ -23,6 +23,10 @@ class DedupIndex {
   bool Insert(std::string_view event_id, int64_t timestamp_ms);
   bool Erase(absl::uint128 fingerprint);  // true if it was there
   bool Erase(std::string_view event_id) { return Erase(Fingerprint(event_id)); }
+  // Starts loading what Insert(fingerprint, ...) will read.
+  void Prefetch(absl::uint128 fingerprint) const {
+    if (!parts_.empty()) Part(fingerprint).prefetch(fingerprint);
+  }
   bool Contains(absl::uint128 fingerprint) const {
     return !parts_.empty() && Part(fingerprint).contains(fingerprint);
   }

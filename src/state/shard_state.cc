@@ -34,8 +34,12 @@ ShardState::~ShardState() {
   if (roller_) (void)roller_->Wait();
 }
 
-Admission ShardState::Admit(const Event& e, std::string* error) {
-  absl::uint128 fp = DedupIndex::Fingerprint(e.event_id);
+void ShardState::PrefetchAdmit(absl::uint128 fingerprint) const {
+  ids_.Prefetch(fingerprint);
+  if (filter_) filter_->Prefetch(fingerprint);
+}
+
+Admission ShardState::Admit(const Event& e, absl::uint128 fp, std::string* error) {
   int32_t hour = static_cast<int32_t>(FloorDiv(e.timestamp_ms, kHourMs));
   if (!ids_.Insert(fp, hour)) {
     ++duplicates_;

@@ -83,7 +83,14 @@ class ShardState {
   ~ShardState();  // waits for a background write still running
 
   // Dedup against memory, then the store. kError (with `error`) when the store cannot be read.
-  Admission Admit(const Event& e, std::string* error);
+  Admission Admit(const Event& e, std::string* error) {
+    return Admit(e, DedupIndex::Fingerprint(e.event_id), error);
+  }
+  // The same with the fingerprint of e.event_id given.
+  Admission Admit(const Event& e, absl::uint128 fingerprint, std::string* error);
+  // Starts loading the memory Admit of an event with this fingerprint reads (the in-memory ids and
+  // the dedup filter), so that a caller can overlap several events' cache misses.
+  void PrefetchAdmit(absl::uint128 fingerprint) const;
   // Forgets an admitted event whose log write failed.
   void Unadmit(const Event& e);
   void AddToCubes(const Event& e) { AddToCubes(e, nullptr); }

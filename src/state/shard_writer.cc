@@ -116,14 +116,33 @@ absl::Status ShardWriter::Recover(RecoveryStats* stats) {
   return s;
 }
 
-void ShardWriter::Stage(const Event& e, EventOutcome* outcome, std::string* failure) {
+void ShardWriter::StageAll(const std::vector<Event>& events, const std::vector<uint32_t>& indices,
+                           std::vector<EventOutcome>& outcomes, std::string* failure) {
+  constexpr size_t kAhead = 8;             // events between an event's prefetch and its dedup check
+  absl::uint128 fingerprints[kAhead + 1];  // of the events i - kAhead .. i
+  size_t n = indices.size();
+  for (size_t i = 0; i < n + kAhead; ++i) {
+    if (i < n) {
+      absl::uint128 fp = DedupIndex::Fingerprint(events[indices[i]].event_id);
+      state_->PrefetchAdmit(fp);
+      fingerprints[i % (kAhead + 1)] = fp;
+    }
+    if (i >= kAhead) {
+      uint32_t at = indices[i - kAhead];
+      Stage(events[at], fingerprints[(i - kAhead) % (kAhead + 1)], &outcomes[at], failure);
+    }
+  }
+}
+
+void ShardWriter::Stage(const Event& e, absl::uint128 fingerprint, EventOutcome* outcome,
+                        std::string* failure) {
   if (!unavailable_.empty()) {
     *outcome = EventOutcome::kFailed;
     if (failure->empty()) *failure = unavailable_;
     return;
   }
   std::string error;
-  switch (state_->Admit(e, &error)) {
+  switch (state_->Admit(e, fingerprint, &error)) {
     case Admission::kDuplicate:
       *outcome = EventOutcome::kDuplicate;
       return;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "base/time_parse.h"
@@ -108,6 +109,38 @@ TEST_CASE("a restarted shard has the same aggregates and dedup state", "[recover
     CHECK(std::count(outcomes.begin(), outcomes.end(), EventOutcome::kDuplicate) == 1000);
     CHECK(Total(state) == before);
   }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("staging many events at once dedups each exactly as one at a time", "[commit]") {
+  CubeCatalog catalog = Catalog();
+  std::string dir = TempDir();
+  Events batch(300);
+  // Every third event repeats the id of the one 1 to 20 places before it (within and beyond the
+  // prefetch distance), so that each is checked against ids staged just before it.
+  std::mt19937_64 rng(3);
+  for (size_t i = 20; i < batch.events.size(); i += 3) {
+    batch.events[i].event_id = batch.events[i - 1 - rng() % 20].event_id;
+  }
+  ShardState state(catalog, 0, nullptr, kDayMs);
+  ShardWriter writer(&state, Options(dir, 1 << 20));
+  RecoveryStats stats;
+  REQUIRE(writer.Recover(&stats).ok());
+  std::vector<uint32_t> indices(batch.events.size());
+  for (uint32_t i = 0; i < indices.size(); ++i) indices[i] = i;
+  std::vector<EventOutcome> outcomes(batch.events.size());
+  std::string failure;
+  writer.StageAll(batch.events, {indices.begin(), indices.begin() + 5}, outcomes, &failure);
+  writer.StageAll(batch.events, {indices.begin() + 5, indices.end()}, outcomes, &failure);
+  writer.CommitGroup();
+  std::set<std::string_view> seen;
+  for (size_t i = 0; i < batch.events.size(); ++i) {
+    bool first = seen.insert(batch.events[i].event_id).second;
+    CAPTURE(i);
+    CHECK(outcomes[i] == (first ? EventOutcome::kAccepted : EventOutcome::kDuplicate));
+  }
+  Counters total = Total(state);
+  CHECK(total.impressions + total.clicks == seen.size());
   std::filesystem::remove_all(dir);
 }
 
