@@ -74,8 +74,11 @@ void HyperLogLog::AddHash(uint64_t hash) {
 
 void HyperLogLog::AddSparse(uint32_t prefix) {
   if (sparse_.size() == sparse_.capacity()) {
-    Compact();
     size_t capacity = sparse_.capacity();
+    // A small set just grows: most of its entries are distinct in practice, and the flush that
+    // encodes it sorts it anyway (AppendTo), so sorting it here would mostly be work done twice.
+    // Repeats are dropped once it is kCompactFrom entries or more.
+    if (capacity >= kCompactFrom) Compact();
     if (sparse_.size() * 4 > capacity * 3 || capacity < 8) {
       if (capacity >= kMaxSparseEntries) {
         ToDense();

@@ -20,6 +20,9 @@ class HyperLogLog {
   static constexpr uint32_t kSparseLimit = 1024;
   // Most entries a sparse set holds in memory (8 KiB, half a dense one) before it becomes dense.
   static constexpr uint32_t kMaxSparseEntries = 2048;
+  // A sparse set holding fewer entries than this grows when full instead of dropping repeats
+  // first, so it holds at most this many entries (256 bytes) more than its distinct ones.
+  static constexpr uint32_t kCompactFrom = 64;
 
   HyperLogLog() = default;
   HyperLogLog(const HyperLogLog& other);

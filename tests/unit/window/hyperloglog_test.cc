@@ -86,6 +86,25 @@ TEST_CASE("repeats never count twice nor hold memory, across compactions", "[hll
   CHECK(back.Estimate() == 100);
 }
 
+TEST_CASE("a small set of repeats grows only up to the compaction size", "[hll]") {
+  HyperLogLog h;
+  for (int round = 0; round < 1000; ++round) {
+    for (uint64_t i = 0; i < 3; ++i) h.AddHash(H(i));
+  }
+  CHECK(h.Estimate() == 3);
+  CHECK(h.MemoryBytes() <= sizeof(HyperLogLog) + 2 * HyperLogLog::kCompactFrom * sizeof(uint32_t));
+  std::string encoded;
+  h.AppendTo(encoded);
+  HyperLogLog back;
+  std::string_view in(encoded);
+  REQUIRE(back.ReadFrom(in, HyperLogLog::Encoding::kDeltaVarint));
+  CHECK(back.Estimate() == 3);
+  HyperLogLog merged;
+  merged.Merge(h);
+  merged.Merge(back);
+  CHECK(merged.Estimate() == 3);
+}
+
 TEST_CASE("a sparse set too large to store sparse is estimated as it is stored", "[hll]") {
   HyperLogLog h;
   for (uint64_t i = 0; i < 1500; ++i) h.AddHash(H(i));
