@@ -17,15 +17,23 @@
 
 namespace adpulse {
 
+// A value with its XXH3 computed before: looked up (or prefetched) without hashing it again.
+struct HashedValue {
+  std::string_view value;
+  uint64_t hash;
+};
 // Transparent XXH3 hash so std::string keys can be looked up by std::string_view (Debian's abseil
-// has its own string_view; DEPENDENCIES.md trap 6).
+// has its own string_view; DEPENDENCIES.md trap 6) or by a HashedValue.
 struct StringHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return XXH3_64bits(s.data(), s.size()); }
+  size_t operator()(const HashedValue& v) const { return v.hash; }
 };
 struct StringEq {
   using is_transparent = void;
   bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+  bool operator()(std::string_view a, const HashedValue& b) const { return a == b.value; }
+  bool operator()(const HashedValue& a, std::string_view b) const { return a.value == b; }
 };
 
 class Interner {
@@ -39,19 +47,29 @@ class Interner {
   // Intern, also giving the value's hash (Hash(id)) without reading it back: the value is hashed
   // once, for the lookup and the caller.
   uint32_t Intern(std::string_view s, uint64_t* hash) {
-    if (s.empty()) {
-      *hash = 0;
-      return 0;
-    }
-    *hash = XXH3_64bits(s.data(), s.size());
-    auto it = ids_.find(s, *hash);  // abseil's find with the key's hash precomputed
+    *hash = HashOf(s);
+    return Intern(HashedValue{s, *hash});
+  }
+  // Intern of a value hashed before (v.hash == HashOf(v.value)).
+  uint32_t Intern(const HashedValue& v) {
+    if (v.value.empty()) return 0;
+    auto it = ids_.find(v);
     if (it != ids_.end()) return it->second;
     uint32_t id = static_cast<uint32_t>(hashes_.size());
-    const std::string& stored = Store(id, s);
-    hashes_.push_back(*hash);
-    bytes_ += s.size() + kEntryOverhead;
+    const std::string& stored = Store(id, v.value);
+    hashes_.push_back(v.hash);
+    bytes_ += v.value.size() + kEntryOverhead;
     ids_.emplace(stored, id);
     return id;
+  }
+  // The hash Intern and Hash(id) give for `s`: XXH3, or 0 for the empty string.
+  static uint64_t HashOf(std::string_view s) {
+    return s.empty() ? 0 : XXH3_64bits(s.data(), s.size());
+  }
+  // Starts loading the map's memory Intern(v) reads first, so that a caller can overlap the cache
+  // misses of several values.
+  void Prefetch(const HashedValue& v) const {
+    if (!v.value.empty()) ids_.prefetch(v);
   }
   // The id of `s`, or -1 if this shard has never seen it.
   int64_t Find(std::string_view s) const {

@@ -92,16 +92,24 @@ int ShardState::SliceOfHashes(int cube, const uint64_t* hashes, size_t dims) {
   return static_cast<int>((h >> 32) % kSlices);
 }
 
-int ShardState::PrepareSteps(const Event& e, const WalPosition* replay_at, Step* steps,
-                             std::optional<uint64_t>* user_hash) {
-  std::array<uint32_t, kDimCount> ids{};
-  std::array<uint64_t, kDimCount> value_hashes{};
+void ShardState::HashEvent(const Event& e, EventHashes* hashes) const {
   for (Dim d : catalog_.used_dims()) {
     int i = static_cast<int>(d);
-    ids[i] = interner_.Intern(e.dim(d), &value_hashes[i]);
+    hashes->values[i] = Interner::HashOf(e.dim(d));
+    interner_.Prefetch({e.dim(d), hashes->values[i]});
   }
-  user_hash->reset();
-  if (!e.user_id.empty()) *user_hash = XXH3_64bits(e.user_id.data(), e.user_id.size());
+  hashes->user.reset();
+  if (!e.user_id.empty()) hashes->user = XXH3_64bits(e.user_id.data(), e.user_id.size());
+}
+
+int ShardState::PrepareSteps(const Event& e, const EventHashes& hashes,
+                             const WalPosition* replay_at, Step* steps) {
+  std::array<uint32_t, kDimCount> ids{};
+  const std::array<uint64_t, kDimCount>& value_hashes = hashes.values;
+  for (Dim d : catalog_.used_dims()) {
+    int i = static_cast<int>(d);
+    ids[i] = interner_.Intern({e.dim(d), value_hashes[i]});
+  }
   int n = 0;
   int cubes = static_cast<int>(catalog_.cubes().size());
   for (int c = 0; c < cubes; ++c) {
@@ -165,19 +173,21 @@ void ShardState::AddToCubes(const Event& e, const WalPosition* replay_at) {
   // The stages of AddBatchToCubes one after another, each a pass over the cubes, so that the
   // cubes' cache misses at least overlap each other.
   absl::InlinedVector<Step, 16> steps(catalog_.cubes().size());
-  std::optional<uint64_t> user_hash;
-  int n = PrepareSteps(e, replay_at, steps.data(), &user_hash);
+  EventHashes hashes;
+  HashEvent(e, &hashes);
+  int n = PrepareSteps(e, hashes, replay_at, steps.data());
   FindTables(steps.data(), n);
   LocateSteps(steps.data(), n);
-  ProbeSteps(steps.data(), n, user_hash);
-  ApplySteps(e, steps.data(), n, user_hash);
+  ProbeSteps(steps.data(), n, hashes.user);
+  ApplySteps(e, steps.data(), n, hashes.user);
 }
 
 namespace {
 // Events between one stage of an event's updates and the next (each prefetches what the next
-// one reads): the cube's recent tables, the table, the group's slot, its HyperLogLog slot.
+// one reads): the interner's slots, the cube's recent tables, the table, the group's slot, its
+// HyperLogLog slot.
 constexpr size_t kPipelineDistance = 3;
-constexpr size_t kPipelineStages = 5;
+constexpr size_t kPipelineStages = 6;
 constexpr size_t kPipelineEvents = (kPipelineStages - 1) * kPipelineDistance + 1;
 }  // namespace
 
@@ -185,7 +195,7 @@ void ShardState::AddBatchToCubes(const Event* const* events, size_t n) {
   size_t cubes = catalog_.cubes().size();
   batch_steps_.resize(kPipelineEvents * cubes);
   int counts[kPipelineEvents];
-  std::optional<uint64_t> users[kPipelineEvents];
+  EventHashes hashes[kPipelineEvents];
   auto steps_of = [&](size_t i) { return &batch_steps_[(i % kPipelineEvents) * cubes]; };
   constexpr size_t d = kPipelineDistance;
   for (size_t i = 0; i < n + (kPipelineStages - 1) * d; ++i) {
@@ -196,14 +206,20 @@ void ShardState::AddBatchToCubes(const Event* const* events, size_t n) {
       return true;
     };
     size_t j;
-    if (at(0, &j))
+    if (at(0, &j)) HashEvent(*events[j], &hashes[j % kPipelineEvents]);
+    if (at(1, &j)) {
       counts[j % kPipelineEvents] =
-          PrepareSteps(*events[j], nullptr, steps_of(j), &users[j % kPipelineEvents]);
-    if (at(1, &j)) FindTables(steps_of(j), counts[j % kPipelineEvents]);
-    if (at(2, &j)) LocateSteps(steps_of(j), counts[j % kPipelineEvents]);
-    if (at(3, &j)) ProbeSteps(steps_of(j), counts[j % kPipelineEvents], users[j % kPipelineEvents]);
-    if (at(4, &j))
-      ApplySteps(*events[j], steps_of(j), counts[j % kPipelineEvents], users[j % kPipelineEvents]);
+          PrepareSteps(*events[j], hashes[j % kPipelineEvents], nullptr, steps_of(j));
+    }
+    if (at(2, &j)) FindTables(steps_of(j), counts[j % kPipelineEvents]);
+    if (at(3, &j)) LocateSteps(steps_of(j), counts[j % kPipelineEvents]);
+    if (at(4, &j)) {
+      ProbeSteps(steps_of(j), counts[j % kPipelineEvents], hashes[j % kPipelineEvents].user);
+    }
+    if (at(5, &j)) {
+      ApplySteps(*events[j], steps_of(j), counts[j % kPipelineEvents],
+                 hashes[j % kPipelineEvents].user);
+    }
   }
 }
 

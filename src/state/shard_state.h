@@ -27,6 +27,7 @@
 // then writes about a third of the keys it used to (minutes only).
 // Owned and touched only by its worker thread; queries reach it as tasks.
 #pragma once
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -187,10 +188,17 @@ class ShardState {
     Aggregate* agg;
     size_t capacity;  // of `table` when `agg` was found: a different one means it has moved
   };
+  // The hashes of an event's dimension values (the catalog's used ones) and user id.
+  struct EventHashes {
+    std::array<uint64_t, kDimCount> values;
+    std::optional<uint64_t> user;
+  };
+  // Hashes `e`'s values and prefetches the interner's memory for them.
+  void HashEvent(const Event& e, EventHashes* hashes) const;
   // The steps of `e` (one per cube, except slices whose checkpoint covers `replay_at`), their
   // cubes prefetched; returns how many. Interns its dimension values.
-  int PrepareSteps(const Event& e, const WalPosition* replay_at, Step* steps,
-                   std::optional<uint64_t>* user_hash);
+  int PrepareSteps(const Event& e, const EventHashes& hashes, const WalPosition* replay_at,
+                   Step* steps);
   // Finds each step's table (the minute's) and prefetches it.
   void FindTables(Step* steps, int n);
   // Prefetches each step's group slot.
