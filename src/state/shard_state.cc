@@ -139,15 +139,21 @@ void ShardState::FindTables(Step* steps, int n) {
 }
 
 void ShardState::LocateSteps(Step* steps, int n) {
-  for (int i = 0; i < n; ++i) steps[i].table->prefetch(steps[i].key);
+  for (int i = 0; i < n; ++i) {
+    steps[i].hash = GroupTable::Hash(steps[i].key);
+    steps[i].table->PrefetchSlot(steps[i].hash);
+  }
+}
+
+void ShardState::PeekSteps(Step* steps, int n) {
+  for (int i = 0; i < n; ++i) steps[i].table->PrefetchEntry(steps[i].hash);
 }
 
 void ShardState::ProbeSteps(Step* steps, int n, std::optional<uint64_t> user_hash) {
   for (int i = 0; i < n; ++i) {
     Step& step = steps[i];
     bool created;
-    step.agg = &step.cube->GroupIn(*step.table, step.key, &created);
-    step.capacity = step.table->capacity();
+    step.agg = &step.cube->GroupIn(*step.table, step.key, step.hash, &created);
     groups_ += created;
     if (user_hash && step.cube->keeps_users()) step.agg->users.Prefetch(*user_hash);
   }
@@ -157,12 +163,8 @@ void ShardState::ApplySteps(const Event& e, const Step* steps, int n,
                             std::optional<uint64_t> user_hash) {
   for (int i = 0; i < n; ++i) {
     const Step& step = steps[i];
-    Aggregate* agg = step.agg;
-    // A group created since (by a later event's probe) may have grown the table and moved every
-    // group in it. Groups are never erased from a table, so a table that has not grown has not
-    // moved anything.
-    if (step.table->capacity() != step.capacity) agg = &step.table->find(step.key)->second;
-    agg->Add(e, step.cube->keeps_users() ? user_hash : std::nullopt);
+    // Still where it was found: a group table's entries never move.
+    step.agg->Add(e, step.cube->keeps_users() ? user_hash : std::nullopt);
   }
   if (e.timestamp_ms + kLateEventMs < max_event_ms_) ++late_;
   if (e.timestamp_ms > max_event_ms_) max_event_ms_ = e.timestamp_ms;
@@ -178,16 +180,17 @@ void ShardState::AddToCubes(const Event& e, const WalPosition* replay_at) {
   int n = PrepareSteps(e, hashes, replay_at, steps.data());
   FindTables(steps.data(), n);
   LocateSteps(steps.data(), n);
+  PeekSteps(steps.data(), n);
   ProbeSteps(steps.data(), n, hashes.user);
   ApplySteps(e, steps.data(), n, hashes.user);
 }
 
 namespace {
 // Events between one stage of an event's updates and the next (each prefetches what the next
-// one reads): the interner's slots, the cube's recent tables, the table, the group's slot, its
-// HyperLogLog slot.
+// one reads): the interner's slots, the cube's recent tables, the table, the group's index slot,
+// the group, its HyperLogLog slot.
 constexpr size_t kPipelineDistance = 3;
-constexpr size_t kPipelineStages = 6;
+constexpr size_t kPipelineStages = 7;
 constexpr size_t kPipelineEvents = (kPipelineStages - 1) * kPipelineDistance + 1;
 }  // namespace
 
@@ -213,10 +216,11 @@ void ShardState::AddBatchToCubes(const Event* const* events, size_t n) {
     }
     if (at(2, &j)) FindTables(steps_of(j), counts[j % kPipelineEvents]);
     if (at(3, &j)) LocateSteps(steps_of(j), counts[j % kPipelineEvents]);
-    if (at(4, &j)) {
+    if (at(4, &j)) PeekSteps(steps_of(j), counts[j % kPipelineEvents]);
+    if (at(5, &j)) {
       ProbeSteps(steps_of(j), counts[j % kPipelineEvents], hashes[j % kPipelineEvents].user);
     }
-    if (at(5, &j)) {
+    if (at(6, &j)) {
       ApplySteps(*events[j], steps_of(j), counts[j % kPipelineEvents],
                  hashes[j % kPipelineEvents].user);
     }

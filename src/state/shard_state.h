@@ -185,8 +185,8 @@ class ShardState {
     int64_t timestamp_ms;
     GroupTable* table;
     DimKey key;
+    uint64_t hash;  // GroupTable::Hash(key)
     Aggregate* agg;
-    size_t capacity;  // of `table` when `agg` was found: a different one means it has moved
   };
   // The hashes of an event's dimension values (the catalog's used ones) and user id.
   struct EventHashes {
@@ -201,8 +201,10 @@ class ShardState {
                    Step* steps);
   // Finds each step's table (the minute's) and prefetches it.
   void FindTables(Step* steps, int n);
-  // Prefetches each step's group slot.
+  // Hashes each step's key and prefetches its table's index slot.
   void LocateSteps(Step* steps, int n);
+  // Prefetches each step's group (or where a new one will go).
+  void PeekSteps(Step* steps, int n);
   // Finds or creates each step's group and prefetches its HyperLogLog slot.
   void ProbeSteps(Step* steps, int n, std::optional<uint64_t> user_hash);
   // Adds `e` to each step's group.

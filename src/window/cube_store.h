@@ -10,27 +10,12 @@
 #include <functional>
 #include <map>
 
-#include "absl/container/flat_hash_map.h"
 #include "window/aggregate.h"
 #include "window/cube_catalog.h"
+#include "window/group_table.h"
 #include "window/time_bucket.h"
 
 namespace adpulse {
-
-// Interned ids of a group's dimension values, in the cube's dimension order; unused slots are 0.
-using DimKey = std::array<uint32_t, kMaxCubeDims>;
-// A multiply-xorshift mix of the key's three 64-bit words, inlined: absl's default hash of 24
-// bytes is an out-of-line call (LowLevelHash), a tenth of the time of a cube update.
-struct DimKeyHash {
-  size_t operator()(const DimKey& k) const {
-    static_assert(kMaxCubeDims == 6, "three 64-bit words");
-    uint64_t h = ((uint64_t{k[0]} << 32) | k[1]) * 0x9E3779B97F4A7C15ull;
-    h = (h ^ (h >> 32) ^ ((uint64_t{k[2]} << 32) | k[3])) * 0xBF58476D1CE4E5B9ull;
-    h = (h ^ (h >> 29) ^ ((uint64_t{k[4]} << 32) | k[5])) * 0x94D049BB133111EBull;
-    return static_cast<size_t>(h ^ (h >> 31));
-  }
-};
-using GroupTable = absl::flat_hash_map<DimKey, Aggregate, DimKeyHash>;
 
 class CubeStore {
  public:
@@ -66,11 +51,11 @@ class CubeStore {
   }
   // Starts loading what TableFor reads first.
   void PrefetchRecent() const { __builtin_prefetch(recent_.data()); }
-  Aggregate& GroupIn(GroupTable& table, const DimKey& key, bool* created) {
-    auto [it, inserted] = table.try_emplace(key);
-    groups_ += inserted;
-    *created = inserted;
-    return it->second;
+  // `hash` is GroupTable::Hash(key).
+  Aggregate& GroupIn(GroupTable& table, const DimKey& key, uint64_t hash, bool* created) {
+    Aggregate& agg = table.FindOrInsert(key, hash, created);
+    groups_ += *created;
+    return agg;
   }
   bool keeps_users() const { return spec_->unique_users; }
 

@@ -108,11 +108,11 @@ void ExecuteOnCube(const QuerySpec& spec, const std::vector<const CubeStore*>& s
         store->ForEachBucket(level, first, end, [&](int64_t, const GroupTable& table) {
           if (exact_keys) {
             for (const DimKey& key : *exact_keys) {
-              auto it = table.find(key);
-              if (it == table.end()) continue;
+              const Aggregate* agg = table.Find(key);
+              if (!agg) continue;
               TimeKey tk{out_time, {}};
               for (size_t i = 0; i < positions.size(); ++i) tk.key[i] = key[positions[i]];
-              local[tk].Merge(it->second, spec.need_users);
+              local[tk].Merge(*agg, spec.need_users);
             }
             return;
           }
