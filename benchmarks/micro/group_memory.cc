@@ -3,7 +3,8 @@
 // two shards (5,000 campaigns, 4 ads each, 2,500 advertisers, 8 countries, 3 devices, 500
 // publishers, 1 M users), spread over 10 s of one minute, the eight default cubes. Run:
 //   build/benchmarks/group_memory 1000000
-// ShardWriter::kBytesPerGroup is the estimate the flushes go by; this measures the real figure.
+// ShardState::group_bytes_in_memory() is the estimate the flushes go by; this measures the real
+// figure beside it.
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -56,8 +57,11 @@ int main(int argc, char** argv) {
   for (const Event& e : batch) shard.AddToCubes(e);
   long grown = ResidentBytes() - before;
   size_t groups = shard.groups_in_memory();
-  std::printf("%ld events: %zu groups, %.1f MiB resident, %.0f bytes per group, %.1f per event\n",
-              events, groups, grown / 1048576.0, static_cast<double>(grown) / groups,
-              static_cast<double>(grown) / events);
+  std::printf(
+      "%ld events: %zu groups, %.1f MiB resident, %.0f bytes per group, %.1f per event; "
+      "estimated %.1f MiB (%.0f bytes per group)\n",
+      events, groups, grown / 1048576.0, static_cast<double>(grown) / groups,
+      static_cast<double>(grown) / events, shard.group_bytes_in_memory() / 1048576.0,
+      static_cast<double>(shard.group_bytes_in_memory()) / groups);
   return 0;
 }

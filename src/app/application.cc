@@ -269,7 +269,7 @@ int RunApplication(int argc, char** argv) {
   // before their roll-up reads them: events older than that write their hours and days themselves.
   pipeline_options.max_event_age_ms =
       std::min(config.max_age_s * 1000, (config.minute_retention_days - 1) * 86'400'000);
-  constexpr uint64_t kBytesPerGroup = ShardWriter::kBytesPerGroup;
+  constexpr uint64_t kBytesPerGroup = ShardState::kBytesPerGroup;
 
   pipeline_options.dedup_filter_bytes =
       budget / 16 / static_cast<uint64_t>(pipeline_options.workers);

@@ -164,7 +164,15 @@ void ShardState::ApplySteps(const Event& e, const Step* steps, int n,
   for (int i = 0; i < n; ++i) {
     const Step& step = steps[i];
     // Still where it was found: a group table's entries never move.
-    step.agg->Add(e, step.cube->keeps_users() ? user_hash : std::nullopt);
+    if (user_hash && step.cube->keeps_users()) {
+      size_t before = step.agg->users.HeapBytes();
+      step.agg->Add(e, user_hash);
+      ptrdiff_t grown = static_cast<ptrdiff_t>(step.agg->users.HeapBytes() - before);
+      step.cube->AddUserBytes(grown);
+      user_bytes_ += static_cast<size_t>(grown);
+    } else {
+      step.agg->Add(e, std::nullopt);
+    }
   }
   if (e.timestamp_ms + kLateEventMs < max_event_ms_) ++late_;
   if (e.timestamp_ms > max_event_ms_) max_event_ms_ = e.timestamp_ms;
@@ -327,6 +335,7 @@ absl::Status ShardState::WriteDedupRun(const DedupIndex& ids, const WalPosition&
 void ShardState::ClearSlice(int s) {
   for (CubeStore& cube : slices_[s].cubes) {
     groups_ -= cube.GroupCount();
+    user_bytes_ -= cube.UserBytes();
     cube.Clear();
   }
 }
@@ -415,7 +424,10 @@ absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {
   // Every write of this shard before this one has finished: the snapshot is the store without it.
   before_in_flight_ = store_->GetSnapshot();
   Slice& slice = slices_[s];
-  for (const CubeStore& cube : slice.cubes) f.groups += cube.GroupCount();
+  for (const CubeStore& cube : slice.cubes) {
+    f.groups += cube.GroupCount();
+    f.user_bytes += cube.UserBytes();
+  }
   f.cubes = std::move(slice.cubes);
   ResetSlice(s);
   // The encoding too is done on the writer's thread: the moved-aside slice no longer changes.
@@ -449,6 +461,7 @@ absl::Status ShardState::CollectSliceFlush(bool wait) {
   InFlight& f = *in_flight_;
   slices_[f.slice].checkpoint = f.checkpoint;
   groups_ -= f.groups;
+  user_bytes_ -= f.user_bytes;
   retired_ = std::make_shared<Retired>(Retired{std::move(f.cubes)});
   in_flight_.reset();
   before_in_flight_.reset();

@@ -129,6 +129,10 @@ class ShardState {
   // True while a background write is still running (starting a flush would wait for it).
   bool WriteBusy() const { return in_flight_ && !writer_->Done(); }
   size_t groups_in_memory() const { return groups_; }
+  // The memory those groups hold: each group's table entry and index share (kBytesPerGroup), and
+  // the heap of its HyperLogLog, counted as it grows.
+  static constexpr size_t kBytesPerGroup = sizeof(GroupTable::Entry) + 48;
+  size_t group_bytes_in_memory() const { return groups_ * kBytesPerGroup + user_bytes_; }
   size_t dedup_ids_in_memory() const {
     return ids_.size() + (run_in_flight_ ? run_in_flight_->ids.size() : 0);
   }
@@ -239,6 +243,7 @@ class ShardState {
   Interner interner_;
   std::vector<Slice> slices_;
   size_t groups_ = 0;
+  size_t user_bytes_ = 0;         // HyperLogLog heap bytes of the groups counted in groups_
   DedupIndex ids_;                // accepted since the last dedup run
   WalPosition dedup_checkpoint_;  // the store holds the id of every event before it
   struct RunInFlight {
@@ -254,6 +259,7 @@ class ShardState {
     std::vector<CubeStore> cubes;
     WalPosition checkpoint;
     size_t groups = 0;
+    size_t user_bytes = 0;
   };
   std::optional<InFlight> in_flight_;
   // The memory of the last slice written, freed on the writer's thread at the start of its next

@@ -199,7 +199,7 @@ void ShardWriter::CommitGroup(const std::function<int(int fd)>& sync) {
 }
 
 uint64_t ShardWriter::MemoryEstimate() const {
-  return state_->groups_in_memory() * kBytesPerGroup +
+  return state_->group_bytes_in_memory() +
          state_->dedup_ids_in_memory() * kBytesPerDedupId + state_->interner_bytes();
 }
 

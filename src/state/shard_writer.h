@@ -53,9 +53,7 @@ struct ShardWriterOptions {
 
 class ShardWriter {
  public:
-  // Memory estimates: an in-memory aggregate with its map slot, bucket map and a small
-  // HyperLogLog (measured, docs/benchmarks.md), and a dedup id in its hash map.
-  static constexpr uint64_t kBytesPerGroup = 320;
+  // Memory estimate of a dedup id in its hash map (the groups' memory is counted by ShardState).
   static constexpr uint64_t kBytesPerDedupId = 48;
   static constexpr int kMaxSlicesPerCall = 4;
 

@@ -33,6 +33,7 @@ void CubeStore::Clear() {
   recent_ = {};
   next_recent_ = 0;
   groups_ = 0;
+  user_bytes_ = 0;
 }
 
 }  // namespace adpulse

@@ -26,10 +26,12 @@ class CubeStore {
         minutes_(std::move(o.minutes_)),
         recent_(o.recent_),
         next_recent_(o.next_recent_),
-        groups_(o.groups_) {
+        groups_(o.groups_),
+        user_bytes_(o.user_bytes_) {
     o.minutes_.clear();
     o.recent_ = {};
     o.groups_ = 0;
+    o.user_bytes_ = 0;
   }
 
   const CubeSpec& spec() const { return *spec_; }
@@ -70,8 +72,11 @@ class CubeStore {
     }
   }
 
-  // Minute groups held (the memory-budget measure).
+  // Minute groups held, and the heap bytes of their HyperLogLogs as the caller reported them
+  // (AddUserBytes, after each change): the memory-budget measures.
   size_t GroupCount() const { return groups_; }
+  size_t UserBytes() const { return user_bytes_; }
+  void AddUserBytes(ptrdiff_t delta) { user_bytes_ += static_cast<size_t>(delta); }
 
   // Calls fn(level, bucket_index, key, aggregate) for everything held: each minute group, then
   // the hour and day groups rolled up from them, for hours up to `hours_through` and days up to
@@ -96,6 +101,7 @@ class CubeStore {
   std::array<Recent, kRecent> recent_{};
   int next_recent_ = 0;
   size_t groups_ = 0;
+  size_t user_bytes_ = 0;
 };
 
 }  // namespace adpulse

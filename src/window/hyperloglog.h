@@ -47,6 +47,11 @@ class HyperLogLog {
   // True if AppendTo writes the dense encoding: dense, or more than kSparseLimit distinct entries.
   bool StoredDense() const;
   size_t MemoryBytes() const;
+  // The heap memory held, with malloc's 16 bytes of overhead an allocation.
+  size_t HeapBytes() const {
+    size_t sparse = sparse_.capacity() * sizeof(uint32_t);
+    return (sparse ? sparse + 16 : 0) + (dense_ ? kRegisters + 16 : 0);
+  }
 
   // Encodings of the users of a stored aggregate (docs/formats/state.md). Each starts with a u8
   // kind (0 empty, 1 sparse, 2 dense); dense is the kRegisters rank bytes. Sparse entries are

@@ -206,6 +206,34 @@ TEST_CASE("damage in an older segment refuses to start", "[recovery]") {
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("a shard's group memory counts its users' sketches, and a flush gives it back",
+          "[memory]") {
+  CubeCatalog catalog = Catalog();
+  std::string dir = TempDir();
+  auto store = StateStore::Open({dir + "/state"});
+  REQUIRE(store.ok());
+  Events events(2000);
+  std::vector<std::string> users;
+  users.reserve(events.events.size());
+  for (size_t i = 0; i < events.events.size(); ++i) users.push_back("u" + std::to_string(i));
+  for (size_t i = 0; i < events.events.size(); ++i) events.events[i].user_id = users[i];
+  ShardState state(catalog, 0, store->get(), kDayMs);
+  ShardWriter writer(&state, Options(dir, 4096, store->get()));
+  RecoveryStats stats;
+  REQUIRE(writer.Recover(&stats).ok());
+  CHECK(state.group_bytes_in_memory() == 0);
+  Write(writer, events.events);
+  REQUIRE(state.groups_in_memory() == 2);  // c1 and c2, in one minute
+  // Each holds 1,000 distinct users: at least 4,000 bytes of sparse entries, at most 8 KiB.
+  size_t fixed = 2 * ShardState::kBytesPerGroup;
+  CHECK(state.group_bytes_in_memory() >= fixed + 2 * 4000);
+  CHECK(state.group_bytes_in_memory() <= fixed + 2 * (8192 + 16));
+  writer.MaybeFlush(NowMs(), true);
+  CHECK(state.groups_in_memory() == 0);
+  CHECK(state.group_bytes_in_memory() == 0);
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("a checkpoint in the store bounds replay, and queries read store plus memory",
           "[recovery]") {
   CubeCatalog catalog = Catalog();
