@@ -164,14 +164,10 @@ void ShardState::ApplySteps(const Event& e, const Step* steps, int n,
   for (int i = 0; i < n; ++i) {
     const Step& step = steps[i];
     // Still where it was found: a group table's entries never move.
-    if (user_hash && step.cube->keeps_users()) {
-      size_t before = step.agg->users.HeapBytes();
-      step.agg->Add(e, user_hash);
-      ptrdiff_t grown = static_cast<ptrdiff_t>(step.agg->users.HeapBytes() - before);
+    size_t grown = step.agg->Add(e, step.cube->keeps_users() ? user_hash : std::nullopt);
+    if (grown) {
       step.cube->AddUserBytes(grown);
-      user_bytes_ += static_cast<size_t>(grown);
-    } else {
-      step.agg->Add(e, std::nullopt);
+      user_bytes_ += grown;
     }
   }
   if (e.timestamp_ms + kLateEventMs < max_event_ms_) ++late_;

@@ -50,11 +50,12 @@ struct Aggregate {
   Counters counters;
   HyperLogLog users;  // distinct user_id of valid events
 
-  // `user_hash` is XXH3 of user_id, or nullopt when the event has none.
-  void Add(const Event& e, std::optional<uint64_t> user_hash) {
+  // `user_hash` is XXH3 of user_id, or nullopt when the event has none. Returns how many bytes
+  // the users' heap memory grew by (HyperLogLog::AddHash).
+  size_t Add(const Event& e, std::optional<uint64_t> user_hash) {
     bool fraud = e.fraud_flags != 0;
     counters.Add(e.type, e.bid_micros, fraud);
-    if (user_hash && !fraud) users.AddHash(*user_hash);
+    return user_hash && !fraud ? users.AddHash(*user_hash) : 0;
   }
   void Merge(const Aggregate& o, bool with_users) {
     counters.Merge(o.counters);

@@ -76,7 +76,7 @@ class CubeStore {
   // (AddUserBytes, after each change): the memory-budget measures.
   size_t GroupCount() const { return groups_; }
   size_t UserBytes() const { return user_bytes_; }
-  void AddUserBytes(ptrdiff_t delta) { user_bytes_ += static_cast<size_t>(delta); }
+  void AddUserBytes(size_t grown) { user_bytes_ += grown; }
 
   // Calls fn(level, bucket_index, key, aggregate) for everything held: each minute group, then
   // the hour and day groups rolled up from them, for hours up to `hours_through` and days up to

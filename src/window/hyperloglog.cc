@@ -61,15 +61,21 @@ void HyperLogLog::RegisterFromPrefix(uint32_t prefix, uint32_t* index, uint8_t* 
   *rank = static_cast<uint8_t>(r);
 }
 
-void HyperLogLog::AddHash(uint64_t hash) {
+size_t HyperLogLog::AddHash(uint64_t hash) {
   if (dense_) {
     uint32_t index = static_cast<uint32_t>(hash >> kQ);
     uint64_t rest = hash << kPrecision;
     int r = rest == 0 ? kQ + 1 : std::countl_zero(rest) + 1;
     SetRegister(index, static_cast<uint8_t>(r));
-    return;
+    return 0;
   }
+  if (sparse_.size() < sparse_.capacity()) {
+    sparse_.push_back(SparsePrefix(hash));
+    return 0;
+  }
+  size_t before = HeapBytes();
   AddSparse(SparsePrefix(hash));
+  return HeapBytes() - before;
 }
 
 void HyperLogLog::AddSparse(uint32_t prefix) {

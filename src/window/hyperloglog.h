@@ -30,8 +30,9 @@ class HyperLogLog {
   HyperLogLog(HyperLogLog&&) noexcept = default;
   HyperLogLog& operator=(HyperLogLog&&) noexcept = default;
 
-  // `hash` is a well-mixed 64-bit hash of the item (XXH3).
-  void AddHash(uint64_t hash);
+  // `hash` is a well-mixed 64-bit hash of the item (XXH3). Returns how many bytes HeapBytes grew
+  // by (0 unless the set had to grow).
+  size_t AddHash(uint64_t hash);
   // Starts loading the memory AddHash(hash) will touch.
   void Prefetch(uint64_t hash) const {
     if (dense_) {
