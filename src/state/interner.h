@@ -40,17 +40,8 @@ class Interner {
  public:
   Interner() { Clear(); }
 
-  uint32_t Intern(std::string_view s) {
-    uint64_t hash;
-    return Intern(s, &hash);
-  }
-  // Intern, also giving the value's hash (Hash(id)) without reading it back: the value is hashed
-  // once, for the lookup and the caller.
-  uint32_t Intern(std::string_view s, uint64_t* hash) {
-    *hash = HashOf(s);
-    return Intern(HashedValue{s, *hash});
-  }
-  // Intern of a value hashed before (v.hash == HashOf(v.value)).
+  // The id of a value, given with its hash (v.hash == HashOf(v.value)): the caller hashes each
+  // value once, for this lookup, its Prefetch and its own use.
   uint32_t Intern(const HashedValue& v) {
     if (v.value.empty()) return 0;
     auto it = ids_.find(v);

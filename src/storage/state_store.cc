@@ -331,6 +331,8 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOpt
   // full ingest speed, with compactions at SCHED_IDLE, runs pile up in level 0 for a while. A
   // lookup (only for ids the dedup filter cannot rule out) probes one filter partition a file, so
   // more level-0 files cost little: writes slow down at 40 and stop at 60 instead of 20 and 36.
+  // That absorbs a burst of a minute or so; flat out for longer, the compactions still fall
+  // behind and writes stall until they catch up (docs/benchmarks.md, "Longer than a minute").
   dedup_cf.level0_slowdown_writes_trigger = 40;
   dedup_cf.level0_stop_writes_trigger = 60;
   impl->dedup_options = rocksdb::Options(o, dedup_cf);
