@@ -199,8 +199,8 @@ void ShardWriter::CommitGroup(const std::function<int(int fd)>& sync) {
 }
 
 uint64_t ShardWriter::MemoryEstimate() const {
-  return state_->group_bytes_in_memory() +
-         state_->dedup_ids_in_memory() * kBytesPerDedupId + state_->interner_bytes();
+  return state_->group_bytes_in_memory() + state_->dedup_ids_in_memory() * kBytesPerDedupId +
+         state_->interner_bytes();
 }
 
 void ShardWriter::MaybeFlush(int64_t now_ms, bool force, const std::function<void()>& between) {
