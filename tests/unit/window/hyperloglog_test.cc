@@ -11,6 +11,16 @@ namespace adpulse {
 namespace {
 uint64_t H(uint64_t i) { return XXH3_64bits(&i, sizeof(i)); }
 double RelErr(double est, double truth) { return std::abs(est - truth) / truth; }
+// `h` encoded as a flush stores it (its encoding in `encoded`, if given) and read back.
+HyperLogLog StoredAndRead(const HyperLogLog& h, std::string* encoded = nullptr) {
+  std::string bytes;
+  h.AppendTo(bytes);
+  HyperLogLog back;
+  std::string_view in(bytes);
+  REQUIRE(back.ReadFrom(in, HyperLogLog::Encoding::kDeltaVarint));
+  if (encoded) *encoded = bytes;
+  return back;
+}
 }  // namespace
 
 TEST_CASE("small sets are counted exactly while sparse", "[hll]") {
@@ -78,12 +88,7 @@ TEST_CASE("repeats never count twice nor hold memory, across compactions", "[hll
   CHECK_FALSE(h.is_dense());
   CHECK(h.Estimate() == 100);
   CHECK(h.MemoryBytes() <= sizeof(HyperLogLog) + 256 * sizeof(uint32_t));  // not 5,000 entries
-  std::string encoded;
-  h.AppendTo(encoded);
-  HyperLogLog back;
-  std::string_view in(encoded);
-  REQUIRE(back.ReadFrom(in, HyperLogLog::Encoding::kDeltaVarint));
-  CHECK(back.Estimate() == 100);
+  CHECK(StoredAndRead(h).Estimate() == 100);
 }
 
 TEST_CASE("a small set of repeats grows only up to the compaction size", "[hll]") {
@@ -93,11 +98,7 @@ TEST_CASE("a small set of repeats grows only up to the compaction size", "[hll]"
   }
   CHECK(h.Estimate() == 3);
   CHECK(h.MemoryBytes() <= sizeof(HyperLogLog) + 2 * HyperLogLog::kCompactFrom * sizeof(uint32_t));
-  std::string encoded;
-  h.AppendTo(encoded);
-  HyperLogLog back;
-  std::string_view in(encoded);
-  REQUIRE(back.ReadFrom(in, HyperLogLog::Encoding::kDeltaVarint));
+  HyperLogLog back = StoredAndRead(h);
   CHECK(back.Estimate() == 3);
   HyperLogLog merged;
   merged.Merge(h);
@@ -110,11 +111,8 @@ TEST_CASE("a sparse set too large to store sparse is estimated as it is stored",
   for (uint64_t i = 0; i < 1500; ++i) h.AddHash(H(i));
   REQUIRE(h.StoredDense());
   std::string encoded;
-  h.AppendTo(encoded);
+  HyperLogLog back = StoredAndRead(h, &encoded);
   CHECK(encoded.size() == 1 + HyperLogLog::kRegisters);
-  HyperLogLog back;
-  std::string_view in(encoded);
-  REQUIRE(back.ReadFrom(in, HyperLogLog::Encoding::kDeltaVarint));
   CHECK(back.is_dense());
   CHECK(back.Estimate() == h.Estimate());
   CHECK(RelErr(h.Estimate(), 1500) < 0.02);
