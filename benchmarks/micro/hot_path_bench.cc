@@ -12,6 +12,7 @@
 #include "ingest/event_decoder.h"
 #include "ingest/pipeline.h"
 #include "state/shard_state.h"
+#include "storage/wal_record.h"
 
 namespace adpulse {
 namespace {
@@ -87,6 +88,28 @@ void BM_Route(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
 BENCHMARK(BM_Route);
+
+// The write-ahead log's record for each event of a batch (ShardWriter::Stage encodes each new
+// event into the log's buffer).
+void BM_EncodeWalRecord(benchmark::State& state) {
+  int64_t now = 1'764'340'800'000;
+  std::string body = MakeNdjson(now, kBatch, 1);
+  body.reserve(body.size() + 64);
+  EventDecoder decoder;
+  IngestBatch batch;
+  if (!decoder.Decode(BodyFormat::kNdjson, body, ValidationRules{}, now, batch).ok()) {
+    state.SkipWithError("decode failed");
+    return;
+  }
+  std::string out;
+  for (auto _ : state) {
+    out.clear();
+    for (const Event& e : batch.events) EncodeEventRecord(e, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(batch.events.size()));
+}
+BENCHMARK(BM_EncodeWalRecord);
 
 // kBatch fresh events (MakeNdjson) decoded into `batch`, for the parts after decoding.
 void DecodeFresh(EventDecoder& decoder, int64_t now, uint64_t seed, uint64_t campaigns,

@@ -154,9 +154,7 @@ void ShardWriter::Stage(const Event& e, absl::uint128 fingerprint, EventOutcome*
       break;
   }
   if (wal_) {
-    record_.clear();
-    EncodeEventRecord(e, record_);
-    wal_->Append(record_);
+    wal_->AppendEncoded([&e](std::string& out) { EncodeEventRecord(e, out); });
   }
   staged_.push_back({&e, outcome, failure});
 }

@@ -176,13 +176,20 @@ absl::Status WalWriter::OpenSegment(uint64_t sequence) {
 }
 
 void WalWriter::Append(std::string_view payload) {
+  size_t at = buffer_.size();
+  buffer_.append(kWalRecordHeaderBytes, '\0');
+  buffer_.append(payload);
+  FinishRecord(at);
+}
+
+void WalWriter::FinishRecord(size_t at) {
+  char* header = buffer_.data() + at;
+  std::string_view payload(header + kWalRecordHeaderBytes,
+                           buffer_.size() - at - kWalRecordHeaderBytes);
   uint32_t length = static_cast<uint32_t>(payload.size());
   uint32_t checksum = Checksum(payload);
-  char header[kWalRecordHeaderBytes];
   std::memcpy(header, &length, 4);
   std::memcpy(header + 4, &checksum, 4);
-  buffer_.append(header, sizeof(header));
-  buffer_.append(payload);
   ++pending_records_;
 }
 

@@ -56,6 +56,15 @@ class WalWriter {
   ~WalWriter();
 
   void Append(std::string_view payload);
+  // Appends a record whose payload `encode(buffer)` appends to the log's own buffer, so that it
+  // is encoded in place instead of being copied in.
+  template <typename Encode>
+  void AppendEncoded(Encode&& encode) {
+    size_t at = buffer_.size();
+    buffer_.append(kWalRecordHeaderBytes, '\0');
+    encode(buffer_);
+    FinishRecord(at);
+  }
   size_t pending_records() const { return pending_records_; }
 
   // Writes every appended record and, with fsync, waits until it is on disk. On a write error
@@ -87,6 +96,9 @@ class WalWriter {
   int fd_ = -1;
   uint64_t sequence_ = 0;
   uint64_t file_bytes_ = 0;
+  // Fills in the header at `at` for the payload after it, to the end of the buffer.
+  void FinishRecord(size_t at);
+
   std::string buffer_;
   size_t pending_records_ = 0;
   bool unsynced_ = false;  // written since the last fdatasync
