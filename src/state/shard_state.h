@@ -72,6 +72,10 @@ enum class Admission { kNew, kDuplicate, kError };
 // Events whose time is this far behind the newest event the shard has seen count as late.
 inline constexpr int64_t kLateEventMs = 60'000;
 
+// Sorts the ids of one DedupIndex part (all with the same top 6 fingerprint bits) by
+// fingerprint; `scratch` is reused between calls.
+void SortDedupPart(DedupId* first, DedupId* last, std::vector<DedupId>& scratch);
+
 class ShardState {
  public:
   static constexpr int kSlices = 64;

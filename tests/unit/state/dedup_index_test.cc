@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "state/dedup_filter.h"
+#include "state/shard_state.h"
 #include "window/time_bucket.h"
 
 namespace adpulse {
@@ -83,4 +84,30 @@ TEST_CASE("ids sorted a part at a time are sorted as a whole", "[dedup]") {
   REQUIRE(ids.size() == 20'000);
   CHECK(std::is_sorted(ids.begin(), ids.end()));
 }
+TEST_CASE("a dedup run's part is sorted by fingerprint, small or bucketed", "[dedup]") {
+  std::vector<DedupId> scratch;
+  for (size_t n : {size_t{0}, size_t{1}, size_t{1000}, size_t{5000}, size_t{200000}}) {
+    // The ids of one part: the same top 6 bits (part 37), the rest from fingerprints.
+    std::vector<DedupId> ids;
+    for (size_t i = 0; i < n; ++i) {
+      absl::uint128 fp = DedupIndex::Fingerprint("id-" + std::to_string(i));
+      uint64_t high = (absl::Uint128High64(fp) & (~uint64_t{0} >> 6)) | (uint64_t{37} << 58);
+      if (i % 100 == 7) high &= ~(uint64_t{1023} << 48);  // crowd the first bucket
+      ids.push_back({absl::MakeUint128(high, absl::Uint128Low64(fp)), static_cast<int32_t>(i)});
+    }
+    std::vector<DedupId> expected = ids;
+    std::sort(expected.begin(), expected.end(),
+              [](const DedupId& a, const DedupId& b) { return a.fingerprint < b.fingerprint; });
+    SortDedupPart(ids.data(), ids.data() + ids.size(), scratch);
+    CAPTURE(n);
+    REQUIRE(ids.size() == expected.size());
+    bool same = true;
+    for (size_t i = 0; i < n; ++i) {
+      same =
+          same && ids[i].fingerprint == expected[i].fingerprint && ids[i].hour == expected[i].hour;
+    }
+    CHECK(same);
+  }
+}
+
 }  // namespace adpulse
