@@ -39,7 +39,8 @@ void ShardState::PrefetchAdmit(absl::uint128 fingerprint) const {
   if (filter_) filter_->Prefetch(fingerprint);
 }
 
-Admission ShardState::Admit(const Event& e, absl::uint128 fp, std::string* error) {
+Admission ShardState::Admit(const Event& e, absl::uint128 fp, int64_t now_ms,
+                              std::string* error) {
   int32_t hour = static_cast<int32_t>(FloorDiv(e.timestamp_ms, kHourMs));
   if (!ids_.Insert(fp, hour)) {
     ++duplicates_;
@@ -52,7 +53,7 @@ Admission ShardState::Admit(const Event& e, absl::uint128 fp, std::string* error
   }
   if (store_ && (!filter_ || filter_->MayContain(fp))) {
     ++store_lookups_;
-    int32_t min_hour = static_cast<int32_t>(FloorDiv(NowMs() - dedup_horizon_ms_, kHourMs)) - 1;
+    int32_t min_hour = static_cast<int32_t>(FloorDiv(now_ms - dedup_horizon_ms_, kHourMs)) - 1;
     auto seen = store_->DedupContains(shard_, fp, min_hour);
     if (!seen.ok()) {
       ids_.Erase(fp);
@@ -67,7 +68,7 @@ Admission ShardState::Admit(const Event& e, absl::uint128 fp, std::string* error
   }
   // Into the filter as it is accepted, so that the filter covers it by the time it leaves memory
   // for the store; adding a whole run's ids at once held the worker for tens of milliseconds.
-  if (filter_) filter_->Add(fp, NowMs());
+  if (filter_) filter_->Add(fp, now_ms);
   return Admission::kNew;
 }
 

@@ -38,6 +38,7 @@
 #include "absl/status/status.h"
 #include "adpulse/event.h"
 #include "base/relaxed_counter.h"
+#include "base/time_parse.h"
 #include "state/background_writer.h"
 #include "state/dedup_filter.h"
 #include "state/dedup_index.h"
@@ -89,10 +90,11 @@ class ShardState {
 
   // Dedup against memory, then the store. kError (with `error`) when the store cannot be read.
   Admission Admit(const Event& e, std::string* error) {
-    return Admit(e, DedupIndex::Fingerprint(e.event_id), error);
+    return Admit(e, DedupIndex::Fingerprint(e.event_id), NowMs(), error);
   }
-  // The same with the fingerprint of e.event_id given.
-  Admission Admit(const Event& e, absl::uint128 fingerprint, std::string* error);
+  // The same with the fingerprint of e.event_id and the wall-clock time given (a batch reads the
+  // clock once, not once an event).
+  Admission Admit(const Event& e, absl::uint128 fingerprint, int64_t now_ms, std::string* error);
   // Starts loading the memory Admit of an event with this fingerprint reads (the in-memory ids and
   // the dedup filter), so that a caller can overlap several events' cache misses.
   void PrefetchAdmit(absl::uint128 fingerprint) const;

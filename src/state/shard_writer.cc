@@ -121,6 +121,7 @@ void ShardWriter::StageAll(const std::vector<Event>& events, const std::vector<u
   constexpr size_t kAhead = 8;             // events between an event's prefetch and its dedup check
   absl::uint128 fingerprints[kAhead + 1];  // of the events i - kAhead .. i
   size_t n = indices.size();
+  int64_t now = NowMs();
   for (size_t i = 0; i < n + kAhead; ++i) {
     if (i < n) {
       absl::uint128 fp = DedupIndex::Fingerprint(events[indices[i]].event_id);
@@ -129,20 +130,20 @@ void ShardWriter::StageAll(const std::vector<Event>& events, const std::vector<u
     }
     if (i >= kAhead) {
       uint32_t at = indices[i - kAhead];
-      Stage(events[at], fingerprints[(i - kAhead) % (kAhead + 1)], &outcomes[at], failure);
+      Stage(events[at], fingerprints[(i - kAhead) % (kAhead + 1)], now, &outcomes[at], failure);
     }
   }
 }
 
-void ShardWriter::Stage(const Event& e, absl::uint128 fingerprint, EventOutcome* outcome,
-                        std::string* failure) {
+void ShardWriter::Stage(const Event& e, absl::uint128 fingerprint, int64_t now_ms,
+                        EventOutcome* outcome, std::string* failure) {
   if (!unavailable_.empty()) {
     *outcome = EventOutcome::kFailed;
     if (failure->empty()) *failure = unavailable_;
     return;
   }
   std::string error;
-  switch (state_->Admit(e, fingerprint, &error)) {
+  switch (state_->Admit(e, fingerprint, now_ms, &error)) {
     case Admission::kDuplicate:
       *outcome = EventOutcome::kDuplicate;
       return;

@@ -63,7 +63,7 @@ class ShardWriter {
 
   // Dedups `e`; a new event is staged and its outcome set at CommitGroup.
   void Stage(const Event& e, EventOutcome* outcome, std::string* failure) {
-    Stage(e, DedupIndex::Fingerprint(e.event_id), outcome, failure);
+    Stage(e, DedupIndex::Fingerprint(e.event_id), NowMs(), outcome, failure);
   }
   // Stage for events[i] (outcome outcomes[i]) for each i of `indices`, in order; the memory each
   // event's dedup check reads is prefetched a few events ahead.
@@ -93,7 +93,7 @@ class ShardWriter {
     EventOutcome* outcome;
     std::string* failure;
   };
-  void Stage(const Event& e, absl::uint128 fingerprint, EventOutcome* outcome,
+  void Stage(const Event& e, absl::uint128 fingerprint, int64_t now_ms, EventOutcome* outcome,
              std::string* failure);
   ShardState* state_;
   ShardWriterOptions options_;
