@@ -90,7 +90,8 @@ class ShardState {
 
   // Dedup against memory, then the store. kError (with `error`) when the store cannot be read.
   Admission Admit(const Event& e, std::string* error) {
-    return Admit(e, DedupIndex::Fingerprint(e.event_id), NowMs(), error);
+    // The clock is read only for the dedup filter and the store, which are what use it.
+    return Admit(e, DedupIndex::Fingerprint(e.event_id), filter_ || store_ ? NowMs() : 0, error);
   }
   // The same with the fingerprint of e.event_id and the wall-clock time given (a batch reads the
   // clock once, not once an event).

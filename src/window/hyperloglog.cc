@@ -78,44 +78,104 @@ size_t HyperLogLog::AddHash(uint64_t hash) {
   return HeapBytes() - before;
 }
 
+namespace {
+// [first, last) sorted into `out`. Hash prefixes are uniform, so from 128 entries on one pass
+// buckets them by their top 8 bits and each bucket (a handful of entries) is sorted by insertion:
+// no comparison that mispredicts half the time, as std::sort's do on random keys.
+void SortEntries(const uint32_t* first, const uint32_t* last, std::vector<uint32_t>& out) {
+  size_t n = static_cast<size_t>(last - first);
+  out.resize(n);
+  if (n < 128) {
+    std::copy(first, last, out.begin());
+    std::sort(out.begin(), out.end());
+    return;
+  }
+  uint32_t starts[257] = {0};
+  for (const uint32_t* p = first; p != last; ++p) ++starts[(*p >> 24) + 1];
+  for (int b = 1; b <= 256; ++b) starts[b] += starts[b - 1];
+  uint32_t next[256];
+  std::copy(starts, starts + 256, next);
+  for (const uint32_t* p = first; p != last; ++p) out[next[*p >> 24]++] = *p;
+  for (int b = 0; b < 256; ++b) {
+    for (uint32_t i = starts[b] + 1; i < starts[b + 1]; ++i) {
+      uint32_t v = out[i];
+      uint32_t j = i;
+      for (; j > starts[b] && out[j - 1] > v; --j) out[j] = out[j - 1];
+      out[j] = v;
+    }
+  }
+}
+
+// Merges sorted, distinct [a, a_end) and sorted [b, b_end) into `out` without repeats; returns
+// the end. Entries are nonzero.
+uint32_t* MergeDistinct(const uint32_t* a, const uint32_t* a_end, const uint32_t* b,
+                        const uint32_t* b_end, uint32_t* out) {
+  uint32_t last = 0;
+  while (a != a_end && b != b_end) {
+    uint32_t v = *a < *b ? *a : *b;
+    a += *a == v;
+    b += *b == v;
+    if (v != last) *out++ = last = v;
+  }
+  for (; a != a_end; ++a) *out++ = *a;  // distinct, and all above `last`
+  for (; b != b_end; ++b) {
+    if (*b != last) *out++ = last = *b;
+  }
+  return out;
+}
+}  // namespace
+
 void HyperLogLog::AddSparse(uint32_t prefix) {
   if (sparse_.size() == sparse_.capacity()) {
     size_t capacity = sparse_.capacity();
     // A small set just grows: most of its entries are distinct in practice, and the flush that
     // encodes it sorts it anyway (AppendTo), so sorting it here would mostly be work done twice.
     // Repeats are dropped once it is kCompactFrom entries or more.
-    if (capacity >= kCompactFrom) Compact();
-    if (sparse_.size() * 4 > capacity * 3 || capacity < 8) {
-      if (capacity >= kMaxSparseEntries) {
-        ToDense();
+    if (capacity < kCompactFrom) {
+      sparse_.reserve(std::max<size_t>(8, capacity * 2));
+    } else {
+      // Sorted and merged into scratch memory, then copied once: into the set's own memory, or
+      // into a set twice the size if it stays over three quarters full.
+      thread_local std::vector<uint32_t> tail, merged;
+      SortEntries(sparse_.data() + sorted_, sparse_.data() + sparse_.size(), tail);
+      merged.resize(sparse_.size());
+      size_t n =
+          static_cast<size_t>(MergeDistinct(sparse_.data(), sparse_.data() + sorted_, tail.data(),
+                                            tail.data() + tail.size(), merged.data()) -
+                              merged.data());
+      if (n * 4 > capacity * 3 && capacity >= kMaxSparseEntries) {
+        ToDense();  // from the entries it holds: repeats set a register twice, harmlessly
         uint32_t index;
         uint8_t rank;
         RegisterFromPrefix(prefix, &index, &rank);
         SetRegister(index, rank);
         return;
       }
-      sparse_.reserve(std::min<size_t>(std::max<size_t>(8, capacity * 2), kMaxSparseEntries));
+      if (n * 4 > capacity * 3) {
+        std::vector<uint32_t> grown;
+        grown.reserve(capacity * 2);
+        grown.assign(merged.begin(), merged.begin() + static_cast<ptrdiff_t>(n));
+        sparse_.swap(grown);
+      } else {
+        sparse_.assign(merged.begin(), merged.begin() + static_cast<ptrdiff_t>(n));
+      }
+      sorted_ = static_cast<uint32_t>(n);
     }
   }
   sparse_.push_back(prefix);
 }
 
-void HyperLogLog::Compact() {
-  if (sorted_ == sparse_.size()) return;
-  auto middle = sparse_.begin() + sorted_;
-  std::sort(middle, sparse_.end());
-  std::inplace_merge(sparse_.begin(), middle, sparse_.end());
-  sparse_.erase(std::unique(sparse_.begin(), sparse_.end()), sparse_.end());
-  sorted_ = static_cast<uint32_t>(sparse_.size());
-}
-
 void HyperLogLog::SortedSparse(std::vector<uint32_t>& out) const {
-  out.assign(sparse_.begin(), sparse_.end());
-  if (sorted_ == out.size()) return;
-  auto middle = out.begin() + sorted_;
-  std::sort(middle, out.end());
-  std::inplace_merge(out.begin(), middle, out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
+  if (sorted_ == sparse_.size()) {
+    out.assign(sparse_.begin(), sparse_.end());
+    return;
+  }
+  thread_local std::vector<uint32_t> tail;
+  SortEntries(sparse_.data() + sorted_, sparse_.data() + sparse_.size(), tail);
+  out.resize(sparse_.size());
+  out.resize(static_cast<size_t>(MergeDistinct(sparse_.data(), sparse_.data() + sorted_,
+                                               tail.data(), tail.data() + tail.size(), out.data()) -
+                                 out.data()));
 }
 
 void HyperLogLog::ToDense() {

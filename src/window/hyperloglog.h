@@ -81,8 +81,6 @@ class HyperLogLog {
   }
   void AddSparse(uint32_t prefix);
   static double EstimateRegisters(const uint8_t* registers);
-  // Sorts the sparse entries and drops repeats.
-  void Compact();
   // The distinct sparse entries, sorted, in `out`.
   void SortedSparse(std::vector<uint32_t>& out) const;
   void ToDense();
