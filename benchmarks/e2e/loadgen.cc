@@ -427,7 +427,10 @@ int main(int argc, char** argv) {
   // Nothing lost: every event time this run sends lies in [verify_start, verify_end).
   const int64_t verify_start =
       (NowMs() - static_cast<int64_t>(o.spread_s) * 1000) / 60'000 * 60'000 - 120'000;
-  const int64_t verify_end = verify_start + 24 * 3'600'000;
+  // Up to a day of run time after the spread (the range was a day from its start, which missed
+  // most events of a --spread-s of a month).
+  const int64_t verify_end =
+      verify_start + static_cast<int64_t>(o.spread_s) * 1000 + 24 * 3'600'000;
   o.verify = o.verify && !o.redis;
   std::optional<uint64_t> total_before;
   if (o.verify) {
