@@ -19,6 +19,7 @@ void EncodeEventRecord(const Event& e, std::string& out) {
   out.resize(at + size);
   char* p = out.data() + at;
   auto put = [&p](const void* data, size_t n) {
+    if (n == 0) return;  // an empty view's data() may be null, which memcpy must not get
     std::memcpy(p, data, n);
     p += n;
   };
