@@ -39,8 +39,7 @@ void ShardState::PrefetchAdmit(absl::uint128 fingerprint) const {
   if (filter_) filter_->Prefetch(fingerprint);
 }
 
-Admission ShardState::Admit(const Event& e, absl::uint128 fp, int64_t now_ms,
-                              std::string* error) {
+Admission ShardState::Admit(const Event& e, absl::uint128 fp, int64_t now_ms, std::string* error) {
   int32_t hour = static_cast<int32_t>(FloorDiv(e.timestamp_ms, kHourMs));
   if (!ids_.Insert(fp, hour)) {
     ++duplicates_;

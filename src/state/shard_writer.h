@@ -101,7 +101,7 @@ class ShardWriter {
   std::string unavailable_;
   std::vector<Staged> staged_;
   std::vector<const Event*> batch_;  // the staged events, applied together
-  RelaxedCounter commits_;  // group commits (one write + fdatasync each)
+  RelaxedCounter commits_;           // group commits (one write + fdatasync each)
   RelaxedCounter commit_failures_;
   uint64_t MemoryEstimate() const;
 
