@@ -176,10 +176,7 @@ absl::Status WalWriter::OpenSegment(uint64_t sequence) {
 }
 
 void WalWriter::Append(std::string_view payload) {
-  size_t at = buffer_.size();
-  buffer_.append(kWalRecordHeaderBytes, '\0');
-  buffer_.append(payload);
-  FinishRecord(at);
+  AppendEncoded([payload](std::string& out) { out.append(payload); });
 }
 
 void WalWriter::FinishRecord(size_t at) {

@@ -136,13 +136,9 @@ void HyperLogLog::AddSparse(uint32_t prefix) {
     } else {
       // Sorted and merged into scratch memory, then copied once: into the set's own memory, or
       // into a set twice the size if it stays over three quarters full.
-      thread_local std::vector<uint32_t> tail, merged;
-      SortEntries(sparse_.data() + sorted_, sparse_.data() + sparse_.size(), tail);
-      merged.resize(sparse_.size());
-      size_t n =
-          static_cast<size_t>(MergeDistinct(sparse_.data(), sparse_.data() + sorted_, tail.data(),
-                                            tail.data() + tail.size(), merged.data()) -
-                              merged.data());
+      thread_local std::vector<uint32_t> merged;
+      SortedSparse(merged);
+      size_t n = merged.size();
       if (n * 4 > capacity * 3 && capacity >= kMaxSparseEntries) {
         ToDense();  // from the entries it holds: repeats set a register twice, harmlessly
         uint32_t index;
