@@ -275,6 +275,9 @@ int RunApplication(int argc, char** argv) {
       budget / 16 / static_cast<uint64_t>(pipeline_options.workers);
   pipeline_options.shard_memory_bytes = std::max<uint64_t>(
       10'000 * kBytesPerGroup, budget / 4 / static_cast<uint64_t>(pipeline_options.workers));
+  pipeline_options.recent_hours = config.recent_hours;
+  pipeline_options.recent_hours_bytes =
+      budget / 16 / static_cast<uint64_t>(pipeline_options.workers);
 
   MetricsRegistry metrics;
   Pipeline pipeline(*catalog, pipeline_options);
@@ -300,6 +303,11 @@ int RunApplication(int argc, char** argv) {
       "adpulse_state_interned_bytes",
       "Approximate memory of the dimension values interned by the shards.",
       [&pipeline] { return static_cast<double>(pipeline.CounterTotals().interned_bytes); });
+  metrics.AddGauge(
+      "adpulse_state_recent_hours_bytes",
+      "Memory of the recent hours' counters the shards hold beside the state store "
+      "(storage.recent_hours).",
+      [&pipeline] { return static_cast<double>(pipeline.CounterTotals().recent_hours_bytes); });
   metrics.AddCounterFn("adpulse_state_flushes_total",
                        "Flushes of shard memory slices into the state store, each with its "
                        "checkpoint.",

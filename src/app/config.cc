@@ -152,13 +152,15 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
   if (const toml::table* t = Section(root, "storage")) {
     RETURN_IF_ERROR(CheckKeys(*t, "storage", source,
                               {"data_dir", "durability", "wal_segment_bytes", "flush_interval_ms",
-                               "rollup_delay_s", "memory_budget_bytes"}));
+                               "rollup_delay_s", "memory_budget_bytes", "recent_hours"}));
     RETURN_IF_ERROR(
         ReadInt(*t, "storage", "rollup_delay_s", source, 0, 86'400, config.rollup_delay_s));
     RETURN_IF_ERROR(ReadInt(*t, "storage", "flush_interval_ms", source, 10, 3'600'000,
                             config.flush_interval_ms));
     RETURN_IF_ERROR(ReadInt(*t, "storage", "memory_budget_bytes", source, 64ll << 20,
                             int64_t{1} << 42, config.memory_budget_bytes));
+    RETURN_IF_ERROR(
+        ReadInt(*t, "storage", "recent_hours", source, 0, 24 * 31, config.recent_hours));
     RETURN_IF_ERROR(ReadString(*t, "storage", "data_dir", source, config.data_dir));
     std::string durability;
     RETURN_IF_ERROR(ReadString(*t, "storage", "durability", source, durability));

@@ -20,6 +20,7 @@ struct Config {
   int64_t flush_interval_ms = 10'000;
   int64_t rollup_delay_s = 300;
   int64_t memory_budget_bytes = 1ll << 30;
+  int64_t recent_hours = 26;
   int64_t minute_retention_days = 90;
   int64_t hour_retention_days = 730;
   int64_t day_retention_days = 730;

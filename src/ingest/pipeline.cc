@@ -63,6 +63,8 @@ Pipeline::Pipeline(const CubeCatalog& catalog, const PipelineOptions& options) :
     writer.max_event_age_ms = options.max_event_age_ms;
     writer.memory_bytes = options.shard_memory_bytes;
     writer.dedup_filter_bytes = options.dedup_filter_bytes;
+    writer.recent_hours = options.recent_hours;
+    writer.recent_hours_bytes = options.recent_hours_bytes;
     workers_.push_back(std::make_unique<Worker>(
         s, std::make_unique<ShardState>(catalog, s, options.store, options.dedup_horizon_ms),
         std::move(writer), std::move(column), pin));
@@ -198,6 +200,7 @@ Pipeline::Totals Pipeline::CounterTotals() const {
     t.memory_groups += s.memory_groups;
     t.memory_dedup_ids += s.memory_dedup_ids;
     t.interned_bytes += s.interned_bytes;
+    t.recent_hours_bytes += s.recent_hours_bytes;
     t.commits += w->commits();
     t.commit_failures += w->commit_failures();
   }

@@ -35,6 +35,8 @@ struct PipelineOptions {
   int64_t max_event_age_ms = 86'400'000;       // ShardWriterOptions
   uint64_t shard_memory_bytes = 200ull << 20;  // per shard: aggregates, dedup ids, interned values
   uint64_t dedup_filter_bytes = 16ull << 20;   // per shard
+  int64_t recent_hours = 0;                    // ShardWriterOptions
+  uint64_t recent_hours_bytes = 64ull << 20;   // per shard
   int workers = 1;
   int max_producers = 4;
   size_t ring_capacity_tasks = 4096;
@@ -133,7 +135,7 @@ class Pipeline {
     uint64_t events_applied = 0, duplicates = 0, late_events = 0, flushes = 0, commits = 0,
              commit_failures = 0, store_dedup_lookups = 0, memory_groups = 0, memory_dedup_ids = 0,
              interned_bytes = 0, flush_micros = 0, write_micros = 0, wait_micros = 0, rollups = 0,
-             rollup_micros = 0;
+             rollup_micros = 0, recent_hours_bytes = 0;
     // The earliest of the shards' ends of the last hour rolled up (0: roll-ups off).
     uint64_t rolled_until_ms = 0;
   };

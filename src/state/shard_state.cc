@@ -379,6 +379,7 @@ absl::Status ShardState::FlushSlice(int s, const WalPosition& checkpoint) {
   batch.PutCheckpoint(shard_, s, checkpoint);
   absl::Status status = store_->Write(batch);
   if (!status.ok()) return status;
+  AddToRecent(slices_[s].cubes);
   ClearSlice(s);
   slices_[s].checkpoint = checkpoint;
   ++flushes_;
@@ -480,6 +481,7 @@ absl::Status ShardState::CollectSliceFlush(bool wait) {
     return status;
   }
   InFlight& f = *in_flight_;
+  AddToRecent(f.cubes);
   slices_[f.slice].checkpoint = f.checkpoint;
   groups_ -= f.groups;
   user_bytes_ -= f.user_bytes;
@@ -515,10 +517,12 @@ absl::Status ShardState::Flush(const WalPosition& checkpoint) {
   absl::Status status = store_->Write(batch);
   if (!status.ok()) return status;
   for (int s = 0; s < kSlices; ++s) {
+    AddToRecent(slices_[s].cubes);
     ClearSlice(s);
     slices_[s].checkpoint = checkpoint;
   }
   interner_.Clear();
+  recent_ids_.clear();
   ++flushes_;
   flush_micros_.Add(MicrosSince(start));
   return absl::OkStatus();
@@ -589,9 +593,12 @@ std::string PrefixEnd(std::string prefix) {
 }
 // Seeks per output bucket above which a filtered query reads whole bucket ranges instead.
 constexpr size_t kMaxSeeks = 4096;
+int64_t CeilDiv(int64_t a, int64_t b) { return -FloorDiv(-a, b); }
 }  // namespace
 
-absl::Status ShardState::ScanStore(const QuerySpec& spec, ResultTable& out) const {
+template <typename Visit, typename Recent>
+absl::Status ShardState::ScanStoreRows(const QuerySpec& spec, bool use_recent, Visit&& visit_row,
+                                       Recent&& recent_hours) const {
   const CubeSpec& cube = catalog_.cube(spec.cube);
   std::vector<std::pair<int, const std::vector<std::string>*>> filters;
   const std::vector<std::string>* first_dim_values = nullptr;
@@ -614,22 +621,26 @@ absl::Status ShardState::ScanStore(const QuerySpec& spec, ResultTable& out) cons
     }
     if (!DecodeAggregate(v, agg, spec.need_users)) return;
     for (size_t i = 0; i < positions.size(); ++i) dims[i] = key.dims[positions[i]];
-    out.Add(out_time, dims, positions.size(), agg, spec.need_users);
+    visit_row(out_time, static_cast<const std::string_view*>(dims), positions.size(),
+              static_cast<const Aggregate&>(agg));
   };
   // Keys sort by bucket, then by the cube's first dimension: a query filtered on that dimension
   // (most are: a campaign) seeks to each (bucket, value) instead of reading every group of every
   // bucket in its range.
   std::vector<std::pair<std::string, std::string>> ranges;
+  std::vector<std::pair<int64_t, int64_t>> recent;  // hour ranges read from recent_
   absl::Status status = absl::OkStatus();
   ForEachOutputBucket(spec, [&](int64_t time, int64_t from_ms, int64_t to_ms) {
     if (!status.ok()) return;
     out_time = time;
     ranges.clear();
+    recent.clear();
     size_t buckets = 0;
     DecomposeRange(from_ms, to_ms, rolled_,
                    [&](Level, int64_t first, int64_t end) { buckets += end - first; });
     bool seek = first_dim_values && buckets * first_dim_values->size() <= kMaxSeeks;
-    DecomposeRange(from_ms, to_ms, rolled_, [&](Level level, int64_t first, int64_t end) {
+    auto add_range = [&](Level level, int64_t first, int64_t end) {
+      if (first >= end) return;
       if (!seek) {
         std::string from, to;
         AppendAggregateKeyPrefix(from, shard_, spec.cube, level, first);
@@ -646,13 +657,150 @@ absl::Status ShardState::ScanStore(const QuerySpec& spec, ResultTable& out) cons
           ranges.emplace_back(std::move(from), std::move(to));
         }
       }
+    };
+    // Whole hours from recent_ (when a scan, not seeks, would read them from the store): the
+    // hours the store reads as hours, and those inside its minutes (not rolled up yet).
+    bool from_recent = use_recent && !seek;
+    int64_t held = from_recent ? recent_->first_hour() : 0;
+    DecomposeRange(from_ms, to_ms, rolled_, [&](Level level, int64_t first, int64_t end) {
+      if (!from_recent || level == Level::kDay) return add_range(level, first, end);
+      constexpr int64_t kPerHour = kHourMs / kMinuteMs;
+      int64_t per = level == Level::kHour ? 1 : kPerHour;  // level units per hour
+      int64_t hours_from = std::max(held, CeilDiv(first, per));
+      int64_t hours_to = FloorDiv(end, per);
+      if (hours_from >= hours_to) return add_range(level, first, end);
+      add_range(level, first, hours_from * per);
+      recent.emplace_back(hours_from, hours_to);
+      add_range(level, hours_to * per, end);
     });
     std::sort(ranges.begin(), ranges.end());
     ranges.erase(std::unique(ranges.begin(), ranges.end()), ranges.end());
     absl::Status s = store_->ScanRanges(ranges, visit, before_in_flight_.get());
     if (!s.ok()) status = s;
+    for (const auto& [first, end] : recent) recent_hours(time, first, end);
   });
   return status;
+}
+
+absl::Status ShardState::ScanStore(const QuerySpec& spec, ResultTable& out) const {
+  bool use_recent = recent_ && !spec.need_users && recent_->Holds(spec.cube);
+  return ScanStoreRows(
+      spec, use_recent,
+      [&](int64_t time, const std::string_view* dims, size_t n, const Aggregate& agg) {
+        out.Add(time, dims, n, agg, spec.need_users);
+      },
+      [&](int64_t time, int64_t first, int64_t end) { ScanRecent(spec, time, first, end, out); });
+}
+
+void ShardState::ScanRecent(const QuerySpec& spec, int64_t out_time, int64_t first, int64_t end,
+                            ResultTable& out) const {
+  const CubeSpec& cube = catalog_.cube(spec.cube);
+  std::vector<ResolvedFilter> filters;
+  for (const auto& [dim, values] : spec.filters) {
+    ResolvedFilter f;
+    f.position = cube.PositionOf(dim);
+    for (const std::string& v : values) {
+      int64_t id = recent_->Find(v);
+      if (id >= 0) f.ids.push_back(static_cast<uint32_t>(id));
+    }
+    if (f.ids.empty()) return;  // a value no held group has: nothing matches
+    filters.push_back(std::move(f));
+  }
+  std::vector<int> positions;
+  for (Dim d : spec.group_by) positions.push_back(cube.PositionOf(d));
+  absl::flat_hash_map<DimKey, Counters, DimKeyHash> sums;
+  recent_->ForEach(spec.cube, first, end, [&](const DimKey& key, const Counters& counters) {
+    for (const ResolvedFilter& f : filters) {
+      if (std::find(f.ids.begin(), f.ids.end(), key[f.position]) == f.ids.end()) return;
+    }
+    DimKey grouped{};
+    for (size_t i = 0; i < positions.size(); ++i) grouped[i] = key[positions[i]];
+    sums[grouped].Merge(counters);
+  });
+  std::string_view dims[kMaxCubeDims];
+  Aggregate agg;
+  for (const auto& [grouped, counters] : sums) {
+    for (size_t i = 0; i < positions.size(); ++i) dims[i] = recent_->Lookup(grouped[i]);
+    agg.counters = counters;
+    out.Add(out_time, dims, positions.size(), agg, false);
+  }
+}
+
+absl::Status ShardState::EnableRecentHours(int64_t hours, size_t budget_bytes, int64_t now_ms) {
+  if (!store_ || hours <= 0 || recent_) return absl::OkStatus();
+  auto recent = std::make_unique<RecentHours>(catalog_, hours, budget_bytes, now_ms);
+  // Each cube's hours from the store, newest first, as queries read them (the minutes of hours
+  // not rolled up yet), until the cube is over budget. Events may be up to ingest.max_future_s
+  // ahead: the next day is read too.
+  int64_t last = FloorDiv(now_ms, kHourMs) + 24;
+  for (int c = 0; c < static_cast<int>(catalog_.cubes().size()); ++c) {
+    const CubeSpec& cube = catalog_.cube(c);
+    QuerySpec spec;
+    spec.cube = c;
+    spec.group_by = cube.dims;
+    spec.granularity = Granularity::kAll;
+    spec.need_users = false;
+    for (int64_t h = last; h >= recent->first_hour() && recent->Holds(c); --h) {
+      spec.start_ms = h * kHourMs;
+      spec.end_ms = spec.start_ms + kHourMs;
+      absl::Status s = ScanStoreRows(
+          spec, false,
+          [&](int64_t, const std::string_view* dims, size_t n, const Aggregate& agg) {
+            DimKey key{};
+            for (size_t i = 0; i < n; ++i) key[i] = recent->Intern(dims[i]);
+            recent->Add(c, h, key, agg.counters);
+          },
+          [](int64_t, int64_t, int64_t) {});
+      if (!s.ok()) return s;
+      recent->EnforceBudget();
+    }
+  }
+  recent_ = std::move(recent);
+  recent_bytes_.Set(recent_->bytes());
+  std::string held, left;
+  for (int c = 0; c < static_cast<int>(catalog_.cubes().size()); ++c) {
+    std::string& list = recent_->Holds(c) ? held : left;
+    list += (list.empty() ? "" : ", ") + catalog_.cube(c).name;
+  }
+  LOG_INFO(
+      "shard {} holds the last {} hours of cubes [{}] in memory ({} groups, {:.1f} MiB of "
+      "{:.1f}){}",
+      shard_, hours, held, recent_->groups(), recent_->bytes() / 1048576.0,
+      budget_bytes / 1048576.0, left.empty() ? "" : "; left to the state store: " + left);
+  return absl::OkStatus();
+}
+
+void ShardState::AddToRecent(const std::vector<CubeStore>& cubes) {
+  if (!recent_) return;
+  if (recent_ids_generation_ != recent_->generation()) {
+    recent_ids_.clear();
+    recent_ids_generation_ = recent_->generation();
+  }
+  const int64_t held = recent_->first_hour();
+  constexpr int64_t kPerHour = kHourMs / kMinuteMs;
+  for (size_t c = 0; c < cubes.size(); ++c) {
+    const CubeStore& cube = cubes[c];
+    int cube_index = static_cast<int>(c);
+    if (cube.GroupCount() == 0 || !recent_->Holds(cube_index)) continue;
+    size_t dims = cube.spec().dims.size();
+    cube.ForEachBucket(Level::kMinute, held * kPerHour, INT64_MAX / 2,
+                       [&](int64_t minute, const GroupTable& table) {
+                         int64_t hour = FloorDiv(minute, kPerHour);
+                         for (const auto& [key, agg] : table) {
+                           DimKey k{};
+                           for (size_t i = 0; i < dims; ++i) {
+                             uint32_t id = key[i];
+                             if (id >= recent_ids_.size()) recent_ids_.resize(id + 1, kNoId);
+                             if (recent_ids_[id] == kNoId) {
+                               recent_ids_[id] = recent_->Intern(interner_.Lookup(id));
+                             }
+                             k[i] = recent_ids_[id];
+                           }
+                           recent_->Add(cube_index, hour, k, agg.counters);
+                         }
+                       });
+  }
+  recent_->EnforceBudget();
 }
 
 namespace {
@@ -857,6 +1005,7 @@ absl::Status ShardState::AdvanceRollUps(int64_t now_ms) {
 }
 
 absl::Status ShardState::MaybeRollUp(int64_t now_ms) {
+  if (recent_) recent_->Advance(now_ms);
   absl::Status s = CollectSliceFlush(false);
   if (!s.ok()) return s;
   return AdvanceRollUps(now_ms);
@@ -885,6 +1034,7 @@ ShardStats ShardState::CounterSnapshot() const {
   s.memory_groups = memory_groups_.Get();
   s.memory_dedup_ids = memory_ids_.Get();
   s.interned_bytes = interned_bytes_.Get();
+  s.recent_hours_bytes = recent_bytes_.Get();
   return s;
 }
 

@@ -43,6 +43,7 @@
 #include "state/dedup_filter.h"
 #include "state/dedup_index.h"
 #include "state/interner.h"
+#include "state/recent_hours.h"
 #include "storage/state_store.h"
 #include "window/cube_catalog.h"
 #include "window/cube_store.h"
@@ -66,6 +67,7 @@ struct ShardStats {
   uint64_t memory_groups = 0;
   uint64_t memory_dedup_ids = 0;
   uint64_t interned_bytes = 0;
+  uint64_t recent_hours_bytes = 0;  // RecentHours::bytes()
 };
 
 enum class Admission { kNew, kDuplicate, kError };
@@ -168,6 +170,14 @@ class ShardState {
   // What queries read as whole hour and day buckets from the store.
   const RolledUp& rolled_up() const { return rolled_; }
 
+  // From now on the counters of the last `hours` hours are held in memory too (RecentHours), in
+  // about `budget_bytes`, and queries that need no unique users read whole hours there: fills
+  // them from the store. Call after EnableRollups and LoadCheckpoints, before recovery's replay.
+  // A no-op without a store or with `hours` 0.
+  absl::Status EnableRecentHours(int64_t hours, size_t budget_bytes, int64_t now_ms);
+  // Null unless enabled.
+  const RecentHours* recent_hours() const { return recent_.get(); }
+
   // Memory plus the store; an error when the store cannot be read.
   absl::Status RunQuery(const QuerySpec& spec, ResultTable& out) const;
   // Safe to read from any thread.
@@ -177,6 +187,7 @@ class ShardState {
     memory_groups_.Set(groups_);
     memory_ids_.Set(dedup_ids_in_memory());
     interned_bytes_.Set(interner_.bytes());
+    recent_bytes_.Set(recent_ ? recent_->bytes() : 0);
   }
   int shard() const { return shard_; }
 
@@ -241,6 +252,17 @@ class ShardState {
                       const RolledUp& written, const RolledUp& rolled);
   void ClearSlice(int slice);
   absl::Status ScanStore(const QuerySpec& spec, ResultTable& out) const;
+  // Calls fn(out_time, grouped dimension values, aggregate) for each stored aggregate `spec` reads
+  // (out_time: its output bucket), except whole hours from recent_ when `use_recent` (the seek
+  // choice of ScanStore allowing): those go to `recent_hours(out_time, first, end)`.
+  template <typename Visit, typename Recent>
+  absl::Status ScanStoreRows(const QuerySpec& spec, bool use_recent, Visit&& visit,
+                             Recent&& recent_hours) const;
+  // Adds the groups of `cubes` (a slice whose write has landed) to recent_.
+  void AddToRecent(const std::vector<CubeStore>& cubes);
+  // Sums recent_'s groups of spec.cube in the hours [first, end) into `out` as bucket `out_time`.
+  void ScanRecent(const QuerySpec& spec, int64_t out_time, int64_t first, int64_t end,
+                  ResultTable& out) const;
   void ResetSlice(int slice);
 
   const CubeCatalog& catalog_;
@@ -308,6 +330,13 @@ class ShardState {
   RelaxedCounter memory_groups_;
   RelaxedCounter memory_ids_;
   RelaxedCounter interned_bytes_;
+  RelaxedCounter recent_bytes_;
+  // The recent hours' counters (null: not enabled), and the ids recent_ gives the interner's
+  // values, by interner id (kNoId: not looked up yet), valid for recent_ids_generation_.
+  std::unique_ptr<RecentHours> recent_;
+  static constexpr uint32_t kNoId = UINT32_MAX;
+  std::vector<uint32_t> recent_ids_;
+  uint64_t recent_ids_generation_ = 0;
 };
 
 }  // namespace adpulse

@@ -36,6 +36,9 @@ absl::Status ShardWriter::Recover(RecoveryStats* stats) {
       absl::Status loaded = state_->LoadCheckpoints();
       if (!loaded.ok()) return loaded;
       checkpoint = state_->OldestCheckpoint();
+      loaded =
+          state_->EnableRecentHours(options_.recent_hours, options_.recent_hours_bytes, NowMs());
+      if (!loaded.ok()) return loaded;
     }
     auto segments = ListWalSegments(options_.wal.dir);
     if (!segments.ok()) return segments.status();

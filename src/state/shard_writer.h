@@ -49,6 +49,10 @@ struct ShardWriterOptions {
   // The oldest event time accepted, as an age (ingest.max_age_s): a new data dir rolls up every
   // hour from then on.
   int64_t max_event_age_ms = 86'400'000;
+  // The counters of this many recent hours are held in memory too (ShardState::EnableRecentHours),
+  // in about recent_hours_bytes; 0: none.
+  int64_t recent_hours = 0;
+  uint64_t recent_hours_bytes = 64ull << 20;
 };
 
 class ShardWriter {

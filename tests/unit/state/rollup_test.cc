@@ -53,32 +53,43 @@ struct Events {
   }
 };
 
-// Every row of every cube at every granularity over the three days, with unique users, as
-// "cube|granularity|time|dims" -> "counters users".
-std::map<std::string, std::string> AllRows(const ShardState& state, const CubeCatalog& catalog) {
+// Every row of every cube at every granularity over the three days, as
+// "cube|granularity|time|dims" -> "counters users" (unique users only with `need_users`; without,
+// also the rows of cube 1 with country US or JP by campaign, as "f|...").
+std::map<std::string, std::string> AllRows(const ShardState& state, const CubeCatalog& catalog,
+                                           bool need_users = true) {
   std::map<std::string, std::string> rows;
-  for (int c = 0; c < static_cast<int>(catalog.cubes().size()); ++c) {
-    for (Granularity g :
-         {Granularity::kMinute, Granularity::kHour, Granularity::kDay, Granularity::kAll}) {
-      QuerySpec spec;
+  auto add = [&](const std::string& prefix, const QuerySpec& spec) {
+    ResultTable table;
+    REQUIRE(state.RunQuery(spec, table).ok());
+    for (const ResultRow* r : table.SortedRows()) {
+      std::string key = prefix + "|" + std::string(GranularityName(spec.granularity)) + "|" +
+                        std::to_string(r->time);
+      for (const std::string& d : r->dims) key += "|" + d;
+      const Counters& k = r->agg.counters;
+      rows[key] = std::to_string(k.impressions) + " " + std::to_string(k.clicks) + " " +
+                  std::to_string(k.conversions) + " " + std::to_string(k.spend_micros) + " " +
+                  (need_users ? std::to_string(r->agg.users.Estimate()) : "-");
+    }
+  };
+  for (Granularity g :
+       {Granularity::kMinute, Granularity::kHour, Granularity::kDay, Granularity::kAll}) {
+    QuerySpec spec;
+    spec.granularity = g;
+    spec.start_ms = kBase - kDayMs;
+    spec.end_ms = kBase + 3 * kDayMs;
+    spec.need_users = need_users;
+    for (int c = 0; c < static_cast<int>(catalog.cubes().size()); ++c) {
       spec.cube = c;
       spec.group_by = catalog.cube(c).dims;
-      spec.granularity = g;
-      spec.start_ms = kBase - kDayMs;
-      spec.end_ms = kBase + 3 * kDayMs;
-      spec.need_users = true;
-      ResultTable table;
-      REQUIRE(state.RunQuery(spec, table).ok());
-      for (const ResultRow* r : table.SortedRows()) {
-        std::string key = std::to_string(c) + "|" + std::string(GranularityName(g)) + "|" +
-                          std::to_string(r->time);
-        for (const std::string& d : r->dims) key += "|" + d;
-        const Counters& k = r->agg.counters;
-        rows[key] = std::to_string(k.impressions) + " " + std::to_string(k.clicks) + " " +
-                    std::to_string(k.conversions) + " " + std::to_string(k.spend_micros) + " " +
-                    std::to_string(r->agg.users.Estimate());
-      }
+      add(std::to_string(c), spec);
     }
+    if (need_users) continue;
+    spec.cube = 1;
+    spec.group_by = {Dim::kCampaignId};
+    spec.filters = {{Dim::kCountry, {"US", "JP"}}};
+    spec.start_ms = kBase + 7 * kMinuteMs;  // not on an hour
+    add("f", spec);
   }
   return rows;
 }
@@ -236,6 +247,91 @@ TEST_CASE("a shard without roll-up marks starts from what its store can hold", "
   ShardState upgraded(catalog, 1, store->get(), kDayMs);
   REQUIRE(upgraded.EnableRollups(0, kBase, oldest).ok());
   CHECK(upgraded.rolled_up().hours_through == kFirstHour - 1);
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace adpulse
+
+namespace adpulse {
+
+TEST_CASE("recent hours held in memory give what the store gives", "[rollup][recent]") {
+  CubeCatalog catalog = Catalog();
+  std::string dir = TempDir();
+  auto store = StateStore::Open({dir + "/state"});
+  REQUIRE(store.ok());
+  ShardState truth(catalog, 0, nullptr, 3 * kDayMs);
+  WalPosition position{1, 0};
+  // 40 hours up to today's first: hours 9 to 29 of the events' 30 are held, 0 to 8 are not.
+  const int64_t now = kBase + 2 * kDayMs;
+  const int64_t first_held = kFirstHour + 48 - 40 + 1;
+  auto same = [&](const ShardState& state) {
+    CHECK(AllRows(state, catalog, false) == AllRows(truth, catalog, false));
+  };
+  {
+    ShardState state(catalog, 0, store->get(), 3 * kDayMs);
+    REQUIRE(state.EnableRollups(0, kBase, kBase).ok());
+    REQUIRE(state.EnableRecentHours(40, 64 << 20, now).ok());
+    REQUIRE(state.recent_hours() != nullptr);
+    CHECK(state.recent_hours()->first_hour() == first_held);
+    state.EnableBackgroundWrites();
+    ApplyAll(state, truth, Events(4000, 0, kBase, 30 * kHourMs));
+    // Slices written in the background: queries agree while some are in flight and after.
+    ++position.offset;
+    for (int s = 0; s < ShardState::kSlices; ++s) {
+      REQUIRE(state.StartSliceFlush(s, position).ok());
+      if (s == 20) same(state);
+    }
+    REQUIRE(state.CollectSliceFlush(true).ok());
+    size_t held = state.recent_hours()->groups();
+    CHECK(held > 0);
+    same(state);
+
+    // Roll up the 30 hours, with late events for the one being rolled up on the fourth.
+    int rounds = 0;
+    while (state.rolled_up().hours_through < kFirstHour + 29) {
+      REQUIRE(state.MaybeRollUp(now).ok());
+      if (++rounds == 4) {
+        int64_t hour = state.rolled_up().hours_through + 1;
+        ApplyAll(state, truth, Events(300, 10'000, hour * kHourMs, kHourMs));
+        ++position.offset;
+        REQUIRE(state.Flush(position).ok());
+        same(state);
+      }
+      REQUIRE(state.FinishRollUp().ok());
+      REQUIRE(rounds < 100);
+    }
+    same(state);
+    // Late events for held hours and for older ones.
+    ApplyAll(state, truth, Events(500, 20'000, kBase, 30 * kHourMs));
+    ++position.offset;
+    REQUIRE(state.Flush(position).ok());
+    CHECK(state.recent_hours()->groups() > held);
+    same(state);
+    CHECK(AllRows(state, catalog) == AllRows(truth, catalog));  // with users: the store's
+  }
+  SECTION("a restart fills them from the store") {
+    ShardState state(catalog, 0, store->get(), 3 * kDayMs);
+    REQUIRE(state.EnableRollups(0, now, now).ok());
+    REQUIRE(state.EnableRecentHours(40, 64 << 20, now).ok());
+    CHECK(state.recent_hours()->groups() > 0);
+    CHECK(state.recent_hours()->Holds(0));
+    CHECK(state.recent_hours()->Holds(1));
+    same(state);
+    // Hours let go as time passes are read from the store again.
+    REQUIRE(state.MaybeRollUp(now + 10 * kHourMs).ok());
+    CHECK(state.recent_hours()->first_hour() == first_held + 10);
+    same(state);
+  }
+  SECTION("cubes over the budget are left to the store, the one with more dimensions first") {
+    ShardState state(catalog, 0, store->get(), 3 * kDayMs);
+    REQUIRE(state.EnableRollups(0, now, now).ok());
+    // Room for the campaign cube (20 campaigns an hour), not for campaign x country.
+    REQUIRE(state.EnableRecentHours(40, 100'000, now).ok());
+    CHECK(state.recent_hours()->Holds(0));
+    CHECK_FALSE(state.recent_hours()->Holds(1));
+    same(state);
+  }
   store->reset();
   std::filesystem::remove_all(dir);
 }
