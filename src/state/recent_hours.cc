@@ -28,7 +28,7 @@ size_t RecentHours::CubeBytes(const CubeHours& c) const {
   return bytes;
 }
 
-size_t RecentHours::bytes() const {
+size_t RecentHours::MeasureBytes() const {
   size_t bytes = interner_.bytes();
   for (const CubeHours& c : cubes_) bytes += CubeBytes(c);
   return bytes;
@@ -43,7 +43,7 @@ size_t RecentHours::groups() const {
 }
 
 void RecentHours::EnforceBudget() {
-  size_t total = bytes();
+  size_t total = MeasureBytes();
   while (total > budget_bytes_) {
     // The cube with the most dimensions goes first, and of those the one with the most groups
     // an hour: the small cubes, which rankings over many hours read, stay.
@@ -60,11 +60,14 @@ void RecentHours::EnforceBudget() {
         densest_rank = rank;
       }
     }
-    if (!densest) return;  // only interned values left: Advance rebuilds them
-    total -= CubeBytes(*densest);
+    if (!densest) break;  // only interned values left
     densest->kept = false;
     densest->hours.clear();
+    // The values only that cube used go too: they may be most of the interner (ad ids).
+    RebuildInterner();
+    total = MeasureBytes();
   }
+  bytes_ = total;
 }
 
 void RecentHours::Advance(int64_t now_ms) {
@@ -85,6 +88,7 @@ void RecentHours::Advance(int64_t now_ms) {
     }
     if (used.size() * 2 <= interner_.size()) RebuildInterner();
   }
+  EnforceBudget();
 }
 
 void RecentHours::RebuildInterner() {

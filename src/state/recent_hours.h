@@ -70,8 +70,9 @@ class RecentHours {
     }
   }
 
-  // Memory held: the hash tables' slots and the interned values.
-  size_t bytes() const;
+  // Memory held, the hash tables' slots and the interned values, as of the last EnforceBudget or
+  // Advance.
+  size_t bytes() const { return bytes_; }
   size_t groups() const;
 
  private:
@@ -83,6 +84,7 @@ class RecentHours {
   };
   static size_t TableBytes(const HourTable& t);
   size_t CubeBytes(const CubeHours& c) const;
+  size_t MeasureBytes() const;
   // Re-interns the values still in a key, so that values of hours let go are freed too.
   void RebuildInterner();
 
@@ -92,6 +94,7 @@ class RecentHours {
   std::vector<CubeHours> cubes_;
   Interner interner_;
   uint64_t generation_ = 0;
+  size_t bytes_ = 0;
 };
 
 }  // namespace adpulse

@@ -733,7 +733,13 @@ absl::Status ShardState::EnableRecentHours(int64_t hours, size_t budget_bytes, i
   // not rolled up yet), until the cube is over budget. Events may be up to ingest.max_future_s
   // ahead: the next day is read too.
   int64_t last = FloorDiv(now_ms, kHourMs) + 24;
-  for (int c = 0; c < static_cast<int>(catalog_.cubes().size()); ++c) {
+  // The cubes with fewer dimensions first: those are kept when the budget runs out.
+  std::vector<int> order(catalog_.cubes().size());
+  for (size_t c = 0; c < order.size(); ++c) order[c] = static_cast<int>(c);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return catalog_.cube(a).dims.size() < catalog_.cube(b).dims.size();
+  });
+  for (int c : order) {
     const CubeSpec& cube = catalog_.cube(c);
     QuerySpec spec;
     spec.cube = c;

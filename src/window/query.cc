@@ -60,6 +60,7 @@ void ResultTable::MergeFrom(ResultTable&& other, bool with_users) {
     rows_ = std::move(other.rows_);
     return;
   }
+  rows_.reserve(rows_.size() + other.rows_.size());  // shards mostly hold different campaigns
   for (auto& [key, row] : other.rows_) {
     auto [it, inserted] = rows_.try_emplace(key);
     if (inserted) {

@@ -1253,6 +1253,11 @@ class E2E:
         for name in ("adpulse_state_flushes_total", "adpulse_state_write_seconds_total"):
             self.res.check(values.get(name, 0) > 0, f"/metrics: {name} > 0 after ingestion", "> 0",
                            values.get(name))
+        # The flushed slices' groups are added to the recent hours held in memory (the events span
+        # the last 20 hours), which the ranking and sum queries here read.
+        self.res.check(values.get("adpulse_state_recent_hours_bytes", 0) > 0,
+                       "/metrics: adpulse_state_recent_hours_bytes > 0 after flushes", "> 0",
+                       values.get("adpulse_state_recent_hours_bytes"))
         for name in ("adpulse_state_flush_seconds_total", "adpulse_wal_group_commits_total",
                      "adpulse_state_memory_groups"):
             self.res.check(name in values, f"/metrics: {name} is exported", name, sorted(values)[:5])

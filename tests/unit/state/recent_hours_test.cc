@@ -100,6 +100,8 @@ TEST_CASE("recent hours over budget drop the cube with more dimensions first", "
   CHECK(tight.Holds(0));
   CHECK_FALSE(tight.Holds(1));
   CHECK(tight.groups() == 600);
+  CHECK(tight.Find("US") == -1);  // a value only the dropped cube used is let go
+  CHECK(tight.Find("c599") >= 0);
   CHECK(tight.bytes() <= 160'000);
   RecentHours tiny(catalog, 2, 8'000, 10 * kHourMs);
   fill(tiny);
