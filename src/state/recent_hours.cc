@@ -17,6 +17,18 @@ RecentHours::RecentHours(const CubeCatalog& catalog, int64_t hours, size_t budge
   for (size_t c = 0; c < cubes_.size(); ++c) cubes_[c].dims = catalog.cubes()[c].dims.size();
 }
 
+RecentHours::HourTable* RecentHours::TableFor(int cube, int64_t hour) {
+  CubeHours& c = cubes_[static_cast<size_t>(cube)];
+  if (!c.kept || hour < first_hour_) return nullptr;
+  auto it = c.hours.lower_bound(hour);
+  if (it != c.hours.end() && it->first == hour) return &it->second;
+  // A new hour: sized like the hour before it, so that it does not grow (and rehash) step by step.
+  size_t expect = it == c.hours.begin() ? 0 : std::prev(it)->second.size();
+  it = c.hours.emplace_hint(it, hour, HourTable());
+  it->second.reserve(expect);
+  return &it->second;
+}
+
 size_t RecentHours::TableBytes(const HourTable& t) {
   // Each slot holds a key and its counters, plus a control byte.
   return t.capacity() * (sizeof(HourTable::value_type) + 1);
@@ -43,6 +55,19 @@ size_t RecentHours::groups() const {
 }
 
 void RecentHours::EnforceBudget() {
+  bool dropped = false;
+  for (CubeHours& c : cubes_) {
+    if (!c.kept) continue;
+    for (const auto& [hour, table] : c.hours) {
+      if (table.size() > kMaxGroupsPerHour) {
+        c.kept = false;
+        c.hours.clear();
+        dropped = true;
+        break;
+      }
+    }
+  }
+  if (dropped) RebuildInterner();
   size_t total = MeasureBytes();
   while (total > budget_bytes_) {
     // The cube with the most dimensions goes first, and of those the one with the most groups

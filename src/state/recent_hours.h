@@ -9,8 +9,9 @@
 // adds each slice of its memory once the slice's write has landed in the store (queries read the
 // memory not yet written, and the slice in flight, apart). Hours before first_hour() are let go
 // as time passes. While they outgrow the memory budget, cubes are dropped whole, the one with the
-// most dimensions first, and of those the one with the most groups an hour; their queries read the
-// store, as they would without this. Owned by one worker.
+// most dimensions first, and of those the one with the most groups an hour, and so is a cube with
+// more than kMaxGroupsPerHour groups in an hour; their queries read the store, as they would
+// without this. Owned by one worker.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -28,6 +29,12 @@ namespace adpulse {
 
 class RecentHours {
  public:
+  using HourTable = absl::flat_hash_map<DimKey, Counters, DimKeyHash>;
+  // A cube with more groups than this in an hour is not held, whatever the budget: every group
+  // held is updated at each of its slice's flushes (six a minute), which for a cube that dense
+  // costs the workers more than a tenth of their time at full speed.
+  static constexpr size_t kMaxGroupsPerHour = 65'536;
+
   // Holds the `hours` hours up to the current one (by wall clock, as of Advance) for each cube of
   // `catalog`, in at most about `budget_bytes`.
   RecentHours(const CubeCatalog& catalog, int64_t hours, size_t budget_bytes, int64_t now_ms);
@@ -50,15 +57,18 @@ class RecentHours {
   // Adds `counters` to group `key` (ids from Intern, in the cube's dimension order) of `hour`.
   // Ignored for an hour before first_hour() or a cube dropped.
   void Add(int cube, int64_t hour, const DimKey& key, const Counters& counters) {
-    CubeHours& c = cubes_[static_cast<size_t>(cube)];
-    if (!c.kept || hour < first_hour_) return;
-    c.hours[hour][key].Merge(counters);
+    if (HourTable* t = TableFor(cube, hour)) (*t)[key].Merge(counters);
   }
+  // The table Add of `hour` adds to, for a caller adding many groups of one hour; null when they
+  // would be ignored. Valid until the next call of anything else but Add.
+  HourTable* TableFor(int cube, int64_t hour);
 
   // Lets go of the hours before the window as of `now_ms`, rebuilds the interner when most of
   // its values are no longer in any key, and drops cubes, the largest first, while over budget.
   void Advance(int64_t now_ms);
-  // Drops cubes, the largest first, while over budget (after a batch of Add).
+  // Drops the cubes with an hour over kMaxGroupsPerHour, then cubes while over budget (the one
+  // with the most dimensions first, and of those the one with the most groups an hour), after a
+  // batch of Add.
   void EnforceBudget();
 
   // Calls fn(key, counters) for each group of `cube` in the hours [first, end).
@@ -76,7 +86,6 @@ class RecentHours {
   size_t groups() const;
 
  private:
-  using HourTable = absl::flat_hash_map<DimKey, Counters, DimKeyHash>;
   struct CubeHours {
     bool kept = true;
     size_t dims = 0;

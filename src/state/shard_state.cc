@@ -789,11 +789,29 @@ void ShardState::AddToRecent(const std::vector<CubeStore>& cubes) {
     int cube_index = static_cast<int>(c);
     if (cube.GroupCount() == 0 || !recent_->Holds(cube_index)) continue;
     size_t dims = cube.spec().dims.size();
+    // A few groups at a time: their keys translated and their slots prefetched first, so that
+    // the cache misses of the inserts overlap.
+    constexpr size_t kBatch = 8;
+    struct Pending {
+      DimKey key;
+      const Counters* counters;
+    };
+    Pending pending[kBatch];
     cube.ForEachBucket(Level::kMinute, held * kPerHour, INT64_MAX / 2,
                        [&](int64_t minute, const GroupTable& table) {
-                         int64_t hour = FloorDiv(minute, kPerHour);
+                         RecentHours::HourTable* hour =
+                             recent_->TableFor(cube_index, FloorDiv(minute, kPerHour));
+                         if (!hour) return;
+                         size_t n = 0;
+                         auto drain = [&] {
+                           for (size_t i = 0; i < n; ++i) {
+                             (*hour)[pending[i].key].Merge(*pending[i].counters);
+                           }
+                           n = 0;
+                         };
                          for (const auto& [key, agg] : table) {
-                           DimKey k{};
+                           DimKey& k = pending[n].key;
+                           k = DimKey{};
                            for (size_t i = 0; i < dims; ++i) {
                              uint32_t id = key[i];
                              if (id >= recent_ids_.size()) recent_ids_.resize(id + 1, kNoId);
@@ -802,8 +820,11 @@ void ShardState::AddToRecent(const std::vector<CubeStore>& cubes) {
                              }
                              k[i] = recent_ids_[id];
                            }
-                           recent_->Add(cube_index, hour, k, agg.counters);
+                           pending[n].counters = &agg.counters;
+                           hour->prefetch(k);
+                           if (++n == kBatch) drain();
                          }
+                         drain();
                        });
   }
   recent_->EnforceBudget();

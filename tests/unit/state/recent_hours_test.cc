@@ -112,4 +112,24 @@ TEST_CASE("recent hours over budget drop the cube with more dimensions first", "
   CHECK(tiny.groups() == 0);
 }
 
+TEST_CASE("a cube with too many groups an hour is not held, whatever the budget", "[recent]") {
+  CubeCatalog catalog = TwoCubes();
+  RecentHours r(catalog, 2, size_t{1} << 32, 10 * kHourMs);
+  Counters one;
+  one.impressions = 1;
+  uint32_t us = r.Intern("US");
+  for (uint32_t i = 0; i <= RecentHours::kMaxGroupsPerHour; ++i) {
+    DimKey pair{};
+    pair[0] = r.Intern("c" + std::to_string(i));
+    pair[1] = us;
+    r.Add(1, 10, pair, one);
+    if (i < 100) r.Add(0, 10, DimKey{pair[0]}, one);
+  }
+  r.EnforceBudget();
+  CHECK(r.Holds(0));
+  CHECK_FALSE(r.Holds(1));
+  CHECK(r.groups() == 100);
+  CHECK(r.Find("c100") == -1);  // only the dropped cube used it
+}
+
 }  // namespace adpulse
