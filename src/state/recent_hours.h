@@ -64,7 +64,7 @@ class RecentHours {
   HourTable* TableFor(int cube, int64_t hour);
 
   // Lets go of the hours before the window as of `now_ms`, rebuilds the interner when most of
-  // its values are no longer in any key, and drops cubes, the largest first, while over budget.
+  // its values are no longer in any key, then EnforceBudget. Cheap unless the hour changed.
   void Advance(int64_t now_ms);
   // Drops the cubes with an hour over kMaxGroupsPerHour, then cubes while over budget (the one
   // with the most dimensions first, and of those the one with the most groups an hour), after a

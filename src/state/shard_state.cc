@@ -528,18 +528,29 @@ absl::Status ShardState::Flush(const WalPosition& checkpoint) {
   return absl::OkStatus();
 }
 
-absl::Status ShardState::RunQuery(const QuerySpec& spec, ResultTable& out) const {
-  const CubeSpec& cube = catalog_.cube(spec.cube);
+namespace {
+// `spec`'s filters as ids: find(value) is a value's id, or -1 if it has none.
+template <typename Find>
+std::vector<ResolvedFilter> ResolveFilters(const CubeSpec& cube, const QuerySpec& spec,
+                                           Find&& find) {
   std::vector<ResolvedFilter> filters;
   for (const auto& [dim, values] : spec.filters) {
     ResolvedFilter f;
     f.position = cube.PositionOf(dim);
     for (const std::string& v : values) {
-      int64_t id = interner_.Find(v);
+      int64_t id = find(v);
       if (id >= 0) f.ids.push_back(static_cast<uint32_t>(id));
     }
     filters.push_back(std::move(f));
   }
+  return filters;
+}
+}  // namespace
+
+absl::Status ShardState::RunQuery(const QuerySpec& spec, ResultTable& out) const {
+  const CubeSpec& cube = catalog_.cube(spec.cube);
+  std::vector<ResolvedFilter> filters =
+      ResolveFilters(cube, spec, [this](std::string_view v) { return interner_.Find(v); });
   // When the filters fix every dimension (one campaign in the campaign cube: the realtime query),
   // the groups they match are known, and so are the slices that hold them.
   std::vector<DimKey> exact_keys;
@@ -695,16 +706,10 @@ absl::Status ShardState::ScanStore(const QuerySpec& spec, ResultTable& out) cons
 void ShardState::ScanRecent(const QuerySpec& spec, int64_t out_time, int64_t first, int64_t end,
                             ResultTable& out) const {
   const CubeSpec& cube = catalog_.cube(spec.cube);
-  std::vector<ResolvedFilter> filters;
-  for (const auto& [dim, values] : spec.filters) {
-    ResolvedFilter f;
-    f.position = cube.PositionOf(dim);
-    for (const std::string& v : values) {
-      int64_t id = recent_->Find(v);
-      if (id >= 0) f.ids.push_back(static_cast<uint32_t>(id));
-    }
+  std::vector<ResolvedFilter> filters =
+      ResolveFilters(cube, spec, [this](std::string_view v) { return recent_->Find(v); });
+  for (const ResolvedFilter& f : filters) {
     if (f.ids.empty()) return;  // a value no held group has: nothing matches
-    filters.push_back(std::move(f));
   }
   std::vector<int> positions;
   for (Dim d : spec.group_by) positions.push_back(cube.PositionOf(d));
@@ -731,8 +736,9 @@ absl::Status ShardState::EnableRecentHours(int64_t hours, size_t budget_bytes, i
   auto recent = std::make_unique<RecentHours>(catalog_, hours, budget_bytes, now_ms);
   // Each cube's hours from the store, newest first, as queries read them (the minutes of hours
   // not rolled up yet), until the cube is over budget. Events may be up to ingest.max_future_s
-  // ahead: the next day is read too.
-  int64_t last = FloorDiv(now_ms, kHourMs) + 24;
+  // (at most 7 days) ahead of when they came: the next 7 days are read too (an empty hour is a
+  // seek).
+  int64_t last = FloorDiv(now_ms, kHourMs) + 7 * 24 + 1;
   // The cubes with fewer dimensions first: those are kept when the budget runs out.
   std::vector<int> order(catalog_.cubes().size());
   for (size_t c = 0; c < order.size(); ++c) order[c] = static_cast<int>(c);
