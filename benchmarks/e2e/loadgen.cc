@@ -41,6 +41,13 @@ struct Options {
   uint64_t spread_s = 120;  // event times spread over this many seconds before now
   bool redis = false;       // --target redis: the seed's design, RESP commands to a redis-server
   double duplicate_rate = 0.0;
+  // Late events: this fraction is timestamped 5 minutes to 5 minutes + late_s before now, behind
+  // the spread (the daemon counts an event as late when a minute behind the newest it has).
+  double late_rate = 0.0;
+  uint64_t late_s = 3600;
+  // Bot traffic, for fraud scoring: this fraction comes from a handful of users on a handful of
+  // datacenter addresses with a headless browser's user agent, nine in ten of them clicks.
+  double fraud_rate = 0.0;
   uint64_t seed = 1;
   int pid = 0;
   std::string json;
@@ -61,6 +68,7 @@ int64_t NowMs() {
 struct GenEvent {
   uint64_t id, campaign, ad, advertiser, publisher, user, ip, page, price_micros;
   int64_t timestamp_ms;
+  bool bot = false;  // --fraud
   const char* type;
   const char* device;
   const char* country;
@@ -116,6 +124,17 @@ GenEvent Generate(uint64_t id, Rng& rng, const Options& o, int64_t now) {
   e.device = kDevices[rng() % 3];
   e.country = kCountries[rng() % 8];
   e.price_micros = rng() % 1'000'000;
+  // Drawn only when asked for, so that the events of the runs before these options stay the same.
+  constexpr uint64_t kMillion = 1'000'000;
+  if (o.late_rate > 0 && rng() % kMillion < static_cast<uint64_t>(o.late_rate * kMillion)) {
+    e.timestamp_ms = now - 300'000 - static_cast<int64_t>(rng() % (o.late_s * 1000));
+  }
+  if (o.fraud_rate > 0 && rng() % kMillion < static_cast<uint64_t>(o.fraud_rate * kMillion)) {
+    e.bot = true;
+    e.user = rng() % 8;
+    e.ip = rng() % 4;
+    e.type = rng() % 10 == 0 ? "impression" : "click";
+  }
   return e;
 }
 
@@ -172,11 +191,12 @@ char* PutJson(char* p, const GenEvent& e, uint64_t seed) {
   p = PutU64(p, e.advertiser);
   p = Put(p, R"(","publisher_id":"p)");
   p = PutU64(p, e.publisher);
-  p = Put(p, R"(","user_id":"u)");
+  p = Put(p, e.bot ? R"(","user_id":"bot)" : R"(","user_id":"u)");
   p = PutU64(p, e.user);
-  p = Put(p, R"(","ip_address":"203.0.113.)");
+  p = Put(p, e.bot ? R"(","ip_address":"198.51.100.)" : R"(","ip_address":"203.0.113.)");
   p = PutU64(p, e.ip);
-  p = Put(p, R"(","user_agent":"Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",)");
+  p = Put(p, e.bot ? R"(","user_agent":"Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0",)"
+                   : R"(","user_agent":"Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",)");
   p = Put(p, R"("page_url":"https://news.example.com/a/)");
   p = PutU64(p, e.page);
   p = Put(p, R"(","device_type":")");
@@ -221,7 +241,7 @@ int AppendRedis(std::string& out, const GenEvent& e) {
   static const char* kLevels[3] = {"m", "h", "d"};
   std::string field = fmt::format("{}s", e.type);
   std::string price = fmt::format("0.{:06}", e.price_micros);
-  std::string user = fmt::format("u{}", e.user);
+  std::string user = fmt::format("{}{}", e.bot ? "bot" : "u", e.user);
   int n = 0;
   for (int cube = 0; cube < 8; ++cube) {
     for (int l = 0; l < 3; ++l) {
@@ -362,6 +382,11 @@ events/s, acknowledgement latency, errors, freshness and realtime-query latency.
   --rate R               events/s in total; 0 = flat out (0)
   --spread-s S           event times spread over the last S seconds (120)
   --duplicates F         fraction of events resent with an earlier event's id (0)
+  --late F               fraction of events timestamped 5 minutes to 5 minutes + --late-s
+                         before now, behind the spread: late, out-of-order events (0)
+  --late-s S             how far behind the late events go (3600; keep under ingest.max_age_s)
+  --fraud F              fraction of bot events: 8 users on 4 datacenter addresses with a
+                         headless browser's user agent, nine in ten clicks (0)
   --seed N               generator seed; the same seed sends the same events (1)
   --pid PID              the daemon's pid, to report its peak resident memory
   --query-interval-ms M  time a /v1/metrics/realtime query every M ms; 0 = off (50)
@@ -404,6 +429,12 @@ int main(int argc, char** argv) {
       o.rate = std::stod(v);
     else if (k == "--duplicates")
       o.duplicate_rate = std::stod(v);
+    else if (k == "--late")
+      o.late_rate = std::stod(v);
+    else if (k == "--late-s")
+      o.late_s = std::max<uint64_t>(1, std::stoull(v));
+    else if (k == "--fraud")
+      o.fraud_rate = std::stod(v);
     else if (k == "--seed")
       o.seed = std::stoull(v);
     else if (k == "--pid")
@@ -425,12 +456,13 @@ int main(int argc, char** argv) {
   }
   std::atomic<uint64_t> next{0}, accepted{0}, duplicates{0}, rejected{0}, probes_accepted{0};
   // Nothing lost: every event time this run sends lies in [verify_start, verify_end).
-  const int64_t verify_start =
-      (NowMs() - static_cast<int64_t>(o.spread_s) * 1000) / 60'000 * 60'000 - 120'000;
+  const int64_t back_s = std::max<int64_t>(
+      static_cast<int64_t>(o.spread_s),
+      o.late_rate > 0 ? 300 + static_cast<int64_t>(o.late_s) : 0);  // the late events too
+  const int64_t verify_start = (NowMs() - back_s * 1000) / 60'000 * 60'000 - 120'000;
   // Up to a day of run time after the spread (the range was a day from its start, which missed
   // most events of a --spread-s of a month).
-  const int64_t verify_end =
-      verify_start + static_cast<int64_t>(o.spread_s) * 1000 + 24 * 3'600'000;
+  const int64_t verify_end = verify_start + back_s * 1000 + 24 * 3'600'000;
   o.verify = o.verify && !o.redis;
   std::optional<uint64_t> total_before;
   if (o.verify) {
