@@ -87,6 +87,7 @@ absl::Status ReconcileShard(const CubeCatalog& catalog, ShardState& live,
       spec.group_by = cube.dims;
       spec.granularity = GranularityOf(level);
       spec.need_users = rebuild;
+      spec.recent_hours = false;  // what the store holds, not the memory that mirrors it
       spec.start_ms = CeilTo(start_ms, kLevelMs[l]);
       spec.end_ms = FloorTo(end_ms, kLevelMs[l]);
       if (spec.start_ms >= spec.end_ms) continue;

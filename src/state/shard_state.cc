@@ -694,7 +694,7 @@ absl::Status ShardState::ScanStoreRows(const QuerySpec& spec, bool use_recent, V
 }
 
 absl::Status ShardState::ScanStore(const QuerySpec& spec, ResultTable& out) const {
-  bool use_recent = recent_ && !spec.need_users && recent_->Holds(spec.cube);
+  bool use_recent = recent_ && spec.recent_hours && !spec.need_users && recent_->Holds(spec.cube);
   return ScanStoreRows(
       spec, use_recent,
       [&](int64_t time, const std::string_view* dims, size_t n, const Aggregate& agg) {
@@ -768,6 +768,8 @@ absl::Status ShardState::EnableRecentHours(int64_t hours, size_t budget_bytes, i
     }
   }
   recent_ = std::move(recent);
+  recent_hours_ = hours;
+  recent_budget_bytes_ = budget_bytes;
   recent_bytes_.Set(recent_->bytes());
   std::string held, left;
   for (int c = 0; c < static_cast<int>(catalog_.cubes().size()); ++c) {
@@ -780,6 +782,13 @@ absl::Status ShardState::EnableRecentHours(int64_t hours, size_t budget_bytes, i
       shard_, hours, held, recent_->groups(), recent_->bytes() / 1048576.0,
       budget_bytes / 1048576.0, left.empty() ? "" : "; left to the state store: " + left);
   return absl::OkStatus();
+}
+
+absl::Status ShardState::ReloadRecentHours(int64_t now_ms) {
+  if (!recent_) return absl::OkStatus();
+  recent_.reset();
+  recent_ids_.clear();
+  return EnableRecentHours(recent_hours_, recent_budget_bytes_, now_ms);
 }
 
 void ShardState::AddToRecent(const std::vector<CubeStore>& cubes) {

@@ -177,6 +177,9 @@ class ShardState {
   absl::Status EnableRecentHours(int64_t hours, size_t budget_bytes, int64_t now_ms);
   // Null unless enabled.
   const RecentHours* recent_hours() const { return recent_.get(); }
+  // Fills the recent hours again from the store, after something wrote the store without going
+  // through this shard's memory (reconciliation's rebuild). A no-op unless enabled.
+  absl::Status ReloadRecentHours(int64_t now_ms);
 
   // Memory plus the store; an error when the store cannot be read.
   absl::Status RunQuery(const QuerySpec& spec, ResultTable& out) const;
@@ -334,6 +337,8 @@ class ShardState {
   // The recent hours' counters (null: not enabled), and the ids recent_ gives the interner's
   // values, by interner id (kNoId: not looked up yet), valid for recent_ids_generation_.
   std::unique_ptr<RecentHours> recent_;
+  int64_t recent_hours_ = 0;  // as enabled
+  size_t recent_budget_bytes_ = 0;
   static constexpr uint32_t kNoId = UINT32_MAX;
   std::vector<uint32_t> recent_ids_;
   uint64_t recent_ids_generation_ = 0;

@@ -279,8 +279,11 @@ absl::Status ShardWriter::Reconcile(const CubeCatalog& catalog, int64_t start_ms
     // No roll-up may read the store while reconciliation rewrites it.
     return state_->FinishRollUp();
   };
-  return ReconcileShard(catalog, *state_, sources, start_ms, end_ms, rebuild, flush, options_.store,
-                        report);
+  absl::Status s = ReconcileShard(catalog, *state_, sources, start_ms, end_ms, rebuild, flush,
+                                  options_.store, report);
+  // The rebuild wrote the store directly: the recent hours held in memory must mirror it again.
+  if (s.ok() && report.rebuilt) s = state_->ReloadRecentHours(NowMs());
+  return s;
 }
 
 }  // namespace adpulse

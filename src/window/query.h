@@ -26,6 +26,9 @@ struct QuerySpec {
   Granularity granularity = Granularity::kAll;
   absl::TimeZone tz = absl::UTCTimeZone();
   bool need_users = true;
+  // Whole recent hours may be read from the shard's memory (RecentHours) when need_users is off;
+  // false: from the state store too (reconciliation checks the store itself).
+  bool recent_hours = true;
 };
 
 struct ResultRow {

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <map>
 #include <random>
 
 #include "base/time_parse.h"
@@ -34,6 +35,7 @@ void Run(int n) {
   o.archiver = &archiver;
   o.store = store->get();
   o.rollup_delay_ms = 0;  // every closed hour is rolled up as soon as the writer gets to it
+  o.recent_hours = 26;    // as the daemon: the recent hours are held in memory too
   ShardWriter writer(&state, o);
   RecoveryStats stats;
   REQUIRE(writer.Recover(&stats).ok());
@@ -97,6 +99,9 @@ void Run(int n) {
   StateStore::Batch batch;
   batch.MergeAggregate(key, value);
   REQUIRE((*store)->Write(batch).ok());
+  // The recent hours held in memory did not see that write: the check reads the store itself.
+  REQUIRE(state.recent_hours() != nullptr);
+  CHECK(state.recent_hours()->groups() > 0);
 
   ReconcileReport altered;
   REQUIRE(writer.Reconcile(catalog, start, end, false, altered).ok());
@@ -116,6 +121,8 @@ void Run(int n) {
   CHECK(d.stored.spend_micros == d.recomputed.spend_micros + 5);
   CHECK(d.stored.impressions == d.recomputed.impressions);
 
+  // As a restart would, fill them from the altered store: the rebuild must correct them too.
+  REQUIRE(state.ReloadRecentHours(NowMs()).ok());
   ReconcileReport rebuilt;
   REQUIRE(writer.Reconcile(catalog, start, end, true, rebuilt).ok());
   CHECK(rebuilt.difference_count == altered.difference_count);
@@ -123,6 +130,28 @@ void Run(int n) {
   ReconcileReport after;
   REQUIRE(writer.Reconcile(catalog, start, end, false, after).ok());
   CHECK(after.difference_count == 0);
+  // The rebuild wrote the store directly; the recent hours were filled again from it: a query
+  // served from them gives what the store gives.
+  auto hourly = [&](bool recent) {
+    QuerySpec spec;
+    spec.cube = 0;
+    spec.group_by = {Dim::kCampaignId};
+    spec.granularity = Granularity::kHour;
+    spec.start_ms = start;
+    spec.end_ms = end;
+    spec.need_users = false;
+    spec.recent_hours = recent;
+    ResultTable table;
+    REQUIRE(state.RunQuery(spec, table).ok());
+    std::map<std::string, uint64_t> clicks;
+    for (const ResultRow* r : table.SortedRows()) {
+      clicks[std::to_string(r->time) + "|" + r->dims[0]] = r->agg.counters.clicks;
+    }
+    return clicks;
+  };
+  auto from_store = hourly(false);
+  CHECK(from_store.size() > 100);
+  CHECK(hourly(true) == from_store);
   CHECK(archiver.archived_segments() > 0);
 
   archiver.Stop();
