@@ -2,6 +2,7 @@
 // from minutes and days from hours once closed. Every query must give what memory alone gives.
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <random>
 
@@ -116,6 +117,33 @@ void ApplyAll(ShardState& state, ShardState& truth, const Events& events) {
   }
 }
 
+// ApplyAll, then a whole flush at the next log position.
+void ApplyAndFlush(ShardState& state, ShardState& truth, const Events& events,
+                   WalPosition& position) {
+  ApplyAll(state, truth, events);
+  ++position.offset;
+  REQUIRE(state.Flush(position).ok());
+}
+
+// Rolls up the 30 hours of events from kBase (and the first day), one at a time, as of `now`.
+// While the fourth is being rolled up, late events for its hour arrive and are flushed, then
+// `check` runs. Returns how many roll-ups that took.
+int RollUpThirtyHours(ShardState& state, ShardState& truth, WalPosition& position, int64_t now,
+                      const std::function<void()>& check) {
+  int rounds = 0;
+  while (state.rolled_up().hours_through < kFirstHour + 29) {
+    REQUIRE(state.MaybeRollUp(now).ok());
+    if (++rounds == 4) {
+      int64_t hour = state.rolled_up().hours_through + 1;  // the one being rolled up
+      ApplyAndFlush(state, truth, Events(300, 10'000, hour * kHourMs, kHourMs), position);
+      check();
+    }
+    REQUIRE(state.FinishRollUp().ok());
+    REQUIRE(rounds < 100);
+  }
+  return rounds;
+}
+
 }  // namespace
 
 TEST_CASE("hours and days are rolled up from the stored minutes; queries agree throughout",
@@ -142,21 +170,10 @@ TEST_CASE("hours and days are rolled up from the stored minutes; queries agree t
     auto want = AllRows(truth, catalog);
     CHECK(AllRows(state, catalog) == want);
 
-    // Roll up the 30 hours (and the first day), one at a time. While the fourth is being rolled
-    // up, late events for it arrive and are flushed.
-    int rounds = 0;
-    while (state.rolled_up().hours_through < kFirstHour + 29) {
-      REQUIRE(state.MaybeRollUp(now).ok());
-      if (++rounds == 4) {
-        int64_t hour = state.rolled_up().hours_through + 1;  // the one being rolled up
-        ApplyAll(state, truth, Events(300, 10'000, hour * kHourMs, kHourMs));
-        ++position.offset;
-        REQUIRE(state.Flush(position).ok());
-        CHECK(AllRows(state, catalog) == AllRows(truth, catalog));
-      }
-      REQUIRE(state.FinishRollUp().ok());
-      REQUIRE(rounds < 100);
-    }
+    // Roll up the 30 hours (and the first day), with late events for the fourth meanwhile.
+    int rounds = RollUpThirtyHours(state, truth, position, now, [&] {
+      CHECK(AllRows(state, catalog) == AllRows(truth, catalog));
+    });
     CHECK(state.rolled_up().days_through == FloorDiv(kBase, kDayMs));
     CHECK(state.CounterSnapshot().rollups == static_cast<uint64_t>(rounds));
     CHECK(StoredKeys(**store, Level::kHour) > 0);
@@ -164,9 +181,7 @@ TEST_CASE("hours and days are rolled up from the stored minutes; queries agree t
     CHECK(AllRows(state, catalog) == AllRows(truth, catalog));
 
     // Late events for rolled-up hours and days: their flush writes every level.
-    ApplyAll(state, truth, Events(500, 20'000, kBase, 30 * kHourMs));
-    ++position.offset;
-    REQUIRE(state.Flush(position).ok());
+    ApplyAndFlush(state, truth, Events(500, 20'000, kBase, 30 * kHourMs), position);
     CHECK(AllRows(state, catalog) == AllRows(truth, catalog));
   }
   // A restart reads the marks back.
@@ -287,25 +302,11 @@ TEST_CASE("recent hours held in memory give what the store gives", "[rollup][rec
     CHECK(held > 0);
     same(state);
 
-    // Roll up the 30 hours, with late events for the one being rolled up on the fourth.
-    int rounds = 0;
-    while (state.rolled_up().hours_through < kFirstHour + 29) {
-      REQUIRE(state.MaybeRollUp(now).ok());
-      if (++rounds == 4) {
-        int64_t hour = state.rolled_up().hours_through + 1;
-        ApplyAll(state, truth, Events(300, 10'000, hour * kHourMs, kHourMs));
-        ++position.offset;
-        REQUIRE(state.Flush(position).ok());
-        same(state);
-      }
-      REQUIRE(state.FinishRollUp().ok());
-      REQUIRE(rounds < 100);
-    }
+    // Roll up the 30 hours, with late events for the fourth meanwhile.
+    RollUpThirtyHours(state, truth, position, now, [&] { same(state); });
     same(state);
     // Late events for held hours and for older ones.
-    ApplyAll(state, truth, Events(500, 20'000, kBase, 30 * kHourMs));
-    ++position.offset;
-    REQUIRE(state.Flush(position).ok());
+    ApplyAndFlush(state, truth, Events(500, 20'000, kBase, 30 * kHourMs), position);
     CHECK(state.recent_hours()->groups() > held);
     same(state);
     CHECK(AllRows(state, catalog) == AllRows(truth, catalog));  // with users: the store's
