@@ -33,6 +33,10 @@ inline constexpr int kDimCount = 11;
 std::string_view DimName(Dim dim);
 std::optional<Dim> ParseDim(std::string_view name);
 
+// The largest bid_price one event may carry, in micro-units (1,000,000.000000 of its currency): far
+// above any real price, and low enough that sums of 2^64 events still fit the 128-bit money sums.
+inline constexpr int64_t kMaxBidMicros = 1'000'000'000'000;
+
 // Fraud verdict bits; nonzero means the event is invalid traffic and is counted in fraud_* only.
 using FraudFlags = uint8_t;
 

@@ -377,6 +377,7 @@ int RunApplication(int argc, char** argv) {
   api_options.max_decoded_body_bytes = static_cast<size_t>(config.max_decoded_body_bytes);
   api_options.validation.max_future_ms = config.max_future_s * 1000;
   api_options.validation.max_age_ms = config.max_age_s * 1000;
+  api_options.validation.max_bid_micros = config.max_bid_price * 1'000'000;
   api_options.max_query_buckets = config.max_query_buckets;
   Api api(api_options, *catalog, pipeline, metrics);
 

@@ -183,7 +183,8 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
   if (const toml::table* t = Section(root, "ingest")) {
     RETURN_IF_ERROR(CheckKeys(*t, "ingest", source,
                               {"workers", "pin_workers", "ring_capacity_tasks",
-                               "max_inflight_requests", "max_future_s", "max_age_s"}));
+                               "max_inflight_requests", "max_future_s", "max_age_s",
+                               "max_bid_price"}));
     int64_t v = config.workers;
     RETURN_IF_ERROR(ReadInt(*t, "ingest", "workers", source, 0, 256, v));
     config.workers = static_cast<int>(v);
@@ -195,6 +196,10 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     RETURN_IF_ERROR(
         ReadInt(*t, "ingest", "max_future_s", source, 0, 86400 * 7, config.max_future_s));
     RETURN_IF_ERROR(ReadInt(*t, "ingest", "max_age_s", source, 60, 86400 * 366, config.max_age_s));
+    // Whole currency units; the top of the range is the largest whole amount an int64 of
+    // micro-units holds.
+    RETURN_IF_ERROR(ReadInt(*t, "ingest", "max_bid_price", source, 1,
+                            INT64_MAX / 1'000'000, config.max_bid_price));
   }
   if (const toml::table* t = Section(root, "dedup")) {
     RETURN_IF_ERROR(CheckKeys(*t, "dedup", source, {"horizon_s"}));

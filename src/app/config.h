@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "adpulse/event.h"
 #include "http/server.h"
 #include "window/cube_catalog.h"
 
@@ -33,6 +34,7 @@ struct Config {
   int64_t max_decoded_body_bytes = 64 << 20;
   int64_t max_future_s = 60;
   int64_t max_age_s = 86400;
+  int64_t max_bid_price = kMaxBidMicros / 1'000'000;  // whole currency units
   int64_t dedup_horizon_s = 86400;
   int64_t max_query_buckets = 200000;
   std::vector<CubeSpec> cubes;

@@ -39,6 +39,25 @@ inline int64_t UnZigZag(uint64_t v) {
   return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
 }
 
+// The same LEB128 for 128-bit values (money sums): at most 19 bytes, and a value below 2^64 is
+// encoded exactly as PutVarint encodes it.
+__extension__ inline void PutVarint128(std::string& out, unsigned __int128 v) {
+  char buf[19];
+  int n = 0;
+  while (v >= 0x80) {
+    buf[n++] = static_cast<char>(static_cast<uint8_t>(v) | 0x80);
+    v >>= 7;
+  }
+  buf[n++] = static_cast<char>(v);
+  out.append(buf, static_cast<size_t>(n));
+}
+__extension__ inline unsigned __int128 ZigZag128(__int128 v) {
+  return (static_cast<unsigned __int128>(v) << 1) ^ static_cast<unsigned __int128>(v >> 127);
+}
+__extension__ inline __int128 UnZigZag128(unsigned __int128 v) {
+  return static_cast<__int128>(v >> 1) ^ -static_cast<__int128>(v & 1);
+}
+
 // Reads from the front of `in`; once a read runs short, ok() stays false and values are zero.
 class ByteReader {
  public:
@@ -75,6 +94,21 @@ class ByteReader {
       if (b < 0x80) return v;
     }
     ok_ = false;  // short, or longer than 10 bytes
+    return 0;
+  }
+  __extension__ unsigned __int128 GetVarint128() {
+    __extension__ unsigned __int128 v = 0;
+    for (int shift = 0; ok_ && shift < 128; shift += 7) {
+      if (in_.empty()) break;
+      uint8_t b = static_cast<uint8_t>(in_[0]);
+      in_.remove_prefix(1);
+      __extension__ unsigned __int128 bits = b & 0x7f;
+      // The 19th byte holds only the top two bits; more would not fit.
+      if (shift == 126 && bits > 3) break;
+      v |= bits << shift;
+      if (b < 0x80) return v;
+    }
+    ok_ = false;  // short, or longer than 128 bits
     return 0;
   }
   bool ok() const { return ok_; }

@@ -44,13 +44,20 @@ void AppendJsonString(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
-std::string MicrosToDecimal(int64_t micros, bool fixed_six_decimals) {
+std::string MicrosToDecimal(MoneySum micros, bool fixed_six_decimals) {
   bool negative = micros < 0;
-  uint64_t magnitude = negative ? 0 - static_cast<uint64_t>(micros) : static_cast<uint64_t>(micros);
-  uint64_t whole = magnitude / 1000000;
-  uint64_t frac = magnitude % 1000000;
+  MoneyBits magnitude = negative ? 0 - static_cast<MoneyBits>(micros) : static_cast<MoneyBits>(micros);
+  MoneyBits whole = magnitude / 1000000;
+  uint64_t frac = static_cast<uint64_t>(magnitude % 1000000);
+  // The whole part in decimal, from the low digits up (std::to_string has no 128-bit overload).
+  char digits[40];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + static_cast<int>(whole % 10));
+    whole /= 10;
+  } while (whole != 0);
   std::string out = negative ? "-" : "";
-  out += std::to_string(whole);
+  while (n > 0) out.push_back(digits[--n]);
   if (fixed_six_decimals) {
     out += fmt::format(".{:06}", frac);
   } else if (frac != 0) {
@@ -126,7 +133,7 @@ JsonWriter& JsonWriter::Double(double value) {
   out_ += s;
   return *this;
 }
-JsonWriter& JsonWriter::Micros(int64_t micros) {
+JsonWriter& JsonWriter::Micros(MoneySum micros) {
   BeforeValue();
   out_ += MicrosToDecimal(micros);
   return *this;

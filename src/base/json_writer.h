@@ -6,14 +6,13 @@
 #include <string_view>
 #include <vector>
 
+#include "base/money.h"
+
 namespace adpulse {
 
 // Appends `s` to `out` as a JSON string literal, quotes included; invalid UTF-8 bytes become
 // U+FFFD.
 void AppendJsonString(std::string& out, std::string_view s);
-
-// Formats integer micro-units as an exact decimal: 15500000 -> "15.5", 0 -> "0", -1 -> "-0.000001".
-std::string MicrosToDecimal(int64_t micros, bool fixed_six_decimals = false);
 
 class JsonWriter {
  public:
@@ -30,7 +29,7 @@ class JsonWriter {
   // Finite doubles with up to 6 decimals, trailing zeros trimmed; non-finite values become 0.
   JsonWriter& Double(double value);
   // Money: exact decimal from integer micro-units, written as a JSON number.
-  JsonWriter& Micros(int64_t micros);
+  JsonWriter& Micros(MoneySum micros);
   JsonWriter& Bool(bool value);
   JsonWriter& Null();
   // Inserts already-encoded JSON as one value.

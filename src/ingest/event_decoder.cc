@@ -240,7 +240,7 @@ struct EventDecoder::Impl {
         std::string_view raw = TrimRight(value.raw_json_token());
         int64_t micros;
         if (!ParseDecimalMicros(raw, &micros)) {
-          problem = fmt::format("bid_price {} is out of range", raw);
+          problem = fmt::format("bid_price {} is out of range (see ingest.max_bid_price)", raw);
           continue;
         }
         if (raw.front() == '-' && raw.find_first_of("123456789") != std::string_view::npos) {

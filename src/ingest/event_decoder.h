@@ -17,6 +17,7 @@ enum class BodyFormat { kJson, kNdjson };
 struct ValidationRules {
   int64_t max_future_ms = 60'000;
   int64_t max_age_ms = 86'400'000;
+  int64_t max_bid_micros = kMaxBidMicros;  // ingest.max_bid_price
 };
 
 inline constexpr size_t kMaxEventIdBytes = 128;

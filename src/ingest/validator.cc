@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "base/json_writer.h"
 #include "ingest/event_decoder.h"
 
 namespace adpulse {
@@ -22,6 +23,11 @@ std::string ValidateEvent(Event& event, const EventFields& seen, const Validatio
   if (!seen.has_event_type) return "event_type is missing (impression, click or conversion)";
   if (!seen.has_timestamp) return "timestamp is missing (Unix epoch milliseconds)";
   if (event.dim(Dim::kCampaignId).empty()) return "campaign_id is missing";
+  // Before the differences below, so that none of them can overflow.
+  if (event.timestamp_ms < 0) {
+    return fmt::format("timestamp {} is before 1970; send Unix epoch milliseconds",
+                       event.timestamp_ms);
+  }
   if (event.timestamp_ms > now_ms + rules.max_future_ms) {
     return fmt::format("timestamp is {} in the future (limit {})",
                        HumanDuration(event.timestamp_ms - now_ms),
@@ -35,6 +41,10 @@ std::string ValidateEvent(Event& event, const EventFields& seen, const Validatio
                        HumanDuration(rules.max_age_ms));
   }
   if (event.bid_micros < 0) return "bid_price must be >= 0";
+  if (event.bid_micros > rules.max_bid_micros) {
+    return fmt::format("bid_price {} is over the limit of {} per event (ingest.max_bid_price)",
+                       MicrosToDecimal(event.bid_micros), MicrosToDecimal(rules.max_bid_micros));
+  }
   std::string_view& currency = event.dim(Dim::kCurrency);
   if (currency.empty()) {
     currency = "USD";

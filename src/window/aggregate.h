@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "adpulse/event.h"
+#include "base/money.h"
 #include "window/hyperloglog.h"
 
 namespace adpulse {
@@ -14,11 +15,11 @@ struct Counters {
   uint64_t impressions = 0;
   uint64_t clicks = 0;
   uint64_t conversions = 0;
-  int64_t spend_micros = 0;
+  MoneySum spend_micros = 0;  // 128 bits: no sum of bids can wrap (base/money.h)
   uint64_t fraud_impressions = 0;
   uint64_t fraud_clicks = 0;
   uint64_t fraud_conversions = 0;
-  int64_t fraud_spend_micros = 0;
+  MoneySum fraud_spend_micros = 0;
 
   void Add(EventType type, int64_t bid_micros, bool fraud) {
     if (fraud) {

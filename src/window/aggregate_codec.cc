@@ -10,11 +10,12 @@ namespace adpulse {
 namespace {
 // Format 1: u8 1, eight counters as u64/i64 little-endian, users (kFixed32). Read, no longer
 // written. Format 2: u8 2, u8 mask of the nonzero counters, each of those as a varint (money
-// zigzag), users (kDeltaVarint). docs/formats/state.md.
+// zigzag, up to 128 bits: a sum below 2^63 is the same bytes as before), users (kDeltaVarint).
+// docs/formats/state.md.
 constexpr uint8_t kFormat1 = 1;
 constexpr uint8_t kFormat2 = 2;
 constexpr int kCounterCount = 8;
-// Counters 3 and 7 are money (signed).
+// Counters 3 and 7 are money (signed, 128-bit sums).
 constexpr bool IsMoney(int i) { return i == 3 || i == 7; }
 
 void PutBE64(std::string& out, uint64_t v) {
@@ -26,17 +27,19 @@ uint64_t GetBE(std::string_view s, int bytes) {
   return v;
 }
 
-void ToArray(const Counters& c, int64_t out[kCounterCount]) {
-  out[0] = static_cast<int64_t>(c.impressions);
-  out[1] = static_cast<int64_t>(c.clicks);
-  out[2] = static_cast<int64_t>(c.conversions);
+// The counters as one array of 128-bit values: counts are below 2^64, money may be anything a
+// MoneySum holds.
+void ToArray(const Counters& c, MoneySum out[kCounterCount]) {
+  out[0] = c.impressions;
+  out[1] = c.clicks;
+  out[2] = c.conversions;
   out[3] = c.spend_micros;
-  out[4] = static_cast<int64_t>(c.fraud_impressions);
-  out[5] = static_cast<int64_t>(c.fraud_clicks);
-  out[6] = static_cast<int64_t>(c.fraud_conversions);
+  out[4] = c.fraud_impressions;
+  out[5] = c.fraud_clicks;
+  out[6] = c.fraud_conversions;
   out[7] = c.fraud_spend_micros;
 }
-void FromArray(const int64_t in[kCounterCount], Counters& c) {
+void FromArray(const MoneySum in[kCounterCount], Counters& c) {
   c.impressions = static_cast<uint64_t>(in[0]);
   c.clicks = static_cast<uint64_t>(in[1]);
   c.conversions = static_cast<uint64_t>(in[2]);
@@ -47,7 +50,7 @@ void FromArray(const int64_t in[kCounterCount], Counters& c) {
   c.fraud_spend_micros = in[7];
 }
 
-void PutCounters(std::string& out, const int64_t v[kCounterCount]) {
+void PutCounters(std::string& out, const MoneySum v[kCounterCount]) {
   out.push_back(static_cast<char>(kFormat2));
   uint8_t mask = 0;
   for (int i = 0; i < kCounterCount; ++i) {
@@ -56,17 +59,23 @@ void PutCounters(std::string& out, const int64_t v[kCounterCount]) {
   out.push_back(static_cast<char>(mask));
   for (int i = 0; i < kCounterCount; ++i) {
     if (v[i] == 0) continue;
-    PutVarint(out, IsMoney(i) ? ZigZag(v[i]) : static_cast<uint64_t>(v[i]));
+    if (IsMoney(i)) {
+      PutVarint128(out, ZigZag128(v[i]));
+    } else {
+      PutVarint(out, static_cast<uint64_t>(v[i]));
+    }
   }
 }
 
 // Reads the version and counters of either format from the front of `in`, advancing past them;
 // `encoding` is how the users that follow are encoded.
-bool GetCounters(std::string_view& in, int64_t v[kCounterCount], HyperLogLog::Encoding* encoding) {
+bool GetCounters(std::string_view& in, MoneySum v[kCounterCount], HyperLogLog::Encoding* encoding) {
   ByteReader r(in);
   uint8_t format = r.Get<uint8_t>();
   if (format == kFormat1) {
-    for (int i = 0; i < kCounterCount; ++i) v[i] = r.Get<int64_t>();
+    for (int i = 0; i < kCounterCount; ++i) {
+      v[i] = IsMoney(i) ? MoneySum{r.Get<int64_t>()} : MoneySum{r.Get<uint64_t>()};
+    }
     *encoding = HyperLogLog::Encoding::kFixed32;
   } else if (format == kFormat2) {
     uint8_t mask = r.Get<uint8_t>();
@@ -75,8 +84,7 @@ bool GetCounters(std::string_view& in, int64_t v[kCounterCount], HyperLogLog::En
         v[i] = 0;
         continue;
       }
-      uint64_t x = r.GetVarint();
-      v[i] = IsMoney(i) ? UnZigZag(x) : static_cast<int64_t>(x);
+      v[i] = IsMoney(i) ? UnZigZag128(r.GetVarint128()) : MoneySum{r.GetVarint()};
     }
     *encoding = HyperLogLog::Encoding::kDeltaVarint;
   } else {
@@ -88,14 +96,14 @@ bool GetCounters(std::string_view& in, int64_t v[kCounterCount], HyperLogLog::En
 }  // namespace
 
 void EncodeAggregate(const Aggregate& a, std::string& out) {
-  int64_t v[kCounterCount];
+  MoneySum v[kCounterCount];
   ToArray(a.counters, v);
   PutCounters(out, v);
   a.users.AppendTo(out);
 }
 
 bool DecodeAggregate(std::string_view in, Aggregate& a, bool with_users) {
-  int64_t v[kCounterCount];
+  MoneySum v[kCounterCount];
   HyperLogLog::Encoding encoding;
   if (!GetCounters(in, v, &encoding)) return false;
   FromArray(v, a.counters);
@@ -104,17 +112,15 @@ bool DecodeAggregate(std::string_view in, Aggregate& a, bool with_users) {
 }
 
 bool MergeEncodedAggregates(const std::vector<std::string_view>& values, std::string& out) {
-  int64_t sums[kCounterCount] = {0};
+  MoneySum sums[kCounterCount] = {0};
   std::vector<uint32_t> sparse;
   std::unique_ptr<uint8_t[]> dense;
   for (std::string_view v : values) {
-    int64_t counters[kCounterCount];
+    MoneySum counters[kCounterCount];
     HyperLogLog::Encoding encoding;
     if (!GetCounters(v, counters, &encoding)) return false;
-    for (int i = 0; i < kCounterCount; ++i) {
-      sums[i] =
-          static_cast<int64_t>(static_cast<uint64_t>(sums[i]) + static_cast<uint64_t>(counters[i]));
-    }
+    // Counts are below 2^64 and money sums far below 2^127 (base/money.h): no sum wraps.
+    for (int i = 0; i < kCounterCount; ++i) sums[i] += counters[i];
     if (!HyperLogLog::MergeEncoded(v, encoding, sparse, dense) || !v.empty()) return false;
   }
   PutCounters(out, sums);

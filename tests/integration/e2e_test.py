@@ -578,9 +578,10 @@ def status_lines(data):
 # The daemon.
 
 class Daemon:
-    def __init__(self, binary, data_dir, log_dir, name):
+    def __init__(self, binary, data_dir, log_dir, name, config=None):
         self.binary = binary
         self.data_dir = data_dir
+        self.config = config
         self.port = free_port()
         self.stderr_path = os.path.join(log_dir, f"{name}.stderr")
         self.stdout_path = os.path.join(log_dir, f"{name}.stdout")
@@ -589,6 +590,8 @@ class Daemon:
     def start(self):
         args = [self.binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir,
                 "--log-level", "warn"]
+        if self.config:
+            args += ["--config", self.config]
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                          cwd=os.path.dirname(self.data_dir), start_new_session=True)
@@ -760,8 +763,10 @@ class E2E:
                 ("body errors", self.phase_body_errors),
                 ("framing", self.phase_framing),
                 ("queries", self.phase_queries),
+                ("gzip members and limits", self.phase_gzip_and_limits),
                 ("resend all", self.phase_resend_all),
                 ("shutdown and restart", self.phase_restart),
+                ("money past 64 bits", self.phase_money_limits),
             ]
             for name, fn in phases:
                 self.client.close()  # a server may close idle keep-alive connections between phases
@@ -1373,6 +1378,137 @@ class E2E:
                        "/v1/funnel with a granularity: 400 naming it", 400, short(raw, 200))
 
     # --- end ------------------------------------------------------------------------------------------
+
+    def phase_gzip_and_limits(self):
+        """Bodies of several gzip members, trailing garbage, a bid over the limit, the lowest timestamp."""
+        ev = self.events
+        # Two members (what `cat a.gz b.gz` makes) of events already ingested: every event of both members
+        # is read, so all of them are duplicates; a decoder that stops at the first member sees half.
+        first = "\n".join(e.text for e in ev[100:300]).encode() + b"\n"
+        second = "\n".join(e.text for e in ev[300:500]).encode() + b"\n"
+        body = gzip.compress(first) + gzip.compress(second)
+        status, headers, data = self.client.request(
+            "POST", "/v1/events", body=body,
+            headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"})
+        obj = parse_json(data)
+        exp = {"accepted": 0, "duplicates": 400, "rejected": 0}
+        got = {k: obj.get(k) for k in exp} if isinstance(obj, dict) else f"status {status} {short(data, 200)}"
+        self.res.check(status == 200 and got == exp, "gzip body of two members: every event of both is read",
+                       exp, got)
+        # Trailing bytes that are not gzip: a 400, and none of the (valid, new) events counts.
+        fresh = "\n".join(self.bad_event_body(f"gz-trail-{i}") for i in range(5)).encode()
+        body = gzip.compress(fresh) + b"this is not gzip"
+        status, headers, data = self.client.request(
+            "POST", "/v1/events", body=body,
+            headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"})
+        obj = parse_json(data)
+        err = obj.get("error", "") if isinstance(obj, dict) else ""
+        self.res.check(status == 400 and "trailing data" in err, "gzip body with trailing garbage: 400 naming it",
+                       "400 with an error about trailing data", f"{status} {short(data, 200)}")
+        # Per-event limits: a bid over ingest.max_bid_price (default 1000000) and a timestamp of -2^63.
+        lines = [
+            '{"event_id":"limit-bid","event_type":"click","timestamp":%d,"campaign_id":"%s",'
+            '"advertiser_id":"adv-bad","bid_price":9223372036854.775807}' % (self.now_ms - MINUTE_MS * 30, BAD_CAMPAIGN),
+            '{"event_id":"limit-ts","event_type":"click","timestamp":-9223372036854775808,"campaign_id":"%s"}'
+            % BAD_CAMPAIGN,
+        ]
+        status, headers, data = self.client.request("POST", "/v1/events", body="\n".join(lines).encode(),
+                                                    headers={"Content-Type": "application/x-ndjson"})
+        obj = parse_json(data)
+        errors = obj.get("errors", []) if isinstance(obj, dict) else []
+        msgs = [e.get("error", e.get("message", "")) for e in errors if isinstance(e, dict)]
+        self.res.check(status == 200 and isinstance(obj, dict) and obj.get("rejected") == 2 and obj.get("accepted") == 0,
+                       "bid over the limit and timestamp -2^63: both rejected", "rejected 2, accepted 0",
+                       f"{status} {short(data, 300)}")
+        self.res.check(any("over the limit of 1000000" in m for m in msgs),
+                       "bid over the limit: the reason names the limit", "'over the limit of 1000000'", msgs)
+        self.res.check(any("before 1970" in m for m in msgs) and not any("s old" in m for m in msgs),
+                       "timestamp -2^63: the reason says before 1970 (no overflowed age)", "'before 1970'", msgs)
+
+    def phase_money_limits(self):
+        """A daemon with ingest.max_bid_price at its top: spend sums past 2^63 micro-units stay exact."""
+        root = os.path.join(self.root, "limits")
+        os.mkdir(root)
+        data_dir = os.path.join(root, "data")
+        os.mkdir(data_dir)
+        config = os.path.join(root, "adpulse.toml")
+        with open(config, "w") as f:
+            f.write("[ingest]\nmax_bid_price = 9223372036854\n")
+        daemon = Daemon(self.args.binary, data_dir, root, "limits", config=config)
+        if not self.start_daemon(daemon, "money limits daemon"):
+            return
+        self.daemon = daemon  # so that ensure_alive and teardown see it
+        self.client = Client(daemon.port)
+        ts = self.now_ms - 10 * MINUTE_MS
+        bids = ["9000000000000", "9000000000000", "9223372036854", "0.000001", "9223372036854.000000",
+                "123.456789"]
+        micros = [int(Decimal(b) * 1_000_000) for b in bids]
+        lines = ['{"event_id":"m-%d","event_type":"%s","timestamp":%d,"campaign_id":"camp-limit",'
+                 '"advertiser_id":"adv-limit","currency":"USD","user_id":"u-%d","bid_price":%s}'
+                 % (i, "click" if i % 2 else "impression", ts, i, b) for i, b in enumerate(bids)]
+        lines.append('{"event_id":"m-over","event_type":"click","timestamp":%d,"campaign_id":"camp-limit",'
+                     '"advertiser_id":"adv-limit","bid_price":9223372036854.000001}' % ts)
+        status, _, data = self.client.request("POST", "/v1/events", body="\n".join(lines).encode(),
+                                              headers={"Content-Type": "application/x-ndjson"})
+        obj = parse_json(data)
+        got = {k: obj.get(k) for k in ("accepted", "rejected")} if isinstance(obj, dict) else f"{status} {data!r}"
+        self.res.check(status == 200 and got == {"accepted": len(bids), "rejected": 1},
+                       "money limits: bids up to max_bid_price accepted, one over it rejected",
+                       {"accepted": len(bids), "rejected": 1}, got)
+        total = sum(micros)
+        want = micro_literal(total, "full")
+        self.res.check(total > 2 ** 63, "money limits: the bids add up past 2^63 micro-units", "> 2^63", total)
+        start, end = (ts // DAY_MS) * DAY_MS, (ts // DAY_MS + 1) * DAY_MS
+
+        def check_all(when):
+            status, obj, raw, url = self.get_json("/v1/billing", [("advertiser_id", "adv-limit"), ("start", start),
+                                                                  ("end", end)])
+            totals = obj.get("totals") if isinstance(obj, dict) else None
+            spend = totals[0].get("spend") if totals else None
+            self.res.check(status == 200 and spend == want, f"money limits ({when}): /v1/billing spend exact",
+                           want, f"{status} {short(raw, 300)}")
+            status, obj, raw, url = self.get_json("/v1/metrics/realtime", [("campaign_id", "camp-limit"),
+                                                                           ("window", 3600)])
+            spend = obj.get("spend") if isinstance(obj, dict) else None
+            self.res.check(status == 200 and spend is not None and Decimal(spend) == micro_to_decimal(total),
+                           f"money limits ({when}): realtime spend exact", micro_literal(total, "min"),
+                           f"{status} {short(raw, 300)}")
+            rows = self.query_rows(f"money limits ({when})", [("dimensions", "campaign_id"), ("metrics", "spend,clicks"),
+                                                              ("start", start), ("end", end)])
+            spend = rows[0].get("spend") if rows else None
+            self.res.check(spend is not None and Decimal(spend) == micro_to_decimal(total),
+                           f"money limits ({when}): /v1/metrics spend exact", micro_literal(total, "min"), rows)
+
+        self.settle_on(daemon, "camp-limit", len(bids))
+        check_all("in memory")
+        status, obj, raw = None, None, None
+        try:
+            status, _, raw = self.client.request("POST", f"/v1/admin/reconcile?start={start}&end={end}", body=b"")
+            obj = parse_json(raw)
+        except (OSError, http.client.HTTPException) as e:
+            raw = f"{type(e).__name__}: {e}"
+        self.res.check(status == 200 and isinstance(obj, dict) and obj.get("difference_count") == 0
+                       and obj.get("events") == len(bids),
+                       "money limits: reconcile finds every event and no difference", "200, 0 differences",
+                       f"{status} {short(raw, 300)}")
+        self.client.close()
+        code, secs = daemon.stop(10.0)
+        self.res.check(code == 0, "money limits: SIGTERM exit code 0", 0, f"code {code}")
+        daemon = Daemon(self.args.binary, data_dir, root, "limits2", config=config)
+        if not self.start_daemon(daemon, "money limits daemon, restarted"):
+            return
+        self.daemon = daemon
+        self.client = Client(daemon.port)
+        check_all("after restart")
+
+    def settle_on(self, daemon, campaign, want):
+        """Waits until the campaign's events of the last hour are visible (ingestion is acknowledged first)."""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            status, obj, raw, url = self.get_json("/v1/metrics/realtime", [("campaign_id", campaign), ("window", 3600)])
+            if isinstance(obj, dict) and obj.get("impressions", 0) + obj.get("clicks", 0) >= want:
+                return
+            time.sleep(0.1)
 
     def phase_resend_all(self):
         ev = self.events

@@ -12,6 +12,13 @@ TEST_CASE("MicrosToDecimal is exact for money", "[base]") {
   CHECK(MicrosToDecimal(123'450'000, true) == "123.450000");
   CHECK(MicrosToDecimal(INT64_MAX) == "9223372036854.775807");
   CHECK(MicrosToDecimal(INT64_MIN) == "-9223372036854.775808");
+  // Sums past 64 bits (base/money.h).
+  MoneySum two_max = MoneySum{INT64_MAX} * 2 + 1;
+  CHECK(MicrosToDecimal(two_max) == "18446744073709.551615");
+  CHECK(MicrosToDecimal(two_max + 1, true) == "18446744073709.551616");
+  MoneySum top = ~(static_cast<MoneySum>(1) << 127);  // 2^127 - 1
+  CHECK(MicrosToDecimal(top) == "170141183460469231731687303715884.105727");
+  CHECK(MicrosToDecimal(-top - 1) == "-170141183460469231731687303715884.105728");
 }
 
 TEST_CASE("JsonWriter places commas and escapes strings", "[base]") {

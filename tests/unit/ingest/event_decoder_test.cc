@@ -126,6 +126,22 @@ TEST_CASE("each invalid event is rejected with its index and reason", "[decoder]
       {R"({"event_id":"e","event_type":"click","timestamp":)" + ts +
            R"(,"campaign_id":"c","currency":"dollars"})",
        "currency 'dollars' is not an ISO 4217 code"},
+      {R"({"event_id":"e","event_type":"click","timestamp":)" + ts +
+           R"(,"campaign_id":"c","bid_price":9223372036854.775807})",
+       "bid_price 9223372036854.775807 is over the limit of 1000000 per event"},
+      {R"({"event_id":"e","event_type":"click","timestamp":)" + ts +
+           R"(,"campaign_id":"c","bid_price":1000000.000001})",
+       "bid_price 1000000.000001 is over the limit of 1000000 per event"},
+      {R"({"event_id":"e","event_type":"click","timestamp":)" + ts +
+           R"(,"campaign_id":"c","bid_price":9223372036854.775808})",
+       "bid_price 9223372036854.775808 is out of range"},
+      // The lowest int64: no difference with the clock may overflow into a nonsense age.
+      {R"({"event_id":"e","event_type":"click","timestamp":-9223372036854775808,"campaign_id":"c"})",
+       "timestamp -9223372036854775808 is before 1970"},
+      {R"({"event_id":"e","event_type":"click","timestamp":-1,"campaign_id":"c"})",
+       "timestamp -1 is before 1970"},
+      {R"({"event_id":"e","event_type":"click","timestamp":9223372036854775807,"campaign_id":"c"})",
+       "timestamp is 106751970746 days in the future (limit 60 s)"},
       {R"([1])", "event is not a JSON object"},
   };
   for (const auto& [json, reason] : cases) {
@@ -139,6 +155,21 @@ TEST_CASE("each invalid event is rejected with its index and reason", "[decoder]
     CHECK(d.batch.errors[0].message.rfind(reason, 0) == 0);
     CHECK(d.batch.events.size() == (json.front() == '[' ? 0u : 1u));
   }
+}
+
+TEST_CASE("bid_price up to the limit is accepted, and the limit is a setting", "[decoder]") {
+  auto d = Decode(BodyFormat::kJson, "[" + Ev("a", R"(,"bid_price":1000000)") + "]");
+  REQUIRE(d.batch.events.size() == 1);
+  CHECK(d.batch.events[0].bid_micros == kMaxBidMicros);
+  std::string body = "[" + Ev("b", R"(,"bid_price":9223372036854.775807)") + "]";
+  body.reserve(body.size() + 64);
+  EventDecoder decoder;
+  IngestBatch batch;
+  ValidationRules rules;
+  rules.max_bid_micros = INT64_MAX;
+  REQUIRE(decoder.Decode(BodyFormat::kJson, body, rules, kNow, batch).ok());
+  REQUIRE(batch.events.size() == 1);
+  CHECK(batch.events[0].bid_micros == INT64_MAX);
 }
 
 TEST_CASE("a body that is not JSON at all is a whole-body error", "[decoder]") {

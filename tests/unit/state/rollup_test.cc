@@ -6,6 +6,7 @@
 #include <map>
 #include <random>
 
+#include "base/money.h"
 #include "base/time_parse.h"
 #include "state/shard_state.h"
 #include "window/aggregate_codec.h"
@@ -69,7 +70,7 @@ std::map<std::string, std::string> AllRows(const ShardState& state, const CubeCa
       for (const std::string& d : r->dims) key += "|" + d;
       const Counters& k = r->agg.counters;
       rows[key] = std::to_string(k.impressions) + " " + std::to_string(k.clicks) + " " +
-                  std::to_string(k.conversions) + " " + std::to_string(k.spend_micros) + " " +
+                  std::to_string(k.conversions) + " " + MicrosToDecimal(k.spend_micros) + " " +
                   (need_users ? std::to_string(r->agg.users.Estimate()) : "-");
     }
   };

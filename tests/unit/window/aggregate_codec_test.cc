@@ -41,11 +41,11 @@ std::string EncodeFormat1(const Sample& s) {
   PutLE(out, c.impressions);
   PutLE(out, c.clicks);
   PutLE(out, c.conversions);
-  PutLE(out, c.spend_micros);
+  PutLE(out, static_cast<int64_t>(c.spend_micros));
   PutLE(out, c.fraud_impressions);
   PutLE(out, c.fraud_clicks);
   PutLE(out, c.fraud_conversions);
-  PutLE(out, c.fraud_spend_micros);
+  PutLE(out, static_cast<int64_t>(c.fraud_spend_micros));
   std::vector<uint32_t> prefixes;
   for (uint64_t h : s.user_hashes) {
     uint32_t p = static_cast<uint32_t>(h >> 32);
@@ -107,6 +107,51 @@ TEST_CASE("a small aggregate encodes in a few bytes", "[codec]") {
   std::string e;
   EncodeAggregate(empty, e);
   CHECK(e.size() == 3);  // version, mask 0, users kind 0
+}
+
+TEST_CASE("money sums past 64 bits encode, decode and merge exactly", "[codec]") {
+  // A sum below 2^63 keeps the bytes of a 64-bit zigzag varint: 250000 is 3 bytes.
+  Aggregate small;
+  small.counters.spend_micros = 250'000;
+  std::string s;
+  EncodeAggregate(small, s);
+  CHECK(s == std::string("\x02\x08\xa0\xc2\x1e\x00", 6));
+
+  const MoneySum max64 = INT64_MAX;
+  Aggregate a, b;
+  a.counters.clicks = 1;
+  a.counters.spend_micros = max64;
+  a.counters.fraud_spend_micros = max64 * 3;
+  b.counters.clicks = 1;
+  b.counters.spend_micros = 1;
+  b.counters.fraud_spend_micros = max64 * max64;  // about 2^126
+  std::string ea, eb;
+  EncodeAggregate(a, ea);
+  EncodeAggregate(b, eb);
+  Aggregate back;
+  REQUIRE(DecodeAggregate(ea, back));
+  CHECK(back.counters == a.counters);
+  REQUIRE(DecodeAggregate(eb, back));
+  CHECK(back.counters == b.counters);
+
+  std::string merged;
+  REQUIRE(MergeEncodedAggregates({ea, eb}, merged));
+  Aggregate sum;
+  REQUIRE(DecodeAggregate(merged, sum));
+  CHECK(sum.counters.clicks == 2);
+  CHECK(sum.counters.spend_micros == max64 + 1);  // an int64 sum would be INT64_MIN here
+  CHECK(sum.counters.spend_micros > 0);
+  CHECK(sum.counters.fraud_spend_micros == max64 * 3 + max64 * max64);
+  Aggregate direct = a;
+  direct.Merge(b, true);
+  CHECK(direct.counters == sum.counters);
+
+  // A varint longer than 128 bits is refused, not wrapped.
+  std::string too_long("\x02\x08", 2);
+  too_long.append(18, '\xff');
+  too_long.push_back('\x7f');
+  too_long.push_back('\x00');
+  CHECK(!DecodeAggregate(too_long, back));
 }
 
 TEST_CASE("format 1 values still decode and merge with format 2 ones", "[codec]") {
