@@ -29,45 +29,17 @@ std::string HourDir(std::time_t t) {
                      tm.tm_hour);
 }
 
-// The whole file, read with its size known up front (an istreambuf_iterator copy went byte by
-// byte: a third of the archiver's time for a 64 MiB segment).
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::UnavailableError(fmt::format("cannot read {}", path));
-  struct stat st {};
-  std::string data;
-  bool ok = ::fstat(fd, &st) == 0;
-  if (ok) data.resize(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (ok && done < data.size()) {
-    ssize_t n = ::read(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) done += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  if (!ok) return absl::UnavailableError(fmt::format("cannot read {}", path));
-  return data;
-}
-
 // Writes all of `data` to a new file `path` and fsyncs it.
-absl::Status WriteFileSynced(const std::string& path, std::string_view data) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::UnavailableError(fmt::format("cannot write {}", path));
-  bool ok = true;
-  while (ok && !data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) data.remove_prefix(static_cast<size_t>(n));
-  }
-  int error = ok ? 0 : errno;
-  if (ok && ::fsync(fd) != 0) {
-    ok = false;
-    error = errno;
-  }
-  ::close(fd);
-  if (!ok) return absl::UnavailableError(fmt::format("cannot write {}: {}", path, strerror(error)));
+absl::Status WriteFileSynced(FileSystem* fs, const std::string& path, std::string_view data) {
+  int fd = -1;
+  int err = fs->Open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
+  if (err != 0)
+    return absl::UnavailableError(fmt::format("cannot write {}: {}", path, strerror(err)));
+  err = WriteAll(fs, fd, data);
+  if (err == 0) err = fs->Fsync(fd);
+  fs->Close(fd);
+  if (err != 0)
+    return absl::UnavailableError(fmt::format("cannot write {}: {}", path, strerror(err)));
   return absl::OkStatus();
 }
 }  // namespace
@@ -90,8 +62,8 @@ std::vector<ArchivedSegment> ListArchivedSegments(const std::string& archive_dir
   return out;
 }
 
-absl::StatusOr<std::string> ReadArchivedSegment(const std::string& path) {
-  auto compressed = ReadFile(path);
+absl::StatusOr<std::string> ReadArchivedSegment(const std::string& path, FileSystem* fs) {
+  auto compressed = ReadWholeFile(fs, path);
   if (!compressed.ok()) return compressed.status();
   unsigned long long size = ZSTD_getFrameContentSize(compressed->data(), compressed->size());
   if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN) {
@@ -106,8 +78,8 @@ absl::StatusOr<std::string> ReadArchivedSegment(const std::string& path) {
   return out;
 }
 
-absl::Status CompressFile(const std::string& from, const std::string& to) {
-  auto data = ReadFile(from);
+absl::Status CompressFile(const std::string& from, const std::string& to, FileSystem* fs) {
+  auto data = ReadWholeFile(fs, from);
   if (!data.ok()) return data.status();
   std::string out(ZSTD_compressBound(data->size()), '\0');
   size_t n = ZSTD_compress(out.data(), out.size(), data->data(), data->size(), kZstdLevel);
@@ -115,12 +87,17 @@ absl::Status CompressFile(const std::string& from, const std::string& to) {
     return absl::InternalError(fmt::format("zstd failed on {}: {}", from, ZSTD_getErrorName(n)));
   }
   std::string tmp = to + ".tmp";
-  absl::Status written = WriteFileSynced(tmp, std::string_view(out.data(), n));
-  if (!written.ok()) return written;
-  std::error_code ec;
-  fs::rename(tmp, to, ec);
-  if (ec) return absl::UnavailableError(fmt::format("cannot rename {}: {}", tmp, ec.message()));
-  return SyncDirectory(fs::path(to).parent_path().string());
+  absl::Status written = WriteFileSynced(fs, tmp, std::string_view(out.data(), n));
+  if (!written.ok()) {
+    fs->Unlink(tmp);
+    return written;
+  }
+  int err = fs->Rename(tmp, to);
+  if (err != 0) {
+    fs->Unlink(tmp);
+    return absl::UnavailableError(fmt::format("cannot rename {}: {}", tmp, strerror(err)));
+  }
+  return SyncDirectory(fs, fs::path(to).parent_path().string());
 }
 
 Archiver::Archiver(Options options) : options_(std::move(options)) {}
@@ -194,16 +171,19 @@ void Archiver::Archive(const Request& r) {
     ::stat(seg.path.c_str(), &st);
     fs::path dir =
         fs::path(options_.archive_dir) / HourDir(st.st_mtime) / fmt::format("shard-{:03}", r.shard);
-    std::error_code ec;
-    fs::create_directories(dir, ec);
+    // archive/<hour>/shard-NNN is new once an hour: its entries are synced into their parents,
+    // or a power cut could take a compressed segment whose log copy is already gone.
+    absl::Status s = CreateDirectoriesSynced(options_.fs, dir.string());
     std::string target = (dir / (fs::path(seg.path).filename().string() + ".zst")).string();
-    absl::Status s = ec ? absl::UnavailableError(ec.message()) : CompressFile(seg.path, target);
+    if (s.ok()) s = CompressFile(seg.path, target, options_.fs);
     if (!s.ok()) {
       LOG_WARN("cannot archive {}: {}", seg.path,
                std::string_view(s.message().data(), s.message().size()));
       return;
     }
-    fs::remove(seg.path, ec);
+    // The segment leaves the log only once its compressed copy is durable (above). If this unlink
+    // is lost in a crash, the segment is archived again (the same bytes).
+    options_.fs->Unlink(seg.path);
     archived_.fetch_add(1, std::memory_order_relaxed);
   }
 }

@@ -26,8 +26,11 @@ struct ArchivedSegment {
 
 // Archived segments of `shard`, oldest first.
 std::vector<ArchivedSegment> ListArchivedSegments(const std::string& archive_dir, int shard);
-absl::StatusOr<std::string> ReadArchivedSegment(const std::string& path);
-absl::Status CompressFile(const std::string& from, const std::string& to);
+absl::StatusOr<std::string> ReadArchivedSegment(const std::string& path,
+                                                FileSystem* fs = FileSystem::Default());
+// Compresses `from` into a new file `to` (written as `to`.tmp, synced, renamed, directory synced).
+absl::Status CompressFile(const std::string& from, const std::string& to,
+                          FileSystem* fs = FileSystem::Default());
 
 class Archiver {
  public:
@@ -35,6 +38,7 @@ class Archiver {
     std::string archive_dir;
     int64_t retention_ms = 90ll * 86'400'000;
     StateStore* store = nullptr;  // made durable before any segment it covers leaves the log
+    FileSystem* fs = FileSystem::Default();
   };
   explicit Archiver(Options options);
   ~Archiver();
@@ -47,6 +51,7 @@ class Archiver {
   // Held while segments move; reconciliation holds it to see each segment exactly once.
   std::mutex& move_mutex() { return move_mutex_; }
   const std::string& archive_dir() const { return options_.archive_dir; }
+  int64_t retention_ms() const { return options_.retention_ms; }
   uint64_t archived_segments() const { return archived_; }
 
  private:
