@@ -212,6 +212,8 @@ int RunApplication(int argc, char** argv) {
   PipelineOptions pipeline_options;
   pipeline_options.wal_dir = (std::filesystem::path(config.data_dir) / "wal").string();
   pipeline_options.fsync = config.fsync;
+  pipeline_options.wal_recovery = config.wal_recovery;
+  pipeline_options.max_future_ms = config.max_future_s * 1000;
   pipeline_options.wal_segment_bytes = static_cast<uint64_t>(config.wal_segment_bytes);
   pipeline_options.workers =
       config.workers > 0 ? config.workers
@@ -348,6 +350,14 @@ int RunApplication(int argc, char** argv) {
   metrics.AddCounterFn("adpulse_wal_commit_failures_total",
                        "Group commits that failed (their requests were answered 503).",
                        [&pipeline] { return pipeline.CounterTotals().commit_failures; });
+  metrics.AddGauge("adpulse_shards_unavailable",
+                   "Shards refusing events (answered 503) because their log could not be cut back "
+                   "after a failed write or fsync, or their state store failed; the log says why.",
+                   [&pipeline] { return pipeline.CounterTotals().shards_unavailable; });
+  metrics.AddCounterFn("adpulse_wal_rotation_failures_total",
+                       "Log segment rotations that failed (the current segment goes on; each is "
+                       "tried again after the next group).",
+                       [&pipeline] { return pipeline.CounterTotals().rotation_failures; });
   metrics.AddCounterFn(
       "adpulse_dedup_store_lookups_total",
       "New event ids the dedup Bloom filter could not rule out, so the state store "

@@ -150,9 +150,10 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     config.server.drain_timeout_s = static_cast<int>(v);
   }
   if (const toml::table* t = Section(root, "storage")) {
-    RETURN_IF_ERROR(CheckKeys(*t, "storage", source,
-                              {"data_dir", "durability", "wal_segment_bytes", "flush_interval_ms",
-                               "rollup_delay_s", "memory_budget_bytes", "recent_hours"}));
+    RETURN_IF_ERROR(
+        CheckKeys(*t, "storage", source,
+                  {"data_dir", "durability", "wal_segment_bytes", "flush_interval_ms",
+                   "rollup_delay_s", "memory_budget_bytes", "recent_hours", "wal_recovery"}));
     RETURN_IF_ERROR(
         ReadInt(*t, "storage", "rollup_delay_s", source, 0, 86'400, config.rollup_delay_s));
     RETURN_IF_ERROR(ReadInt(*t, "storage", "flush_interval_ms", source, 10, 3'600'000,
@@ -173,6 +174,19 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
           fmt::format("{}: storage.durability = \"{}\" must be \"fsync\" or \"os\"",
                       Where(source, *t->get("durability")), durability));
     }
+    std::string recovery;
+    RETURN_IF_ERROR(ReadString(*t, "storage", "wal_recovery", source, recovery));
+    if (recovery == "torn_tail") {
+      config.wal_recovery = WalRecoveryMode::kTornTail;
+    } else if (recovery == "strict") {
+      config.wal_recovery = WalRecoveryMode::kStrict;
+    } else if (recovery == "cut_damage") {
+      config.wal_recovery = WalRecoveryMode::kCutDamage;
+    } else if (!recovery.empty()) {
+      return absl::InvalidArgumentError(fmt::format(
+          "{}: storage.wal_recovery = \"{}\" must be \"torn_tail\", \"strict\" or \"cut_damage\"",
+          Where(source, *t->get("wal_recovery")), recovery));
+    }
     RETURN_IF_ERROR(ReadInt(*t, "storage", "wal_segment_bytes", source, 1 << 16, int64_t{1} << 32,
                             config.wal_segment_bytes));
   }
@@ -181,10 +195,10 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     RETURN_IF_ERROR(ReadString(*t, "log", "level", source, config.log_level));
   }
   if (const toml::table* t = Section(root, "ingest")) {
-    RETURN_IF_ERROR(CheckKeys(*t, "ingest", source,
-                              {"workers", "pin_workers", "ring_capacity_tasks",
-                               "max_inflight_requests", "max_future_s", "max_age_s",
-                               "max_bid_price"}));
+    RETURN_IF_ERROR(
+        CheckKeys(*t, "ingest", source,
+                  {"workers", "pin_workers", "ring_capacity_tasks", "max_inflight_requests",
+                   "max_future_s", "max_age_s", "max_bid_price"}));
     int64_t v = config.workers;
     RETURN_IF_ERROR(ReadInt(*t, "ingest", "workers", source, 0, 256, v));
     config.workers = static_cast<int>(v);
@@ -198,8 +212,8 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     RETURN_IF_ERROR(ReadInt(*t, "ingest", "max_age_s", source, 60, 86400 * 366, config.max_age_s));
     // Whole currency units; the top of the range is the largest whole amount an int64 of
     // micro-units holds.
-    RETURN_IF_ERROR(ReadInt(*t, "ingest", "max_bid_price", source, 1,
-                            INT64_MAX / 1'000'000, config.max_bid_price));
+    RETURN_IF_ERROR(ReadInt(*t, "ingest", "max_bid_price", source, 1, INT64_MAX / 1'000'000,
+                            config.max_bid_price));
   }
   if (const toml::table* t = Section(root, "dedup")) {
     RETURN_IF_ERROR(CheckKeys(*t, "dedup", source, {"horizon_s"}));

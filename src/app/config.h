@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "adpulse/event.h"
 #include "http/server.h"
+#include "state/shard_writer.h"
 #include "window/cube_catalog.h"
 
 namespace adpulse {
@@ -17,6 +18,8 @@ struct Config {
   ServerOptions server;
   std::string data_dir = "./data";
   bool fsync = true;  // storage.durability: "fsync" (default) or "os"
+  // storage.wal_recovery: "torn_tail" (default), "strict" or "cut_damage"
+  WalRecoveryMode wal_recovery = WalRecoveryMode::kTornTail;
   int64_t wal_segment_bytes = 64ll << 20;
   int64_t flush_interval_ms = 10'000;
   int64_t rollup_delay_s = 300;

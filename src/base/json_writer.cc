@@ -46,7 +46,8 @@ void AppendJsonString(std::string& out, std::string_view s) {
 
 std::string MicrosToDecimal(MoneySum micros, bool fixed_six_decimals) {
   bool negative = micros < 0;
-  MoneyBits magnitude = negative ? 0 - static_cast<MoneyBits>(micros) : static_cast<MoneyBits>(micros);
+  MoneyBits magnitude =
+      negative ? 0 - static_cast<MoneyBits>(micros) : static_cast<MoneyBits>(micros);
   MoneyBits whole = magnitude / 1000000;
   uint64_t frac = static_cast<uint64_t>(magnitude % 1000000);
   // The whole part in decimal, from the low digits up (std::to_string has no 128-bit overload).

@@ -1,8 +1,9 @@
 // Sums of money in micro-units. One event's bid_price is at most kMaxBidMicros (10^12), but a sum
-// over a month of a busy campaign is not bounded by anything an int64 holds (9.2 * 10^18 micro-units
-// is only 9.2 million bids at the limit). Sums are therefore 128 bits: 2^64 events at the limit
-// still fit, so no sum adpulse can be asked to make wraps. Aligned to 8 bytes (a typedef may lower
-// the alignment) so that the counters stay as compact as 64-bit ones were, with no padding.
+// over a month of a busy campaign is not bounded by anything an int64 holds (9.2 * 10^18
+// micro-units is only 9.2 million bids at the limit). Sums are therefore 128 bits: 2^64 events at
+// the limit still fit, so no sum adpulse can be asked to make wraps. Aligned to 8 bytes (a typedef
+// may lower the alignment) so that the counters stay as compact as 64-bit ones were, with no
+// padding.
 #pragma once
 #include <cstdint>
 #include <string>

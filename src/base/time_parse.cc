@@ -38,4 +38,8 @@ int64_t NowMs() {
       .count();
 }
 
+std::string FormatRfc3339(int64_t ms) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(ms), absl::UTCTimeZone());
+}
+
 }  // namespace adpulse

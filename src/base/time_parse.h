@@ -1,6 +1,7 @@
 // Parsing of user-supplied times and time zones for queries: epoch milliseconds or RFC 3339.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -15,5 +16,8 @@ absl::StatusOr<int64_t> ParseTimeMs(std::string_view param, std::string_view tex
 absl::StatusOr<absl::TimeZone> ParseTimeZone(std::string_view name);
 
 int64_t NowMs();
+
+// ms -> "2025-11-28T14:00:00Z" (UTC, whole seconds): for messages.
+std::string FormatRfc3339(int64_t ms);
 
 }  // namespace adpulse

@@ -65,6 +65,9 @@ Pipeline::Pipeline(const CubeCatalog& catalog, const PipelineOptions& options) :
     writer.dedup_filter_bytes = options.dedup_filter_bytes;
     writer.recent_hours = options.recent_hours;
     writer.recent_hours_bytes = options.recent_hours_bytes;
+    writer.recovery = options.wal_recovery;
+    writer.max_future_ms = options.max_future_ms;
+    writer.wal.fs = options.fs;
     workers_.push_back(std::make_unique<Worker>(
         s, std::make_unique<ShardState>(catalog, s, options.store, options.dedup_horizon_ms),
         std::move(writer), std::move(column), pin));
@@ -203,6 +206,8 @@ Pipeline::Totals Pipeline::CounterTotals() const {
     t.recent_hours_bytes += s.recent_hours_bytes;
     t.commits += w->commits();
     t.commit_failures += w->commit_failures();
+    t.rotation_failures += w->rotation_failures();
+    t.shards_unavailable += w->severity() >= ShardSeverity::kUnavailable ? 1 : 0;
   }
   return t;
 }

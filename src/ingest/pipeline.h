@@ -43,6 +43,9 @@ struct PipelineOptions {
   bool pin_workers = true;
   int64_t dedup_horizon_ms = 86'400'000;
   size_t max_inflight_requests = 1024;
+  WalRecoveryMode wal_recovery = WalRecoveryMode::kTornTail;  // storage.wal_recovery
+  int64_t max_future_ms = 60'000;                             // ingest.max_future_s
+  FileSystem* fs = FileSystem::Default();  // the log's files; tests inject faults here
 };
 
 // A decoded request in flight. `on_done` runs once, on a worker thread, after every event of
@@ -135,7 +138,9 @@ class Pipeline {
     uint64_t events_applied = 0, duplicates = 0, late_events = 0, flushes = 0, commits = 0,
              commit_failures = 0, store_dedup_lookups = 0, memory_groups = 0, memory_dedup_ids = 0,
              interned_bytes = 0, flush_micros = 0, write_micros = 0, wait_micros = 0, rollups = 0,
-             rollup_micros = 0, recent_hours_bytes = 0;
+             rollup_micros = 0, recent_hours_bytes = 0, rotation_failures = 0;
+    // Shards refusing events now (ShardSeverity kUnavailable or kFatal).
+    uint64_t shards_unavailable = 0;
     // The earliest of the shards' ends of the last hour rolled up (0: roll-ups off).
     uint64_t rolled_until_ms = 0;
   };

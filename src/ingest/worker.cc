@@ -24,8 +24,11 @@ Worker::Worker(int shard, std::unique_ptr<ShardState> state, ShardWriterOptions 
       rings_(std::move(rings)),
       pin_cpu_(pin_cpu) {
   if (writer_options.use_wal && writer_options.wal.fsync) {
+    FileSystem* fs = writer_options.wal.fs;
     syncer_ = std::make_unique<FileSyncer>(
-        fmt::format("adpulse-fs{}", shard), [this] { Notify(); }, writer_options.sync_file);
+        fmt::format("adpulse-fs{}", shard), [this] { Notify(); },
+        writer_options.sync_file ? writer_options.sync_file
+                                 : FileSyncer::SyncFn([fs](int fd) { return fs->Fdatasync(fd); }));
   }
 }
 

@@ -42,6 +42,8 @@ class Worker {
   ShardStats CounterSnapshot() const { return state_->CounterSnapshot(); }
   uint64_t commits() const { return writer_.commits(); }
   uint64_t commit_failures() const { return writer_.commit_failures(); }
+  ShardSeverity severity() const { return writer_.severity(); }
+  uint64_t rotation_failures() const { return writer_.rotation_failures(); }
 
  private:
   void Loop();

@@ -1,10 +1,12 @@
 #include "state/reconciler.h"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <map>
 #include <mutex>
 
+#include "base/time_parse.h"
 #include "storage/wal.h"
 #include "storage/wal_record.h"
 #include "window/aggregate_codec.h"
@@ -27,12 +29,61 @@ std::string RowKey(const ResultRow& row) {
   return k;
 }
 
+// The modification time of `path` in ms, or 0.
+int64_t MtimeMs(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1'000'000;
+}
+
 }  // namespace
+
+int64_t RawEventsCompleteFromMs(const ReconcileSources& sources, int shard, int64_t now_ms) {
+  int64_t from = INT64_MIN;
+  uint64_t lowest = UINT64_MAX;
+  std::string lowest_path;
+  if (sources.archiver) {
+    // The archive drops whole hours sealed before now - retention: an expired segment's events
+    // lie before that plus max_future.
+    from = now_ms - sources.archiver->retention_ms() + sources.max_future_ms;
+    for (const auto& a : ListArchivedSegments(sources.archiver->archive_dir(), shard)) {
+      if (a.sequence < lowest) {
+        lowest = a.sequence;
+        lowest_path = a.path;
+      }
+    }
+  }
+  auto segments = ListWalSegments(sources.wal_dir);
+  if (segments.ok()) {
+    for (const auto& s : *segments) {
+      if (s.sequence < lowest) {
+        lowest = s.sequence;
+        lowest_path = s.path;
+      }
+    }
+  }
+  // A shard's first segment is number 1. When the lowest kept one is later, the ones before it
+  // were written before it was last modified, so their events lie before that plus max_future.
+  if (lowest != UINT64_MAX && lowest > 1) {
+    from = std::max(from, MtimeMs(lowest_path) + sources.max_future_ms);
+  }
+  return from;
+}
 
 absl::Status ReconcileShard(const CubeCatalog& catalog, ShardState& live,
                             const ReconcileSources& sources, int64_t start_ms, int64_t end_ms,
                             bool rebuild, const std::function<absl::Status()>& flush,
                             StateStore* store, ReconcileReport& report) {
+  if (rebuild) {
+    int64_t complete_from = RawEventsCompleteFromMs(sources, live.shard(), NowMs());
+    if (start_ms < complete_from) {
+      return absl::FailedPreconditionError(fmt::format(
+          "rebuild needs every raw event of the range, but shard {} keeps them only for event "
+          "times from {} (older log segments expired with retention.archive_days or were "
+          "removed); rebuild from there, or reconcile without rebuild to compare",
+          live.shard(), FormatRfc3339(complete_from)));
+    }
+  }
   ShardState recomputed(catalog, live.shard(), nullptr, 0);
   {
     // Freeze segment moves so that each segment is read exactly once, from one place.

@@ -4,7 +4,10 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cstring>
+
 #include "base/log.h"
+#include "base/status_macros.h"
 #include "base/time_parse.h"
 #include "storage/file_syncer.h"
 #include "storage/wal_record.h"
@@ -16,6 +19,167 @@ ShardWriter::ShardWriter(ShardState* state, ShardWriterOptions options)
   staged_.reserve(4096);
   next_slice_due_ms_ = NowMs();
   next_run_due_ms_ = next_slice_due_ms_ + options_.flush_interval_ms;
+}
+
+std::string_view ShardSeverityName(ShardSeverity s) {
+  switch (s) {
+    case ShardSeverity::kOk:
+      return "ok";
+    case ShardSeverity::kRetryable:
+      return "retryable";
+    case ShardSeverity::kUnavailable:
+      return "unavailable";
+    case ShardSeverity::kFatal:
+      return "fatal";
+  }
+  return "unknown";
+}
+
+std::string ShardWriter::error_reason() const {
+  std::lock_guard<std::mutex> lock(reason_mutex_);
+  return reason_;
+}
+
+void ShardWriter::SetError(ShardSeverity severity, std::string reason) {
+  // A fatal error is never downgraded: only a restart clears it.
+  if (this->severity() == ShardSeverity::kFatal) return;
+  {
+    std::lock_guard<std::mutex> lock(reason_mutex_);
+    reason_ = std::move(reason);
+  }
+  severity_.store(severity, std::memory_order_relaxed);
+}
+
+namespace {
+absl::Status SyncFile(FileSystem* fs, const std::string& path) {
+  int fd = -1;
+  int err = fs->Open(path, O_RDONLY, 0, &fd);
+  if (err == 0) err = fs->Fsync(fd);
+  if (fd >= 0) fs->Close(fd);
+  if (err != 0) {
+    return absl::UnavailableError(
+        fmt::format("cannot fsync the replayed log segment {}: {}", path, std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::Status ShardWriter::RecoverLog(WalPosition checkpoint, RecoveryStats* stats) {
+  FileSystem* fs = options_.wal.fs;
+  auto segments = ListWalSegments(options_.wal.dir);
+  if (!segments.ok()) return segments.status();
+  uint64_t next_sequence = std::max<uint64_t>(1, checkpoint.sequence + 1);
+  for (size_t i = 0; i < segments->size(); ++i) {
+    const WalSegment& seg = (*segments)[i];
+    bool newest = i + 1 == segments->size();
+    next_sequence = std::max(next_sequence, seg.sequence + 1);
+    if (seg.sequence < checkpoint.sequence) continue;  // wholly covered; archived below
+    uint64_t skip_below = seg.sequence == checkpoint.sequence ? checkpoint.offset : 0;
+    // A read error is an error: taking it for the end of the segment would cut acknowledged
+    // records off.
+    auto scan = ScanWalSegment(
+        seg.path,
+        [&](uint64_t offset, std::string_view payload) {
+          if (offset < skip_below) {
+            ++stats->skipped_records;
+            return absl::OkStatus();
+          }
+          Event e;
+          if (!DecodeEventRecord(payload, e)) {
+            return absl::DataLossError(
+                fmt::format("WAL segment {} holds a record that does not decode", seg.path));
+          }
+          state_->Replay(e, WalPosition{seg.sequence, offset});
+          ++stats->records;
+          return absl::OkStatus();
+        },
+        fs);
+    if (!scan.ok()) {
+      return absl::UnavailableError(
+          fmt::format("{}; refusing to start rather than take a read error for the end of the log",
+                      std::string(scan.status().message())));
+    }
+    ++stats->segments;
+    if (scan->problem.empty()) {
+      // What was just replayed will be checkpointed; after a crash it may still sit unsynced in
+      // the page cache (a group whose fdatasync failed and could not be cut off), so make it
+      // durable before any checkpoint names it.
+      if (options_.wal.fsync) {
+        absl::Status synced = SyncFile(fs, seg.path);
+        if (!synced.ok()) return synced;
+      }
+      continue;
+    }
+    if (!newest) {
+      return absl::DataLossError(fmt::format(
+          "WAL segment {} is damaged before its end ({}); refusing to start so that no "
+          "acknowledged event is silently lost (move the segment away to start without it)",
+          seg.path, scan->problem));
+    }
+    bool torn = scan->header_torn || scan->records_after_problem == 0;
+    if (options_.recovery == WalRecoveryMode::kStrict) {
+      return absl::DataLossError(fmt::format(
+          "WAL segment {} does not read back whole ({}); storage.wal_recovery = \"strict\" "
+          "refuses to start (\"torn_tail\" cuts a torn tail off)",
+          seg.path, scan->problem));
+    }
+    if (scan->header_torn) {
+      // A crash while the segment was being created: nothing in it was ever acknowledged.
+      int err = fs->Unlink(seg.path);
+      if (err == 0) err = fs->SyncDir(options_.wal.dir);
+      if (err != 0) {
+        return absl::UnavailableError(fmt::format("cannot remove the unfinished segment {}: {}",
+                                                  seg.path, std::strerror(err)));
+      }
+      LOG_WARN("WAL {}: removed a segment whose header was never completed", seg.path);
+      continue;
+    }
+    if (scan->valid_bytes < kWalHeaderBytes) {
+      return absl::DataLossError(fmt::format(
+          "WAL segment {} has a damaged header ({}); refusing to start (move the segment away "
+          "to start without it)",
+          seg.path, scan->problem));
+    }
+    if (!torn && options_.recovery != WalRecoveryMode::kCutDamage) {
+      return absl::DataLossError(fmt::format(
+          "WAL segment {} is damaged at byte {} ({}) and {} valid records follow from byte {}: "
+          "that is damage, not a torn tail, so refusing to start. Restore the segment, or set "
+          "storage.wal_recovery = \"cut_damage\" to start without the records after byte {}",
+          seg.path, scan->valid_bytes, scan->problem, scan->records_after_problem,
+          scan->next_valid_offset, scan->valid_bytes));
+    }
+    // A torn tail of the newest segment is what a crash mid-write leaves: nothing in it was
+    // acknowledged. Cut it off so the log ends at the last whole record.
+    uint64_t cut = scan->file_bytes - scan->valid_bytes;
+    stats->truncated_bytes += cut;
+    int fd = -1;
+    int err = fs->Open(seg.path, O_WRONLY, 0, &fd);
+    if (err == 0) err = fs->Truncate(fd, scan->valid_bytes);
+    if (err == 0) err = fs->Fsync(fd);  // the cut, and the records kept before it, are durable
+    if (fd >= 0) fs->Close(fd);
+    if (err != 0) {
+      return absl::UnavailableError(
+          fmt::format("cannot truncate the torn tail of {}: {}", seg.path, std::strerror(err)));
+    }
+    if (torn) {
+      LOG_WARN(
+          "WAL {}: {}; truncated {} bytes after the last whole record (byte {}), kept {} "
+          "records{}",
+          seg.path, scan->problem, cut, scan->valid_bytes, scan->records,
+          scan->valid_bytes < skip_below
+              ? "; the store's checkpoint already holds the cut records, so nothing is lost"
+              : "");
+    } else {
+      LOG_ERROR(
+          "WAL {}: damaged at byte {} ({}); storage.wal_recovery = \"cut_damage\": cut {} bytes "
+          "there, losing {} valid records after the damage",
+          seg.path, scan->valid_bytes, scan->problem, cut, scan->records_after_problem);
+    }
+  }
+  auto wal = WalWriter::Open(options_.wal, next_sequence);
+  if (!wal.ok()) return wal.status();
+  wal_ = std::move(*wal);
+  return absl::OkStatus();
 }
 
 absl::Status ShardWriter::Recover(RecoveryStats* stats) {
@@ -40,67 +204,8 @@ absl::Status ShardWriter::Recover(RecoveryStats* stats) {
           state_->EnableRecentHours(options_.recent_hours, options_.recent_hours_bytes, NowMs());
       if (!loaded.ok()) return loaded;
     }
-    auto segments = ListWalSegments(options_.wal.dir);
-    if (!segments.ok()) return segments.status();
-    uint64_t next_sequence = std::max<uint64_t>(1, checkpoint.sequence + 1);
-    for (size_t i = 0; i < segments->size(); ++i) {
-      const WalSegment& seg = (*segments)[i];
-      bool newest = i + 1 == segments->size();
-      next_sequence = std::max(next_sequence, seg.sequence + 1);
-      if (seg.sequence < checkpoint.sequence) continue;  // wholly covered; archived below
-      uint64_t skip_below = seg.sequence == checkpoint.sequence ? checkpoint.offset : 0;
-      auto scan = ScanWalSegment(seg.path, [&](uint64_t offset, std::string_view payload) {
-        if (offset < skip_below) {
-          ++stats->skipped_records;
-          return absl::OkStatus();
-        }
-        Event e;
-        if (!DecodeEventRecord(payload, e)) {
-          return absl::DataLossError(
-              fmt::format("WAL segment {} holds a record that does not decode", seg.path));
-        }
-        state_->Replay(e, WalPosition{seg.sequence, offset});
-        ++stats->records;
-        return absl::OkStatus();
-      });
-      if (!scan.ok()) return scan.status();
-      ++stats->segments;
-      if (scan->problem.empty()) continue;
-      if (!newest) {
-        return absl::DataLossError(fmt::format(
-            "WAL segment {} is damaged before its end ({}); refusing to start so that no "
-            "acknowledged event is silently lost (move the segment away to start without it)",
-            seg.path, scan->problem));
-      }
-      // A torn tail of the newest segment is what a crash mid-write leaves: nothing in it was
-      // acknowledged. Cut it off so the log ends at the last whole record.
-      uint64_t cut = scan->file_bytes - scan->valid_bytes;
-      stats->truncated_bytes += cut;
-      if (scan->valid_bytes < kWalHeaderBytes) {
-        ::unlink(seg.path.c_str());
-        LOG_WARN("WAL {}: removed a segment whose header was never completed", seg.path);
-        continue;
-      }
-      int fd = ::open(seg.path.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(scan->valid_bytes)) != 0 ||
-          ::fsync(fd) != 0) {
-        int err = errno;
-        if (fd >= 0) ::close(fd);
-        return absl::UnavailableError(
-            fmt::format("cannot truncate the torn tail of {}: {}", seg.path, std::strerror(err)));
-      }
-      ::close(fd);
-      LOG_WARN(
-          "WAL {}: {}; truncated {} bytes after the last whole record (byte {}), kept {} "
-          "records{}",
-          seg.path, scan->problem, cut, scan->valid_bytes, scan->records,
-          scan->valid_bytes < skip_below
-              ? "; the store's checkpoint already holds the cut records, so nothing is lost"
-              : "");
-    }
-    auto wal = WalWriter::Open(options_.wal, next_sequence);
-    if (!wal.ok()) return wal.status();
-    wal_ = std::move(*wal);
+    absl::Status log = RecoverLog(checkpoint, stats);
+    if (!log.ok()) return log;
     // Make the replayed events part of the store right away, then archive what it covers.
     if (options_.store) {
       WalPosition position{wal_->current_sequence(), wal_->committed_bytes()};
@@ -115,8 +220,24 @@ absl::Status ShardWriter::Recover(RecoveryStats* stats) {
     return absl::OkStatus();
   };
   absl::Status s = recover();
-  if (!s.ok()) unavailable_ = std::string(s.message().data(), s.message().size());
+  if (!s.ok()) SetError(ShardSeverity::kFatal, std::string(s.message()));
   return s;
+}
+
+bool ShardWriter::AcceptingEvents(int64_t now_ms) {
+  ShardSeverity sev = severity();
+  if (sev < ShardSeverity::kUnavailable) return true;
+  if (sev == ShardSeverity::kFatal || !wal_ || now_ms < next_repair_ms_) return false;
+  next_repair_ms_ = now_ms + options_.repair_interval_ms;
+  absl::Status repaired = wal_->Repair();
+  if (!repaired.ok()) {
+    SetError(ShardSeverity::kUnavailable, std::string(repaired.message()));
+    return false;
+  }
+  LOG_WARN("shard {}: the log was cut back to its last synced byte; ingestion resumes",
+           state_->shard());
+  SetError(ShardSeverity::kOk, {});
+  return true;
 }
 
 void ShardWriter::StageAll(const std::vector<Event>& events, const std::vector<uint32_t>& indices,
@@ -140,9 +261,10 @@ void ShardWriter::StageAll(const std::vector<Event>& events, const std::vector<u
 
 void ShardWriter::Stage(const Event& e, absl::uint128 fingerprint, int64_t now_ms,
                         EventOutcome* outcome, std::string* failure) {
-  if (!unavailable_.empty()) {
+  if (severity() >= ShardSeverity::kUnavailable && !AcceptingEvents(now_ms)) {
     *outcome = EventOutcome::kFailed;
-    if (failure->empty()) *failure = unavailable_;
+    if (failure->empty())
+      *failure = fmt::format("shard {} is unavailable: {}", state_->shard(), error_reason());
     return;
   }
   std::string error;
@@ -172,8 +294,18 @@ void ShardWriter::CommitGroup(const std::function<int(int fd)>& sync) {
     s = wal_->Write();
     if (s.ok() && wal_->needs_sync()) {
       int fd = wal_->fd();
-      int sync_errno = sync ? sync(fd) : FileSyncer::Fdatasync(fd);
+      int sync_errno = sync ? sync(fd) : options_.wal.fs->Fdatasync(fd);
       s = wal_->FinishSync(sync_errno);
+    }
+    while (rotation_failures_.Get() < wal_->rotation_failures()) ++rotation_failures_;
+    if (wal_->rotation_error() != last_rotation_error_) {
+      last_rotation_error_ = wal_->rotation_error();
+      if (!last_rotation_error_.empty()) {
+        LOG_ERROR(
+            "shard {}: log rotation failed ({}); the current segment goes on and the "
+            "rotation is tried again after the next group",
+            state_->shard(), last_rotation_error_);
+      }
     }
   }
   if (s.ok()) {
@@ -184,13 +316,21 @@ void ShardWriter::CommitGroup(const std::function<int(int fd)>& sync) {
       *st.outcome = EventOutcome::kAccepted;
     }
     state_->AddBatchToCubes(batch_.data(), batch_.size());
+    if (severity() == ShardSeverity::kRetryable) {
+      LOG_WARN("shard {}: log writes work again", state_->shard());
+      SetError(ShardSeverity::kOk, {});
+    }
   } else {
     ++commit_failures_;
     std::string message(s.message().data(), s.message().size());
-    if (commit_failures_.Get() == 1 || commit_failures_.Get() % 1000 == 0) {
-      LOG_ERROR("shard {}: ingestion failed for {} events: {}", state_->shard(), staged_.size(),
-                message);
+    // DataLoss: the log could not be cut back, so its tail is in doubt until it can be.
+    bool in_doubt = s.code() == absl::StatusCode::kDataLoss;
+    if (in_doubt || commit_failures_.Get() == 1 || commit_failures_.Get() % 1000 == 0) {
+      LOG_ERROR("shard {}: ingestion failed for {} events: {}{}", state_->shard(), staged_.size(),
+                message, in_doubt ? "; the shard refuses events until the log is repaired" : "");
     }
+    SetError(in_doubt ? ShardSeverity::kUnavailable : ShardSeverity::kRetryable, message);
+    next_repair_ms_ = NowMs() + options_.repair_interval_ms;
     for (const Staged& st : staged_) {
       state_->Unadmit(*st.event);
       *st.outcome = EventOutcome::kFailed;
@@ -206,7 +346,11 @@ uint64_t ShardWriter::MemoryEstimate() const {
 }
 
 void ShardWriter::MaybeFlush(int64_t now_ms, bool force, const std::function<void()>& between) {
-  if (!options_.store || !wal_ || !unavailable_.empty()) return;
+  // Nothing is flushed or checkpointed while the log is in doubt, nor with events staged: a
+  // checkpoint names only bytes that are synced and applied, and a dedup run only ids of
+  // committed events.
+  if (!options_.store || !wal_ || severity() >= ShardSeverity::kUnavailable) return;
+  ADPULSE_CHECK(staged_.empty());
   WalPosition position{wal_->current_sequence(), wal_->committed_bytes()};
   // A slice written in the background since the last call is done with: let its memory go.
   absl::Status s = state_->CollectSliceFlush(false);
@@ -253,9 +397,10 @@ void ShardWriter::MaybeFlush(int64_t now_ms, bool force, const std::function<voi
   if (!s.ok()) {
     // RocksDB 7.8 must not be trusted to recover from a write error on its own: stop ingesting
     // on this shard; the log still holds every acknowledged event for the restart.
-    unavailable_ = fmt::format("state store write failed ({}); restart adpulse to recover",
-                               std::string_view(s.message().data(), s.message().size()));
-    LOG_ERROR("shard {}: {}", state_->shard(), unavailable_);
+    std::string reason = fmt::format("state store write failed ({}); restart adpulse to recover",
+                                     std::string_view(s.message().data(), s.message().size()));
+    LOG_ERROR("shard {}: {}", state_->shard(), reason);
+    SetError(ShardSeverity::kFatal, std::move(reason));
     return;
   }
   state_->PublishGauges();
@@ -272,10 +417,15 @@ absl::Status ShardWriter::Reconcile(const CubeCatalog& catalog, int64_t start_ms
   if (!options_.use_wal) {
     return absl::FailedPreconditionError("reconciliation needs the write-ahead log");
   }
-  ReconcileSources sources{options_.wal.dir, options_.archiver};
+  // Reconciliation runs as a task of the worker, in the middle of a group: the events staged
+  // before it are committed first, so that the log it reads and the dedup ids a rebuild flushes
+  // hold only committed events (an id flushed for a group that then failed would answer its
+  // resend "duplicate").
+  CommitGroup();
+  ReconcileSources sources{options_.wal.dir, options_.archiver, options_.max_future_ms};
   auto flush = [this]() -> absl::Status {
     MaybeFlush(NowMs(), true);
-    if (!unavailable_.empty()) return absl::UnavailableError(unavailable_);
+    if (severity() >= ShardSeverity::kUnavailable) return absl::UnavailableError(error_reason());
     // No roll-up may read the store while reconciliation rewrites it.
     return state_->FinishRollUp();
   };

@@ -7,8 +7,10 @@
 // before the checkpoint move to the raw-event archive. At startup, replays the log after the
 // checkpoint. Owned by one worker thread.
 #pragma once
+#include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,34 @@ struct RecoveryStats {
   uint64_t skipped_records = 0;  // already covered by the checkpoint
   uint64_t truncated_bytes = 0;
 };
+
+// What recovery does with a log segment that does not read back whole (storage.wal_recovery).
+enum class WalRecoveryMode : uint8_t {
+  // A bad tail of the newest segment with no valid record after it (what a crash mid-write
+  // leaves) is cut off; damage anywhere else refuses to start.
+  kTornTail,
+  // Any bad byte refuses to start, a torn tail too (RocksDB's kAbsoluteConsistency).
+  kStrict,
+  // The newest segment is cut at its first bad record even when valid records follow (they are
+  // lost, and counted in the log line); damage in an older segment still refuses to start.
+  kCutDamage,
+};
+
+// The health of a shard's write path, worst last (RocksDB's ErrorHandler has the same ladder).
+enum class ShardSeverity : uint8_t {
+  kOk = 0,
+  // The last group failed (a write or fdatasync error, a full disk), but the log was cut back to
+  // its last synced byte: the next group is tried as usual.
+  kRetryable = 1,
+  // The log could not be cut back after a failure, so its tail is in doubt: every event of the
+  // shard is answered 503 and nothing is flushed or checkpointed; once a second the cut is tried
+  // again, and the shard resumes when it works (the fault was cleared).
+  kUnavailable = 2,
+  // Recovery failed or the state store refused a write: the shard stays unavailable until a
+  // restart, which replays the log.
+  kFatal = 3,
+};
+std::string_view ShardSeverityName(ShardSeverity s);
 
 struct ShardWriterOptions {
   bool use_wal = false;  // false: memory only (unit tests, benchmarks)
@@ -53,6 +83,10 @@ struct ShardWriterOptions {
   // in about recent_hours_bytes; 0: none.
   int64_t recent_hours = 0;
   uint64_t recent_hours_bytes = 64ull << 20;
+  WalRecoveryMode recovery = WalRecoveryMode::kTornTail;
+  int64_t max_future_ms = 60'000;  // ingest.max_future_s: bounds what expired segments held
+  // At kUnavailable, how often the log's repair is tried.
+  int64_t repair_interval_ms = 1000;
 };
 
 class ShardWriter {
@@ -88,8 +122,10 @@ class ShardWriter {
 
   uint64_t commits() const { return commits_.Get(); }
   uint64_t commit_failures() const { return commit_failures_.Get(); }
-  // Non-empty when ingestion on this shard is refused until a restart.
-  const std::string& unavailable() const { return unavailable_; }
+  // Any thread: the shard's health and, when not kOk, why.
+  ShardSeverity severity() const { return severity_.load(std::memory_order_relaxed); }
+  std::string error_reason() const;
+  uint64_t rotation_failures() const { return rotation_failures_.Get(); }
 
  private:
   struct Staged {
@@ -99,14 +135,24 @@ class ShardWriter {
   };
   void Stage(const Event& e, absl::uint128 fingerprint, int64_t now_ms, EventOutcome* outcome,
              std::string* failure);
+  // False while the shard refuses events (kUnavailable, kFatal); at kUnavailable first tries,
+  // at most once a second, to repair the log.
+  bool AcceptingEvents(int64_t now_ms);
+  void SetError(ShardSeverity severity, std::string reason);
+  absl::Status RecoverLog(WalPosition checkpoint, RecoveryStats* stats);
   ShardState* state_;
   ShardWriterOptions options_;
   std::unique_ptr<WalWriter> wal_;
-  std::string unavailable_;
+  std::atomic<ShardSeverity> severity_{ShardSeverity::kOk};
+  mutable std::mutex reason_mutex_;
+  std::string reason_;  // guarded by reason_mutex_; written by the worker only
+  int64_t next_repair_ms_ = 0;
+  std::string last_rotation_error_;
   std::vector<Staged> staged_;
   std::vector<const Event*> batch_;  // the staged events, applied together
   RelaxedCounter commits_;           // group commits (one write + fdatasync each)
   RelaxedCounter commit_failures_;
+  RelaxedCounter rotation_failures_;
   uint64_t MemoryEstimate() const;
 
   int64_t next_slice_due_ms_ = 0;

@@ -173,7 +173,7 @@ void Archiver::Archive(const Request& r) {
         fs::path(options_.archive_dir) / HourDir(st.st_mtime) / fmt::format("shard-{:03}", r.shard);
     // archive/<hour>/shard-NNN is new once an hour: its entries are synced into their parents,
     // or a power cut could take a compressed segment whose log copy is already gone.
-    absl::Status s = CreateDirectoriesSynced(options_.fs, dir.string());
+    absl::Status s = CreateDirectoriesSynced(options_.fs, dir.string(), 3);
     std::string target = (dir / (fs::path(seg.path).filename().string() + ".zst")).string();
     if (s.ok()) s = CompressFile(seg.path, target, options_.fs);
     if (!s.ok()) {

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -84,19 +85,26 @@ absl::Status SyncDirectory(FileSystem* fs, const std::string& dir) {
   return absl::OkStatus();
 }
 
-absl::Status CreateDirectoriesSynced(FileSystem* fs, const std::string& dir) {
+absl::Status CreateDirectoriesSynced(FileSystem* fs, const std::string& dir,
+                                     int always_sync_levels) {
   namespace stdfs = std::filesystem;
   stdfs::path path = stdfs::path(dir).lexically_normal();
-  if (path.has_filename() == false) path = path.parent_path();
+  if (!path.has_filename()) path = path.parent_path();
+  if (path.empty()) return absl::OkStatus();
   std::error_code ec;
-  if (path.empty() || stdfs::is_directory(path, ec)) return absl::OkStatus();
-  absl::Status parent = CreateDirectoriesSynced(fs, path.parent_path().string());
-  if (!parent.ok()) return parent;
-  int err = fs->MakeDir(path.string());
-  if (err == EEXIST) return absl::OkStatus();
-  if (err != 0) {
-    return absl::UnavailableError(
-        fmt::format("cannot create directory {}: {}", path.string(), std::strerror(err)));
+  bool exists = stdfs::is_directory(path, ec);
+  if (!exists || always_sync_levels > 1) {
+    absl::Status parent = CreateDirectoriesSynced(fs, path.parent_path().string(),
+                                                  std::max(0, always_sync_levels - 1));
+    if (!parent.ok()) return parent;
+  }
+  if (exists && always_sync_levels <= 0) return absl::OkStatus();
+  if (!exists) {
+    int err = fs->MakeDir(path.string());
+    if (err != 0 && err != EEXIST) {
+      return absl::UnavailableError(
+          fmt::format("cannot create directory {}: {}", path.string(), std::strerror(err)));
+    }
   }
   std::string parent_dir = path.parent_path().empty() ? "." : path.parent_path().string();
   return SyncDirectory(fs, parent_dir);

@@ -40,8 +40,11 @@ class FileSystem {
 // Status forms of the calls above, with the path and errno in the message.
 absl::Status SyncDirectory(FileSystem* fs, const std::string& dir);
 // Creates `dir` and any missing parents, fsyncing the parent of each directory it creates, so
-// that a file made in `dir` and synced cannot vanish with its directory in a crash.
-absl::Status CreateDirectoriesSynced(FileSystem* fs, const std::string& dir);
+// that a file made in `dir` and synced cannot vanish with its directory in a crash. The last
+// `always_sync_levels` components of `dir` have their parent fsynced even when they exist: one
+// made by an earlier call whose fsync failed is not durable, though it is there.
+absl::Status CreateDirectoriesSynced(FileSystem* fs, const std::string& dir,
+                                     int always_sync_levels = 0);
 // The whole file; a read error is an error, never a shorter file.
 absl::StatusOr<std::string> ReadWholeFile(FileSystem* fs, const std::string& path);
 // Writes all of `data` to `fd` (several write calls if needed); the errno of the first failure.

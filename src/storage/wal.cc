@@ -138,7 +138,7 @@ absl::StatusOr<std::unique_ptr<WalWriter>> WalWriter::Open(const Options& option
                                                            uint64_t first_sequence) {
   // Each directory made here is synced into its parent: a synced segment in a directory whose
   // own entry is lost in a power cut would be lost with it.
-  absl::Status made = CreateDirectoriesSynced(options.fs, options.dir);
+  absl::Status made = CreateDirectoriesSynced(options.fs, options.dir, 2);
   if (!made.ok()) {
     return absl::UnavailableError(fmt::format("cannot create WAL directory {}: {}", options.dir,
                                               std::string(made.message())));
