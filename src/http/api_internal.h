@@ -1,0 +1,104 @@
+// What the API handlers share: the parsing of query parameters into a QuerySpec, the JSON writers
+// of metrics and counters, and Api::Impl, whose handlers live in api.cc (routing, ingestion),
+// query_handlers.cc (the read endpoints) and admin_handlers.cc (/v1/admin/*). Private to src/http/.
+#pragma once
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "base/json_writer.h"
+#include "http/api.h"
+#include "window/query.h"
+
+namespace adpulse {
+namespace api_internal {
+
+HttpResponse JsonResponse(std::string body);
+std::string Lower(std::string_view s);
+// The media type without parameters, lower case: "Application/JSON; charset=utf-8" ->
+// "application/json".
+std::string MediaType(std::string_view content_type);
+std::string DimList();
+std::string MetricList();
+absl::StatusOr<Dim> DimParam(std::string_view param, std::string_view value);
+absl::StatusOr<Metric> MetricParam(std::string_view param, std::string_view value);
+std::vector<std::string> SplitComma(std::string_view s);
+// The metrics an aggregate answer has when the query names none.
+extern const std::vector<Metric> kDefaultMetrics;
+
+// The parts common to every aggregate query, before the cube is chosen.
+struct QueryRequest {
+  QuerySpec spec;
+  std::vector<Metric> metrics;
+  int64_t requested_start_ms = 0;
+  int64_t requested_end_ms = 0;
+  std::string tz_name;
+};
+absl::Status SetRange(QueryRequest& q, int64_t start_ms, int64_t end_ms, int64_t max_buckets);
+absl::Status SelectCube(const CubeCatalog& catalog, QueryRequest& q);
+// Repeats are ignored: "campaign_id,campaign_id" groups once.
+void AddGroupBy(QueryRequest& q, Dim d);
+void AddMetric(QueryRequest& q, Metric m);
+absl::Status AddFilter(QueryRequest& q, Dim dim, std::string value);
+// Reads the query-string form shared by /v1/metrics, /v1/top, /v1/funnel, /v1/billing.
+absl::Status ReadCommonParams(const ParsedTarget& t, QueryRequest& q, int64_t max_buckets,
+                              Granularity default_granularity);
+void WriteMetric(JsonWriter& w, Metric m, const Aggregate& a);
+// "granularity", "start", "end" and, when given, "tz" of an aggregate answer.
+void WriteRange(JsonWriter& w, const QuerySpec& spec, const std::string& tz);
+// Exact counters as billing reads them: money as strings with 6 decimals.
+void WriteExactCounters(JsonWriter& w, const Counters& c);
+
+}  // namespace api_internal
+
+struct Api::Impl {
+  using QueryRequest = api_internal::QueryRequest;
+
+  Api& api;
+  const CubeCatalog& catalog;
+  Pipeline& pipeline;
+  MetricsRegistry& metrics;
+  MetricsRegistry::Counter& events_accepted;
+  MetricsRegistry::Counter& events_duplicate;
+  MetricsRegistry::Counter& events_rejected;
+  MetricsRegistry::Counter& requests_rejected_busy;
+  MetricsRegistry::Counter& queries;
+
+  Impl(Api& a, const CubeCatalog& c, Pipeline& p, MetricsRegistry& m)
+      : api(a),
+        catalog(c),
+        pipeline(p),
+        metrics(m),
+        events_accepted(m.GetCounter("adpulse_events_accepted_total",
+                                     "Events accepted (new, durable, counted).")),
+        events_duplicate(m.GetCounter("adpulse_events_duplicate_total",
+                                      "Events dropped as duplicates of an accepted event_id.")),
+        events_rejected(
+            m.GetCounter("adpulse_events_rejected_total", "Events rejected by validation.")),
+        requests_rejected_busy(
+            m.GetCounter("adpulse_ingest_saturated_total",
+                         "Requests answered 503 because ingestion was saturated.")),
+        queries(m.GetCounter("adpulse_queries_total", "Aggregate queries answered.")) {}
+
+  // ---- ingestion ----
+  void PostEvents(int producer, HttpRequest&& req, Responder respond);
+
+  // ---- queries ----
+  // Runs the query on every shard and calls `finish` with the merged table (on a worker thread).
+  void RunQuery(int producer, QuerySpec spec, Responder respond_error,
+                std::function<void(ResultTable&&, const QuerySpec&)> finish);
+  void Metrics(int producer, const QueryRequest& q, Responder respond);
+  absl::Status ReadMetricsParams(const ParsedTarget& t, QueryRequest& q);
+  absl::Status ReadQueryBody(std::string_view body, QueryRequest& q);
+  void Realtime(int producer, const ParsedTarget& t, Responder respond);
+  void Top(int producer, const ParsedTarget& t, Responder respond);
+  void Funnel(int producer, const ParsedTarget& t, Responder respond);
+  void Billing(int producer, const ParsedTarget& t, Responder respond);
+
+  // ---- admin ----
+  void Reconcile(int producer, const ParsedTarget& t, Responder respond);
+};
+
+}  // namespace adpulse
