@@ -55,7 +55,9 @@ void Api::Impl::Reconcile(int producer, const ParsedTarget& t, Responder respond
         std::unique_ptr<Job> owned(job);
         for (const absl::Status& s : owned->statuses) {
           if (!s.ok()) {
-            respond(ErrorResponse(503, fmt::format("reconciliation failed: {}", Message(s))));
+            // A rebuild the raw events cannot support is the caller's to change: a 400.
+            int code = s.code() == absl::StatusCode::kFailedPrecondition ? 400 : 503;
+            respond(ErrorResponse(code, fmt::format("reconciliation failed: {}", Message(s))));
             return;
           }
         }

@@ -1424,6 +1424,16 @@ class E2E:
                        "bid over the limit: the reason names the limit", "'over the limit of 1000000'", msgs)
         self.res.check(any("before 1970" in m for m in msgs) and not any("s old" in m for m in msgs),
                        "timestamp -2^63: the reason says before 1970 (no overflowed age)", "'before 1970'", msgs)
+        # A rebuild of a range older than the archive keeps (90 days) would delete what it cannot
+        # recompute: refused with a 400, and nothing changes.
+        old = (self.now_ms // DAY_MS - 120) * DAY_MS
+        status, headers, data = self.client.request(
+            "POST", f"/v1/admin/reconcile?start={old}&end={self.now_ms + HOUR_MS}&rebuild=true", body=b"")
+        obj = parse_json(data)
+        err = obj.get("error", "") if isinstance(obj, dict) else ""
+        self.res.check(status == 400 and "rebuild needs every raw event" in err,
+                       "reconcile rebuild older than the archive: 400 naming why", "400",
+                       f"{status} {short(data, 300)}")
 
     def phase_money_limits(self):
         """A daemon with ingest.max_bid_price at its top: spend sums past 2^63 micro-units stay exact."""
