@@ -42,6 +42,10 @@ inline int64_t UnZigZag(uint64_t v) {
 // The same LEB128 for 128-bit values (money sums): at most 19 bytes, and a value below 2^64 is
 // encoded exactly as PutVarint encodes it.
 __extension__ inline void PutVarint128(std::string& out, unsigned __int128 v) {
+  if ((v >> 64) == 0) {  // nearly every sum: the 64-bit loop
+    PutVarint(out, static_cast<uint64_t>(v));
+    return;
+  }
   char buf[19];
   int n = 0;
   while (v >= 0x80) {
@@ -97,8 +101,21 @@ class ByteReader {
     return 0;
   }
   __extension__ unsigned __int128 GetVarint128() {
-    __extension__ unsigned __int128 v = 0;
-    for (int shift = 0; ok_ && shift < 128; shift += 7) {
+    // Nearly every value fits 9 bytes (63 bits): read those with 64-bit shifts.
+    uint64_t low = 0;
+    int shift = 0;
+    for (; ok_ && shift < 63; shift += 7) {
+      if (in_.empty()) {
+        ok_ = false;
+        return 0;
+      }
+      uint8_t b = static_cast<uint8_t>(in_[0]);
+      in_.remove_prefix(1);
+      low |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (b < 0x80) return low;
+    }
+    __extension__ unsigned __int128 v = low;
+    for (; ok_ && shift < 128; shift += 7) {
       if (in_.empty()) break;
       uint8_t b = static_cast<uint8_t>(in_[0]);
       in_.remove_prefix(1);
