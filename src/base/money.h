@@ -3,7 +3,9 @@
 // micro-units is only 9.2 million bids at the limit). Sums are therefore 128 bits: 2^64 events at
 // the limit still fit, so no sum adpulse can be asked to make wraps. Aligned to 8 bytes (a typedef
 // may lower the alignment) so that the counters stay as compact as 64-bit ones were, with no
-// padding.
+// padding. A template that deduces the type (Catch's CHECK, std::max) sees a plain __int128 with
+// its 16-byte alignment: pass such a value by copy, never bind a reference to the member (UBSan:
+// "reference binding to misaligned address").
 #pragma once
 #include <cstdint>
 #include <string>

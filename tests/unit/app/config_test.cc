@@ -14,6 +14,8 @@ TEST_CASE("the embedded defaults load and match the contract", "[config]") {
   CHECK(config->max_future_s == 60);
   CHECK(config->max_age_s == 86400);
   CHECK(config->dedup_horizon_s == 86400);
+  CHECK(config->max_bid_price == 1'000'000);
+  CHECK(config->wal_recovery == WalRecoveryMode::kTornTail);
   REQUIRE_FALSE(config->cubes.empty());
   CHECK(config->cubes[0].dims == std::vector<Dim>{Dim::kCampaignId});
   CHECK(CubeCatalog::Create(config->cubes).ok());
@@ -64,6 +66,22 @@ TEST_CASE("config errors say what and where", "[config]") {
         "drops an hour's minutes before it would be rolled up");
   Config fine;
   CHECK(ApplyToml("[retention]\nminute_days = 1\n", "my.toml", fine).ok());
+
+  Config limits;
+  REQUIRE(ApplyToml("[ingest]\nmax_bid_price = 9223372036854\n[storage]\nwal_recovery = "
+                    "\"cut_damage\"\n",
+                    "my.toml", limits)
+              .ok());
+  CHECK(limits.max_bid_price == 9'223'372'036'854);
+  CHECK(limits.wal_recovery == WalRecoveryMode::kCutDamage);
+  auto too_high = ApplyToml("[ingest]\nmax_bid_price = 9223372036855\n", "my.toml", limits);
+  REQUIRE_FALSE(too_high.ok());
+  CHECK(std::string(too_high.message()).find("ingest.max_bid_price") != std::string::npos);
+  auto bad_mode = ApplyToml("[storage]\nwal_recovery = \"skip\"\n", "my.toml", limits);
+  REQUIRE_FALSE(bad_mode.ok());
+  CHECK(std::string(bad_mode.message()) ==
+        "my.toml:2: storage.wal_recovery = \"skip\" must be \"torn_tail\", \"strict\" or "
+        "\"cut_damage\"");
 
   auto syntax = ApplyToml("[server\n", "my.toml", config);
   REQUIRE_FALSE(syntax.ok());

@@ -109,7 +109,7 @@ TEST_CASE("events from two producers reach their shards once each", "[pipeline]"
   }
   CHECK(total.clicks == clicks);
   CHECK(total.impressions == 5000 - clicks);
-  CHECK(total.spend_micros == spend);
+  CHECK((total.spend_micros == spend));
 
   // Resending everything changes nothing.
   auto [a3, d3] = Ingest(pipeline, p0, first);

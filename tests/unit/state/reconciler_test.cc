@@ -118,7 +118,7 @@ void Run(int n) {
   CHECK(d.time_ms == hour * kHourMs);
   CHECK(d.dims == std::vector<std::pair<Dim, std::string>>{{Dim::kCampaignId, "camp-7"}});
   CHECK(d.stored.clicks == d.recomputed.clicks + 1);
-  CHECK(d.stored.spend_micros == d.recomputed.spend_micros + 5);
+  CHECK((d.stored.spend_micros == d.recomputed.spend_micros + 5));
   CHECK(d.stored.impressions == d.recomputed.impressions);
 
   // As a restart would, fill them from the altered store: the rebuild must correct them too.

@@ -61,7 +61,7 @@ TEST_CASE("the merge operator adds counters and unions users", "[store]") {
   }
   Aggregate a = Read(**store, key);
   CHECK(a.counters.impressions == 45);
-  CHECK(a.counters.spend_micros == 3 * 1'500'250);
+  CHECK((a.counters.spend_micros == 3 * 1'500'250));
   CHECK(a.users.Estimate() == 4);
   // The same after compaction has folded the operands.
   REQUIRE((*store)->CompactAll().ok());

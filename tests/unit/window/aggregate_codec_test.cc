@@ -139,9 +139,10 @@ TEST_CASE("money sums past 64 bits encode, decode and merge exactly", "[codec]")
   Aggregate sum;
   REQUIRE(DecodeAggregate(merged, sum));
   CHECK(sum.counters.clicks == 2);
-  CHECK(sum.counters.spend_micros == max64 + 1);  // an int64 sum would be INT64_MIN here
-  CHECK(sum.counters.spend_micros > 0);
-  CHECK(sum.counters.fraud_spend_micros == max64 * 3 + max64 * max64);
+  // Parenthesized: Catch would bind a reference to the 8-aligned 128-bit member (base/money.h).
+  CHECK((sum.counters.spend_micros == max64 + 1));  // an int64 sum would be INT64_MIN here
+  CHECK((sum.counters.spend_micros > 0));
+  CHECK((sum.counters.fraud_spend_micros == max64 * 3 + max64 * max64));
   Aggregate direct = a;
   direct.Merge(b, true);
   CHECK(direct.counters == sum.counters);
