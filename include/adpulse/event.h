@@ -37,8 +37,13 @@ std::optional<Dim> ParseDim(std::string_view name);
 // above any real price, and low enough that sums of 2^64 events still fit the 128-bit money sums.
 inline constexpr int64_t kMaxBidMicros = 1'000'000'000'000;
 
-// Fraud verdict bits; nonzero means the event is invalid traffic and is counted in fraud_* only.
+// The verdict's valid/invalid bit: nonzero means the event is invalid traffic and is counted in
+// fraud_* only. Which signals fired is in Event::fraud_signals (fraud/signals.h names the bits).
 using FraudFlags = uint8_t;
+inline constexpr FraudFlags kFraudInvalid = 1;
+
+// No coordinates (Event::lat_e4 / lon_e4): the event's IP is not in the geo database.
+inline constexpr int32_t kNoCoordinate = INT32_MIN;
 
 struct Event {
   std::string_view event_id;
@@ -52,7 +57,19 @@ struct Event {
   std::string_view user_agent;
   std::string_view page_url;
   std::string_view click_id;
+  // Enrichment (fraud/enricher.h): versions parsed from user_agent, and coordinates from
+  // ip_address in 1e-4 degrees (about 11 m). Parsed families fill the browser, os, device_type,
+  // country and city dimensions the event left empty.
+  std::string_view browser_version;
+  std::string_view os_version;
+  int32_t lat_e4 = kNoCoordinate;
+  int32_t lon_e4 = kNoCoordinate;
+  // The verdict (fraud/scorer.h): fixed before the event is logged, never recomputed on replay.
   FraudFlags fraud_flags = 0;
+  uint16_t fraud_score_milli = 0;  // score in [0, 1] times 1000
+  uint32_t fraud_signals = 0;      // bit i: fraud::Signal i fired
+
+  bool invalid() const { return fraud_flags != 0; }
 
   std::string_view dim(Dim d) const { return dims[static_cast<int>(d)]; }
   std::string_view& dim(Dim d) { return dims[static_cast<int>(d)]; }

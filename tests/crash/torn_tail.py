@@ -24,7 +24,9 @@ from common import Daemon, Tally, compare, encode, make_events, post, query_by_c
 
 HEADER = 16
 RECORD_HEADER = 8
-PAYLOAD_ID_OFFSET = 1 + 1 + 1 + 8 + 8  # version, type, fraud flags, timestamp, bid micros
+# version, type, fraud flags, then in version 2: score, signals; timestamp, bid micros, and in
+# version 2: latitude, longitude
+PAYLOAD_ID_OFFSET = {1: 1 + 1 + 1 + 8 + 8, 2: 1 + 1 + 1 + 2 + 4 + 8 + 8 + 4 + 4}
 
 
 def records(path):
@@ -35,7 +37,7 @@ def records(path):
         length, _ = struct.unpack_from("<II", data, at)
         if at + RECORD_HEADER + length > len(data):
             break
-        p = at + RECORD_HEADER + PAYLOAD_ID_OFFSET
+        p = at + RECORD_HEADER + PAYLOAD_ID_OFFSET[data[at + RECORD_HEADER]]
         (id_len,) = struct.unpack_from("<H", data, p)
         out.append((at + RECORD_HEADER + length, data[p + 2:p + 2 + id_len].decode()))
         at += RECORD_HEADER + length

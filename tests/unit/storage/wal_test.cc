@@ -61,8 +61,15 @@ TEST_CASE("an event record round-trips every field", "[wal]") {
   e.user_agent = "Mozilla/5.0";
   e.page_url = "https://x.example/";
   e.click_id = "ev-0";
+  e.browser_version = "120.0.6099";
+  e.os_version = "10";
+  e.lat_e4 = -338688;
+  e.lon_e4 = 1512093;
+  e.fraud_score_milli = 913;
+  e.fraud_signals = 0x80000401u;
   std::string payload;
   EncodeEventRecord(e, payload);
+  CHECK(payload[0] == kWalEventRecordV2);
   Event d;
   REQUIRE(DecodeEventRecord(payload, d));
   CHECK(d.event_id == e.event_id);
@@ -70,11 +77,48 @@ TEST_CASE("an event record round-trips every field", "[wal]") {
   CHECK(d.timestamp_ms == e.timestamp_ms);
   CHECK(d.bid_micros == e.bid_micros);
   CHECK(d.fraud_flags == 3);
+  CHECK(d.fraud_score_milli == 913);
+  CHECK(d.fraud_signals == 0x80000401u);
+  CHECK(d.lat_e4 == -338688);
+  CHECK(d.lon_e4 == 1512093);
+  CHECK(d.browser_version == "120.0.6099");
+  CHECK(d.os_version == "10");
   CHECK(d.dims == e.dims);
   CHECK(d.user_agent == e.user_agent);
   CHECK(d.click_id == e.click_id);
   CHECK_FALSE(DecodeEventRecord(payload.substr(0, payload.size() - 1), d));
   CHECK_FALSE(DecodeEventRecord(payload + "x", d));
+}
+
+TEST_CASE("a version 1 record (written before the fraud stage) still decodes", "[wal]") {
+  // Version 1 layout: version, type, flags, timestamp, bid, then 18 strings of u16 length + bytes.
+  std::string v1;
+  v1.push_back(static_cast<char>(kWalEventRecordV1));
+  v1.push_back(static_cast<char>(EventType::kClick));
+  v1.push_back(1);
+  int64_t ts = 1'764'340'800'000, bid = 500'000;
+  v1.append(reinterpret_cast<const char*>(&ts), 8);
+  v1.append(reinterpret_cast<const char*>(&bid), 8);
+  auto put = [&v1](std::string_view s) {
+    uint16_t n = static_cast<uint16_t>(s.size());
+    v1.append(reinterpret_cast<const char*>(&n), 2);
+    v1.append(s);
+  };
+  put("ev-9");
+  for (int i = 0; i < kDimCount; ++i) put(i == 0 ? "camp" : "");
+  for (const char* s : {"u", "s", "198.51.100.1", "ua", "url", ""}) put(s);
+  Event d;
+  REQUIRE(DecodeEventRecord(v1, d));
+  CHECK(d.event_id == "ev-9");
+  CHECK(d.type == EventType::kClick);
+  CHECK(d.invalid());
+  CHECK(d.timestamp_ms == ts);
+  CHECK(d.bid_micros == bid);
+  CHECK(d.dim(Dim::kCampaignId) == "camp");
+  CHECK(d.user_agent == "ua");
+  CHECK(d.fraud_signals == 0);
+  CHECK(d.lat_e4 == kNoCoordinate);
+  CHECK(d.browser_version.empty());
 }
 
 TEST_CASE("committed records are read back in order across segments", "[wal]") {
