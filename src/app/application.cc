@@ -17,9 +17,13 @@
 #include "base/metrics.h"
 #include "base/status_macros.h"
 #include "base/time_parse.h"
+#include "fraud/fraud_stage.h"
 #include "http/api.h"
 #include "http/server.h"
 #include "ingest/pipeline.h"
+#include "storage/event_log_scan.h"
+#include "storage/file_system.h"
+#include "storage/mmdb_geo.h"
 
 namespace adpulse {
 namespace {
@@ -135,6 +139,164 @@ absl::StatusOr<int> PrepareDataDir(const std::string& dir) {
         fmt::format("data dir {} is in use by another adpulse process", dir));
   }
   return fd;
+}
+
+bool FileExists(const std::string& path) {
+  std::error_code ec;
+  return !path.empty() && std::filesystem::is_regular_file(path, ec);
+}
+
+// The blocklist named by fraud.blocklist_file; null when none is configured.
+absl::StatusOr<std::shared_ptr<const IpSet>> LoadBlocklist(const std::string& path) {
+  if (path.empty()) return std::shared_ptr<const IpSet>();
+  auto text = ReadWholeFile(FileSystem::Default(), path);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(
+        fmt::format("fraud.blocklist_file {} cannot be read: {}", path, Message(text.status())));
+  }
+  auto set = IpSet::Parse(*text, path);
+  if (!set.ok()) return set.status();
+  return std::make_shared<const IpSet>(std::move(*set));
+}
+
+// Enrichment and scoring from the files the config names. A missing regex or geo file turns that
+// part off, said once; a malformed one is an error.
+absl::StatusOr<std::unique_ptr<FraudStage>> BuildFraudStage(const Config& config,
+                                                            int max_producers) {
+  std::unique_ptr<UserAgentParser> parser;
+  std::string regexes = ExpandDataPath(config.user_agent_regexes);
+  if (FileExists(regexes)) {
+    auto yaml = ReadWholeFile(FileSystem::Default(), regexes);
+    if (!yaml.ok()) return yaml.status();
+    std::string crawlers_path = ExpandDataPath(config.crawler_patterns);
+    std::string crawlers;
+    if (FileExists(crawlers_path)) {
+      auto text = ReadWholeFile(FileSystem::Default(), crawlers_path);
+      if (!text.ok()) return text.status();
+      crawlers = std::move(*text);
+    } else if (!config.crawler_patterns.empty()) {
+      LOG_WARN(
+          "enrichment: crawler patterns {} not found (run scripts/setup.sh); bots are "
+          "recognized by uap-core's spider list only",
+          crawlers_path);
+    }
+    auto created = UserAgentParser::Create(*yaml, crawlers);
+    if (!created.ok()) {
+      return absl::InvalidArgumentError(
+          fmt::format("enrichment.user_agent_regexes {}: {}", regexes, Message(created.status())));
+    }
+    parser = std::move(*created);
+    LOG_INFO("enrichment: user agents parsed with {}{}", regexes,
+             crawlers.empty() ? "" : fmt::format(" and crawler patterns {}", crawlers_path));
+  } else {
+    LOG_WARN("enrichment: user-agent parsing is off: {} not found (install Debian's uap-core)",
+             regexes.empty() ? "(none configured)" : regexes);
+  }
+  std::unique_ptr<GeoSource> geo;
+  std::vector<std::string> geo_paths;
+  for (const std::string& p : config.geo_databases) geo_paths.push_back(ExpandDataPath(p));
+  auto opened = MmdbGeo::Open(geo_paths);
+  if (opened.ok()) {
+    for (const std::string& d : (*opened)->descriptions()) LOG_INFO("enrichment: geo from {}", d);
+    geo = std::move(*opened);
+  } else if (absl::IsNotFound(opened.status())) {
+    LOG_WARN("enrichment: geo is off: no geo database found ({}; run scripts/setup.sh)",
+             geo_paths.empty() ? std::string("none configured")
+                               : fmt::format("{}", fmt::join(geo_paths, ", ")));
+  } else {
+    return opened.status();
+  }
+  EnricherOptions eo;
+  eo.ua_cache_entries = static_cast<size_t>(config.user_agent_cache_entries);
+  eo.geo_cache_entries = static_cast<size_t>(config.geo_cache_entries);
+  auto stage = std::make_unique<FraudStage>(std::move(parser), std::move(geo), config.scorer, eo,
+                                            max_producers, config.fraud_enabled);
+  auto blocklist = LoadBlocklist(config.blocklist_file);
+  if (!blocklist.ok()) return blocklist.status();
+  if (*blocklist) {
+    LOG_INFO("fraud: blocklist {} ({} ranges)", config.blocklist_file, (*blocklist)->ranges());
+  }
+  stage->scorer().SetBlocklist(std::move(*blocklist));
+  if (!config.fraud_enabled) LOG_WARN("fraud: scoring is off (fraud.enabled = false)");
+  return stage;
+}
+
+// Feeds the events of the last fraud.rebuild_window_s of every shard's log to the scorer, so the
+// signal state of an attack in progress survives a restart.
+absl::Status RebuildFraudState(const Config& config, const PipelineOptions& pipeline_options,
+                               Archiver& archiver, FraudStage& stage) {
+  auto started = std::chrono::steady_clock::now();
+  int64_t from = NowMs() - config.fraud_rebuild_window_s * 1000;
+  uint64_t events = 0;
+  bool earlier = false;
+  for (int shard = 0; shard < pipeline_options.workers; ++shard) {
+    EventLogScanOptions o;
+    o.shard_wal_dir =
+        (std::filesystem::path(pipeline_options.wal_dir) / fmt::format("shard-{:03}", shard))
+            .string();
+    o.archiver = &archiver;
+    o.shard = shard;
+    o.from_ms = from;
+    o.max_future_ms = pipeline_options.max_future_ms;
+    o.saw_earlier = &earlier;
+    absl::Status s = ScanLoggedEvents(o, [&](const Event& e) {
+      stage.scorer().Observe(&e, 1);
+      ++events;
+      return true;
+    });
+    if (!s.ok()) {
+      return absl::Status(
+          s.code(), fmt::format("fraud: rebuilding the signal state from shard {}'s log: {}", shard,
+                                Message(s)));
+    }
+  }
+  // With nothing logged before the window, the scorer has seen the whole history.
+  stage.scorer().SetHistoryFrom(earlier ? from : INT64_MIN);
+  LOG_INFO("fraud: signal state rebuilt from {} logged events of the last {} s in {:.2f} s", events,
+           config.fraud_rebuild_window_s,
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  return absl::OkStatus();
+}
+
+void AddFraudMetrics(MetricsRegistry& metrics, FraudStage& stage) {
+  const FraudScorer& scorer = stage.scorer();
+  metrics.AddCounterFn("adpulse_fraud_events_scored_total", "Events scored for invalid traffic.",
+                       [&scorer] { return scorer.stats(false).scored; });
+  metrics.AddCounterFn("adpulse_fraud_events_invalid_total",
+                       "Events scored as invalid traffic (counted in fraud_* only, not billed).",
+                       [&scorer] { return scorer.stats(false).invalid; });
+  for (int i = 0; i < kSignalCount; ++i) {
+    metrics.AddCounterFn("adpulse_fraud_signals_total",
+                         "Events on which each invalid-traffic signal fired (an event may fire "
+                         "several).",
+                         fmt::format("signal=\"{}\"", SignalName(static_cast<Signal>(i))),
+                         [&scorer, i] { return scorer.stats(false).fired[i]; });
+  }
+  metrics.AddGauge("adpulse_fraud_state_bytes",
+                   "Memory of the fraud signal state (fraud.memory_mb bounds it).",
+                   [&scorer] { return static_cast<double>(scorer.stats().memory_bytes); });
+  metrics.AddGauge("adpulse_fraud_state_entries",
+                   "IPs, users, clicks and campaigns the fraud "
+                   "signal state remembers.",
+                   [&scorer] {
+                     auto s = scorer.stats();
+                     return static_cast<double>(s.ips + s.users + s.clicks + s.campaigns);
+                   });
+  metrics.AddCounterFn("adpulse_fraud_state_evictions_total",
+                       "Generations of fraud signal state dropped to stay within fraud.memory_mb.",
+                       [&scorer] { return scorer.stats().evictions; });
+  metrics.AddCounterFn("adpulse_enrichment_user_agent_cache_hits_total",
+                       "User agents found in the parse cache.",
+                       [&stage] { return stage.cache_stats().ua_hits; });
+  metrics.AddCounterFn("adpulse_enrichment_user_agent_cache_misses_total",
+                       "User agents parsed (not in the cache).",
+                       [&stage] { return stage.cache_stats().ua_misses; });
+  metrics.AddCounterFn("adpulse_enrichment_geo_cache_hits_total",
+                       "IP addresses found in the geo cache.",
+                       [&stage] { return stage.cache_stats().geo_hits; });
+  metrics.AddCounterFn("adpulse_enrichment_geo_cache_misses_total",
+                       "IP addresses looked up in the geo database.",
+                       [&stage] { return stage.cache_stats().geo_misses; });
 }
 
 }  // namespace
@@ -382,7 +544,26 @@ int RunApplication(int argc, char** argv) {
     return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
   });
 
+  auto fraud = BuildFraudStage(config, pipeline_options.max_producers);
+  if (!fraud.ok()) return fail(fraud.status());
+  FraudStage& stage = **fraud;
+  AddFraudMetrics(metrics, stage);
+  config.server.on_sighup = [&stage, path = config.blocklist_file] {
+    if (path.empty()) return;
+    auto blocklist = LoadBlocklist(path);
+    if (!blocklist.ok()) {
+      LOG_ERROR("fraud: blocklist not reloaded, the previous one stays: {}",
+                Message(blocklist.status()));
+      return;
+    }
+    LOG_INFO("fraud: blocklist {} reloaded ({} ranges)", path, (*blocklist)->ranges());
+    stage.scorer().SetBlocklist(std::move(*blocklist));
+  };
+
   ApiOptions api_options;
+  api_options.fraud = &stage;
+  api_options.wal_dir = pipeline_options.wal_dir;
+  api_options.archiver = &archiver;
   api_options.max_body_bytes = config.server.max_body_bytes;
   api_options.max_decoded_body_bytes = static_cast<size_t>(config.max_decoded_body_bytes);
   api_options.validation.max_future_ms = config.max_future_s * 1000;
@@ -410,6 +591,16 @@ int RunApplication(int argc, char** argv) {
     pipeline.Stop();
     archiver.Stop();
     return fail(recovered);
+  }
+  if (config.fraud_enabled) {
+    absl::Status rebuilt = RebuildFraudState(config, pipeline_options, archiver, stage);
+    if (!rebuilt.ok()) {
+      server.RequestStop();
+      serving.join();
+      pipeline.Stop();
+      archiver.Stop();
+      return fail(rebuilt);
+    }
   }
   api.SetReady(true);
   LOG_INFO(

@@ -82,6 +82,48 @@ absl::Status ReadBool(const toml::table& table, std::string_view section, std::s
   return absl::OkStatus();
 }
 
+// A number (integer or float) into a double, within [min, max].
+absl::Status ReadDouble(const toml::table& table, std::string_view section, std::string_view key,
+                        std::string_view source, double min, double max, double& out) {
+  const toml::node* node = table.get(key);
+  if (!node) return absl::OkStatus();
+  std::optional<double> v = node->value<double>();
+  if (!(node->is_floating_point() || node->is_integer()) || !v) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: {}.{} must be a number", Where(source, *node), section, key));
+  }
+  if (!(*v >= min && *v <= max)) {
+    return absl::InvalidArgumentError(fmt::format("{}: {}.{} = {} is out of range [{}, {}]",
+                                                  Where(source, *node), section, key, *v, min,
+                                                  max));
+  }
+  out = *v;
+  return absl::OkStatus();
+}
+
+absl::Status ReadStrings(const toml::table& table, std::string_view section, std::string_view key,
+                         std::string_view source, std::vector<std::string>& out) {
+  const toml::node* node = table.get(key);
+  if (!node) return absl::OkStatus();
+  const toml::array* a = node->as_array();
+  std::vector<std::string> values;
+  if (a) {
+    for (const toml::node& x : *a) {
+      if (!x.is_string()) {
+        a = nullptr;
+        break;
+      }
+      values.push_back(*x.value<std::string>());
+    }
+  }
+  if (!a) {
+    return absl::InvalidArgumentError(
+        fmt::format("{}: {}.{} must be an array of strings", Where(source, *node), section, key));
+  }
+  out = std::move(values);
+  return absl::OkStatus();
+}
+
 absl::Status CheckKeys(const toml::table& table, std::string_view section, std::string_view source,
                        std::initializer_list<std::string_view> allowed) {
   for (const auto& [key, node] : table) {
@@ -111,11 +153,11 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     return absl::InvalidArgumentError(
         fmt::format("{}:{}: {}", source, e.source().begin.line, e.description()));
   }
-  RETURN_IF_ERROR(
-      CheckKeys(root, "", source,
-                {"server", "storage", "log", "ingest", "dedup", "query", "retention", "cubes"}));
-  for (std::string_view name :
-       {"server", "storage", "log", "ingest", "dedup", "query", "retention"}) {
+  RETURN_IF_ERROR(CheckKeys(root, "", source,
+                            {"server", "storage", "log", "ingest", "dedup", "query", "retention",
+                             "cubes", "enrichment", "fraud"}));
+  for (std::string_view name : {"server", "storage", "log", "ingest", "dedup", "query", "retention",
+                                "enrichment", "fraud"}) {
     const toml::node* node = root.get(name);
     if (node && !node->is_table()) {
       return absl::InvalidArgumentError(
@@ -237,6 +279,76 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     RETURN_IF_ERROR(
         ReadInt(*t, "query", "max_buckets", source, 1, 100'000'000, config.max_query_buckets));
   }
+  if (const toml::table* t = Section(root, "enrichment")) {
+    RETURN_IF_ERROR(CheckKeys(*t, "enrichment", source,
+                              {"user_agent_regexes", "crawler_patterns", "geo_databases",
+                               "user_agent_cache_entries", "geo_cache_entries"}));
+    RETURN_IF_ERROR(
+        ReadString(*t, "enrichment", "user_agent_regexes", source, config.user_agent_regexes));
+    RETURN_IF_ERROR(
+        ReadString(*t, "enrichment", "crawler_patterns", source, config.crawler_patterns));
+    RETURN_IF_ERROR(ReadStrings(*t, "enrichment", "geo_databases", source, config.geo_databases));
+    RETURN_IF_ERROR(ReadInt(*t, "enrichment", "user_agent_cache_entries", source, 16, 1 << 24,
+                            config.user_agent_cache_entries));
+    RETURN_IF_ERROR(ReadInt(*t, "enrichment", "geo_cache_entries", source, 16, 1 << 26,
+                            config.geo_cache_entries));
+  }
+  if (const toml::table* t = Section(root, "fraud")) {
+    RETURN_IF_ERROR(CheckKeys(
+        *t, "fraud", source,
+        {"enabled", "threshold", "blocklist_file", "rebuild_window_s", "memory_mb",
+         "click_flood_per_minute", "farm_distinct_users", "farm_min_ctr", "farm_min_clicks",
+         "farm_window_s", "impossible_click_ms", "attribution_window_s", "repeated_click_window_s",
+         "repeated_click_max", "max_travel_kmh", "geo_tolerance_km", "injection_ms", "weights"}));
+    ScorerOptions& o = config.scorer;
+    RETURN_IF_ERROR(ReadBool(*t, "fraud", "enabled", source, config.fraud_enabled));
+    RETURN_IF_ERROR(ReadDouble(*t, "fraud", "threshold", source, 0.001, 1, o.threshold));
+    RETURN_IF_ERROR(ReadString(*t, "fraud", "blocklist_file", source, config.blocklist_file));
+    RETURN_IF_ERROR(
+        ReadInt(*t, "fraud", "rebuild_window_s", source, 0, 86'400, config.fraud_rebuild_window_s));
+    int64_t v = static_cast<int64_t>(o.memory_bytes >> 20);
+    RETURN_IF_ERROR(ReadInt(*t, "fraud", "memory_mb", source, 1, 1 << 20, v));
+    o.memory_bytes = static_cast<uint64_t>(v) << 20;
+    auto read_int = [&](std::string_view key, int64_t min, int64_t max, int64_t scale,
+                        auto& field) -> absl::Status {
+      int64_t x = static_cast<int64_t>(field) / scale;
+      RETURN_IF_ERROR(ReadInt(*t, "fraud", key, source, min, max, x));
+      field = static_cast<std::remove_reference_t<decltype(field)>>(x * scale);
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR(read_int("click_flood_per_minute", 1, 1'000'000, 1, o.click_flood_per_minute));
+    RETURN_IF_ERROR(read_int("farm_distinct_users", 2, 1'000, 1, o.farm_distinct_users));
+    RETURN_IF_ERROR(ReadDouble(*t, "fraud", "farm_min_ctr", source, 0, 1000, o.farm_min_ctr));
+    RETURN_IF_ERROR(read_int("farm_min_clicks", 1, 1'000'000, 1, o.farm_min_clicks));
+    RETURN_IF_ERROR(read_int("farm_window_s", 60, 86'400, 1000, o.farm_window_ms));
+    RETURN_IF_ERROR(read_int("impossible_click_ms", 0, 60'000, 1, o.impossible_click_ms));
+    RETURN_IF_ERROR(
+        read_int("attribution_window_s", 1, 30 * 86'400, 1000, o.attribution_window_ms));
+    RETURN_IF_ERROR(
+        read_int("repeated_click_window_s", 1, 86'400, 1000, o.repeated_click_window_ms));
+    RETURN_IF_ERROR(read_int("repeated_click_max", 1, 1'000'000, 1, o.repeated_click_max));
+    RETURN_IF_ERROR(ReadDouble(*t, "fraud", "max_travel_kmh", source, 1, 1e6, o.max_travel_kmh));
+    RETURN_IF_ERROR(
+        ReadDouble(*t, "fraud", "geo_tolerance_km", source, 0, 20'000, o.geo_tolerance_km));
+    RETURN_IF_ERROR(read_int("injection_ms", 0, 3'600'000, 1, o.injection_ms));
+    if (const toml::node* wn = t->get("weights")) {
+      const toml::table* w = wn->as_table();
+      if (!w) {
+        return absl::InvalidArgumentError(
+            fmt::format("{}: fraud.weights must be a table", Where(source, *wn)));
+      }
+      for (const auto& [key, node] : *w) {
+        std::optional<Signal> sig = ParseSignal(key.str());
+        if (!sig) {
+          return absl::InvalidArgumentError(fmt::format("{}: fraud.weights: '{}' is not a signal",
+                                                        Where(source, node),
+                                                        std::string(key.str())));
+        }
+        RETURN_IF_ERROR(ReadDouble(*w, "fraud.weights", key.str(), source, 0, 1,
+                                   o.weights[static_cast<int>(*sig)]));
+      }
+    }
+  }
   if (const toml::node* cubes_node = root.get("cubes")) {
     const toml::array* cubes = cubes_node->as_array();
     if (!cubes) {
@@ -283,6 +395,14 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
         source, config.rollup_delay_s, minutes_kept_s - 3'600, config.minute_retention_days));
   }
   return absl::OkStatus();
+}
+
+std::string ExpandDataPath(std::string_view path) {
+  constexpr std::string_view kDeps = "{deps}";
+  if (path.substr(0, kDeps.size()) == kDeps) {
+    return std::string(ADPULSE_DEPS_DIR) + std::string(path.substr(kDeps.size()));
+  }
+  return std::string(path);
 }
 
 absl::StatusOr<Config> LoadConfig(const std::optional<std::string>& path) {

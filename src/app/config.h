@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "adpulse/event.h"
+#include "fraud/scorer.h"
 #include "http/server.h"
 #include "state/shard_writer.h"
 #include "window/cube_catalog.h"
@@ -41,7 +42,23 @@ struct Config {
   int64_t dedup_horizon_s = 86400;
   int64_t max_query_buckets = 200000;
   std::vector<CubeSpec> cubes;
+
+  // [enrichment]. A path may start with "{deps}/": the folder scripts/setup.sh fills with the
+  // data it fetches from the npm registry (ExpandDataPath).
+  std::string user_agent_regexes = "/usr/share/uap-core/regexes.yaml";
+  std::string crawler_patterns;
+  std::vector<std::string> geo_databases;
+  int64_t user_agent_cache_entries = 65'536;
+  int64_t geo_cache_entries = 262'144;
+  // [fraud]
+  bool fraud_enabled = true;
+  ScorerOptions scorer;
+  std::string blocklist_file;
+  int64_t fraud_rebuild_window_s = 600;
 };
+
+// "{deps}/x" -> "<the build's deps folder>/x"; other paths unchanged.
+std::string ExpandDataPath(std::string_view path);
 
 // Parses "HOST:PORT" ("[::1]:8080" for IPv6).
 absl::Status ParseListen(std::string_view text, std::string* host, uint16_t* port);

@@ -35,6 +35,15 @@ void MetricsRegistry::AddCounterFn(const std::string& name, const std::string& h
   family.counter_fn = std::move(read);
 }
 
+void MetricsRegistry::AddCounterFn(const std::string& name, const std::string& help,
+                                   const std::string& labels, std::function<double()> read) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Family& family = families_[name];
+  family.help = help;
+  family.is_counter = true;
+  family.labelled_fns[labels] = std::move(read);
+}
+
 std::string MetricsRegistry::Render() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string out;
@@ -44,6 +53,9 @@ std::string MetricsRegistry::Render() const {
     if (family.counter_fn) {
       out += fmt::format("{} {}\n", name, family.counter_fn());
       continue;
+    }
+    for (const auto& [labels, read] : family.labelled_fns) {
+      out += fmt::format("{}{{{}}} {}\n", name, labels, read());
     }
     if (!family.is_counter) {
       out += fmt::format("{} {}\n", name, family.gauge ? family.gauge() : 0.0);

@@ -22,6 +22,9 @@ class MetricsRegistry {
   void AddGauge(const std::string& name, const std::string& help, std::function<double()> read);
   // A counter whose value is read at scrape time (for counters kept elsewhere).
   void AddCounterFn(const std::string& name, const std::string& help, std::function<double()> read);
+  // The same for one series of a labelled family (`labels` as for GetCounter).
+  void AddCounterFn(const std::string& name, const std::string& help, const std::string& labels,
+                    std::function<double()> read);
 
   // The text exposition format, version 0.0.4.
   std::string Render() const;
@@ -33,6 +36,7 @@ class MetricsRegistry {
     std::map<std::string, Counter*> series;  // labels -> counter
     std::function<double()> gauge;
     std::function<double()> counter_fn;
+    std::map<std::string, std::function<double()>> labelled_fns;  // labels -> read
   };
   mutable std::mutex mutex_;
   std::map<std::string, Family> families_;

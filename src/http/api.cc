@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "base/status_macros.h"
 #include "base/time_parse.h"
+#include "fraud/fraud_stage.h"
 #include "http/api_internal.h"
 #include "ingest/gzip.h"
 #include "state/shard_writer.h"
@@ -81,6 +82,10 @@ void Api::Impl::PostEvents(int producer, HttpRequest&& req, Responder respond) {
     pipeline.Release();
     respond(ErrorResponse(400, Message(decoded)));
     return;
+  }
+  if (opt.fraud) {
+    IngestBatch& b = request->batch;
+    opt.fraud->Process(producer, b.events.data(), b.events.size(), b.enriched);
   }
   request->on_done = [this, request, respond = std::move(respond)]() {
     std::unique_ptr<IngestRequest> owned(request);
@@ -206,6 +211,14 @@ void Api::Handle(int producer, HttpRequest&& request, Responder respond) {
   }
   if (path == "/v1/admin/reconcile") {
     if (expect("POST")) impl_->Reconcile(producer, target, std::move(respond));
+    return;
+  }
+  if (path == "/v1/fraud") {
+    if (expect("GET")) impl_->FraudReport(target, std::move(respond));
+    return;
+  }
+  if (path == "/v1/fraud/events") {
+    if (expect("GET")) impl_->FraudEvents(target, std::move(respond));
     return;
   }
   if (path == "/v1/billing") {

@@ -14,12 +14,21 @@
 
 namespace adpulse {
 
+class FraudStage;
+class Archiver;
+
 struct ApiOptions {
   size_t max_body_bytes = 16 << 20;
   size_t max_decoded_body_bytes = 64 << 20;
   ValidationRules validation;
   int64_t max_query_buckets = 200'000;
   int retry_after_s = 1;
+  // Enriches and scores every decoded request before it goes to the shards; null: neither.
+  FraudStage* fraud = nullptr;
+  // Where the log and the archive are, for the fraud reports that read raw events.
+  std::string wal_dir;
+  Archiver* archiver = nullptr;
+  int64_t fraud_max_range_ms = 86'400'000;
 };
 
 class Api {

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "base/json_writer.h"
 #include "http/api.h"
+#include "storage/event_log_scan.h"
 #include "window/query.h"
 
 namespace adpulse {
@@ -96,6 +97,13 @@ struct Api::Impl {
   void Top(int producer, const ParsedTarget& t, Responder respond);
   void Funnel(int producer, const ParsedTarget& t, Responder respond);
   void Billing(int producer, const ParsedTarget& t, Responder respond);
+
+  // ---- fraud (fraud_handlers.cc) ----
+  void FraudReport(const ParsedTarget& t, Responder respond);
+  void FraudEvents(const ParsedTarget& t, Responder respond);
+  // False (and answered 503) when as many log scans as allowed already run.
+  bool StartScan(Responder& respond);
+  EventLogScanOptions ScanOptionsFor(int shard, int64_t from, int64_t to) const;
 
   // ---- admin ----
   void Reconcile(int producer, const ParsedTarget& t, Responder respond);

@@ -59,6 +59,15 @@ struct HttpServer::Impl {
   asio::io_context& ioc;
   tcp::acceptor acceptor{ioc};
   asio::signal_set signals{ioc, SIGINT, SIGTERM};
+  asio::signal_set hangups{ioc, SIGHUP};
+  void WaitHangup() {
+    hangups.async_wait([this](beast::error_code ec, int) {
+      if (ec || stopping.load()) return;
+      LOG_INFO("received SIGHUP: reloading");
+      if (options.on_sighup) options.on_sighup();
+      WaitHangup();
+    });
+  }
   std::atomic<bool> stopping{false};
   std::atomic<int64_t> active_requests{0};
   std::atomic<int64_t> open_connections{0};
@@ -310,6 +319,8 @@ struct HttpServer::Impl {
     if (stopping.exchange(true)) return;
     LOG_INFO("shutting down: no new connections; draining in-flight requests");
     beast::error_code ignored;
+    hangups.cancel(ignored);
+    signals.cancel(ignored);
     acceptor.close(ignored);
     auto deadline =
         std::chrono::steady_clock::now() + std::chrono::seconds(options.drain_timeout_s);
@@ -373,6 +384,7 @@ void HttpServer::Run() {
     LOG_INFO("received {}", signo == SIGTERM ? "SIGTERM" : "SIGINT");
     s.BeginShutdown();
   });
+  s.WaitHangup();
   s.Accept();
   int threads = std::max(1, s.options.threads);
   for (int i = 0; i < threads; ++i) {

@@ -24,6 +24,8 @@ struct ServerOptions {
   int idle_timeout_s = 60;     // keep-alive connection with no request
   int request_timeout_s = 60;  // to receive one whole request
   int drain_timeout_s = 30;    // on shutdown, for in-flight requests
+  // Called on the I/O thread at each SIGHUP (reloads what can be reloaded); null: SIGHUP ignored.
+  std::function<void()> on_sighup;
 };
 
 class HttpServer {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "adpulse/event.h"
+#include "base/stable_arena.h"
 
 namespace adpulse {
 
@@ -24,7 +25,8 @@ enum class EventOutcome : uint8_t { kPending = 0, kAccepted = 1, kDuplicate = 2,
 inline constexpr size_t kMaxReportedErrors = 100;
 
 struct IngestBatch {
-  std::string arena;                // bytes of every string view in `events`
+  std::string arena;                // bytes of the string views in `events` decoded from the body
+  StableArena enriched{4096};       // bytes of the views enrichment added (parsed families, geo)
   std::vector<Event> events;        // valid events only
   std::vector<uint32_t> positions;  // request index of each valid event
   std::vector<EventOutcome> outcomes;

@@ -78,6 +78,9 @@ def make_events(n, seed, now_ms, campaigns=50, hours=1):
             "timestamp": now_ms - rng.randint(60_000, hours * 3_600_000),
             "campaign_id": f"camp-{rng.randint(1, campaigns):02d}",
             "user_id": f"u{rng.randint(1, 20000)}",
+            # A browser's agent: these tests count valid traffic (no agent at all is invalid).
+            "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                          "Chrome/120.0.0.0 Safari/537.36",
             "bid_price": Decimal(rng.randint(0, 5_000_000)) / Decimal(1_000_000),
         })
     return events

@@ -23,7 +23,7 @@ from common import Daemon, Tally, compare, encode, get, make_events, post, query
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default=os.environ.get("ADPULSE_BINARY", "build/adpulse"))
-    ap.add_argument("--size-mb", type=int, default=8)
+    ap.add_argument("--size-mb", type=int, default=32)
     args = ap.parse_args()
     tally = Tally()
     root = tempfile.mkdtemp(prefix="adpulse-diskfull-")

@@ -1454,8 +1454,10 @@ class E2E:
                 "123.456789"]
         micros = [int(Decimal(b) * 1_000_000) for b in bids]
         lines = ['{"event_id":"m-%d","event_type":"%s","timestamp":%d,"campaign_id":"camp-limit",'
-                 '"advertiser_id":"adv-limit","currency":"USD","user_id":"u-%d","bid_price":%s}'
-                 % (i, "click" if i % 2 else "impression", ts, i, b) for i, b in enumerate(bids)]
+                 '"advertiser_id":"adv-limit","currency":"USD","user_id":"u-%d","bid_price":%s,'
+                 '"user_agent":%s}'
+                 % (i, "click" if i % 2 else "impression", ts, i, b, json.dumps(USER_AGENTS["desktop"]))
+                 for i, b in enumerate(bids)]
         lines.append('{"event_id":"m-over","event_type":"click","timestamp":%d,"campaign_id":"camp-limit",'
                      '"advertiser_id":"adv-limit","bid_price":9223372036854.000001}' % ts)
         status, _, data = self.client.request("POST", "/v1/events", body="\n".join(lines).encode(),

