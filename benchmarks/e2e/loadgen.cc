@@ -56,7 +56,94 @@ struct Options {
   int query_interval_ms = 50;
   // After the run, check that the daemon's totals grew by exactly the events it accepted.
   bool verify = true;
+  // --simple: the events of the runs before the fraud stage (one user agent, 256 documentation
+  // addresses, fewer fields). By default each user has a real browser's user agent (of 20) and a
+  // public address of its own, and every field of the contract is filled, about 500 bytes.
+  bool simple = false;
 };
+
+// Real browsers' user agents with the fields an SDK sends for them (consistent, so the fraud
+// stage's mismatch signal stays quiet for them).
+struct Agent {
+  const char* ua;
+  const char* device;
+  const char* os;
+  const char* browser;
+};
+constexpr Agent kAgents[] = {
+    {"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0.6099.130 Safari/537.36",
+     "desktop", "Windows", "Chrome"},
+    {"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/119.0.0.0 Safari/537.36",
+     "desktop", "Windows", "Chrome"},
+    {"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/119.0.0.0 Safari/537.36 Edg/119.0.2151.97",
+     "desktop", "Windows", "Edge"},
+    {"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0", "desktop",
+     "Windows", "Firefox"},
+    {"Mozilla/5.0 (Windows NT 6.1; Win64; x64; rv:115.0) Gecko/20100101 Firefox/115.0", "desktop",
+     "Windows", "Firefox"},
+    {"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+     "Version/17.1 Safari/605.1.15",
+     "desktop", "Mac OS X", "Safari"},
+    {"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0.0.0 Safari/537.36",
+     "desktop", "Mac OS X", "Chrome"},
+    {"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 "
+     "Safari/537.36",
+     "desktop", "Linux", "Chrome"},
+    {"Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0", "desktop",
+     "Ubuntu", "Firefox"},
+    {"Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0.0.0 Safari/537.36",
+     "desktop", "Chrome OS", "Chrome"},
+    {"Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+     "Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1",
+     "mobile", "iOS", "Mobile Safari"},
+    {"Mozilla/5.0 (iPhone; CPU iPhone OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+     "Gecko) Version/16.6 Mobile/15E148 Safari/604.1",
+     "mobile", "iOS", "Mobile Safari"},
+    {"Mozilla/5.0 (iPhone; CPU iPhone OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+     "Gecko) CriOS/120.0.6099.119 Mobile/15E148 Safari/604.1",
+     "mobile", "iOS", "Chrome Mobile iOS"},
+    {"Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0.6099.144 Mobile Safari/537.36",
+     "mobile", "Android", "Chrome Mobile"},
+    {"Mozilla/5.0 (Linux; Android 13; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36",
+     "mobile", "Android", "Samsung Internet"},
+    {"Mozilla/5.0 (Linux; Android 12; moto g(60)) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/119.0.0.0 Mobile Safari/537.36",
+     "mobile", "Android", "Chrome Mobile"},
+    {"Mozilla/5.0 (Linux; Android 13; 2201117TY) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/118.0.0.0 Mobile Safari/537.36",
+     "mobile", "Android", "Chrome Mobile"},
+    {"Mozilla/5.0 (Android 14; Mobile; rv:121.0) Gecko/121.0 Firefox/121.0", "mobile", "Android",
+     "Firefox Mobile"},
+    {"Mozilla/5.0 (iPad; CPU OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+     "Version/17.1 Mobile/15E148 Safari/604.1",
+     "tablet", "iOS", "Mobile Safari"},
+    {"Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0.0.0 Safari/537.36",
+     "tablet", "Android", "Chrome"},
+};
+constexpr uint64_t kAgentCount = sizeof(kAgents) / sizeof(kAgents[0]);
+constexpr const char* kCountriesForCities[] = {"US", "DE", "FR", "GB", "BR", "IN", "JP", "CA"};
+constexpr const char* kCities[] = {"New York",  "Berlin", "Paris", "London",
+                                   "Sao Paulo", "Mumbai", "Tokyo", "Toronto"};
+
+// A public IPv4 address of a user's own (a mix of the user number: spread over 1.0.0.0 to
+// 223.255.255.255, around the private and reserved blocks).
+uint32_t PublicIpOf(uint64_t user) {
+  uint64_t z = user * 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 29)) * 0xbf58476d1ce4e5b9ull;
+  uint32_t a = static_cast<uint32_t>(z >> 32);
+  uint32_t first = 1 + (a >> 24) % 223;
+  if (first == 10 || first == 127 || first == 100 || first == 172 || first == 192 || first == 169)
+    first += 1;
+  return (first << 24) | (a & 0x00ffffff);
+}
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -67,6 +154,8 @@ int64_t NowMs() {
 // One generated event; fields drawn in a fixed order so both targets see the same events.
 struct GenEvent {
   uint64_t id, campaign, ad, advertiser, publisher, user, ip, page, price_micros;
+  uint64_t agent = 0;  // kAgents; realistic events only
+  uint32_t ipv4 = 0;   // realistic events only
   int64_t timestamp_ms;
   bool bot = false;  // --fraud
   const char* type;
@@ -108,7 +197,7 @@ GenEvent Generate(uint64_t id, Rng& rng, const Options& o, int64_t now) {
   static const char* kTypes[] = {"impression", "impression", "impression", "impression",
                                  "impression", "impression", "impression", "impression",
                                  "click",      "conversion"};
-  static const char* kCountries[] = {"US", "DE", "FR", "GB", "BR", "IN", "JP", "CA"};
+  const char* const* kCountries = kCountriesForCities;
   static const char* kDevices[] = {"desktop", "mobile", "tablet"};
   GenEvent e;
   e.id = id;
@@ -134,6 +223,11 @@ GenEvent Generate(uint64_t id, Rng& rng, const Options& o, int64_t now) {
     e.user = rng() % 8;
     e.ip = rng() % 4;
     e.type = rng() % 10 == 0 ? "impression" : "click";
+  }
+  if (!o.simple) {  // derived, not drawn: the same random sequence either way
+    e.agent = e.user % kAgentCount;
+    e.device = kAgents[e.agent].device;
+    e.ipv4 = PublicIpOf(e.user);
   }
   return e;
 }
@@ -168,13 +262,16 @@ char* Put(char* p, std::string_view s) {
   return p + s.size();
 }
 
-// Most bytes one event's NDJSON line takes (PutJson); the longest is about 400.
-constexpr size_t kMaxEventBytes = 512;
+// Most bytes one event's NDJSON line takes (PutJson); the longest is about 700.
+constexpr size_t kMaxEventBytes = 1024;
 
 // Writes one event as an NDJSON line at `p` and returns the end. Written by hand into a buffer
 // sized up front: fmt's formatting into a growing std::string (parsing, resizing, zero-filling)
 // was most of the generator's CPU, which counts against the daemon's on these two cores.
-char* PutJson(char* p, const GenEvent& e, uint64_t seed) {
+char* PutRealisticJson(char* p, const GenEvent& e, uint64_t seed);
+
+char* PutJson(char* p, const GenEvent& e, uint64_t seed, bool simple) {
+  if (!simple) return PutRealisticJson(p, e, seed);
   p = Put(p, R"({"event_id":"lg)");
   p = PutU64(p, seed);
   *p++ = '-';
@@ -207,6 +304,75 @@ char* PutJson(char* p, const GenEvent& e, uint64_t seed) {
   char digits[20];
   size_t n = static_cast<size_t>(PutU64(digits, e.price_micros) - digits);
   for (size_t i = n; i < 6; ++i) *p++ = '0';  // six decimals: 0.000042
+  p = Put(p, std::string_view(digits, n));
+  p = Put(p, R"(,"currency":"USD"})"
+             "\n");
+  return p;
+}
+
+char* PutRealisticJson(char* p, const GenEvent& e, uint64_t seed) {
+  const Agent& a = kAgents[e.agent];
+  p = Put(p, R"({"event_id":"lg)");
+  p = PutU64(p, seed);
+  *p++ = '-';
+  p = PutU64(p, e.id);
+  p = Put(p, R"(","event_type":")");
+  p = Put(p, e.type);
+  p = Put(p, R"(","timestamp":)");
+  p = PutU64(p, static_cast<uint64_t>(e.timestamp_ms));
+  p = Put(p, R"(,"campaign_id":"c)");
+  p = PutU64(p, e.campaign);
+  p = Put(p, R"(","ad_id":"a)");
+  p = PutU64(p, e.ad);
+  p = Put(p, R"(","advertiser_id":"adv)");
+  p = PutU64(p, e.advertiser);
+  p = Put(p, R"(","publisher_id":"p)");
+  p = PutU64(p, e.publisher);
+  p = Put(p, R"(","placement_id":"p)");
+  p = PutU64(p, e.publisher);
+  p = Put(p, "-slot-");
+  p = PutU64(p, e.page % 4);
+  p = Put(p, e.bot ? R"(","user_id":"bot)" : R"(","user_id":"u)");
+  p = PutU64(p, e.user);
+  p = Put(p, R"(","session_id":"s)");
+  p = PutU64(p, e.user);
+  *p++ = '-';
+  p = PutU64(p, static_cast<uint64_t>(e.timestamp_ms) / 1'800'000);
+  if (e.bot) {
+    p = Put(p, R"(","ip_address":"198.51.100.)");
+    p = PutU64(p, e.ip);
+    p = Put(p, R"(","user_agent":"Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0",)");
+  } else {
+    p = Put(p, R"(","ip_address":")");
+    p = PutU64(p, e.ipv4 >> 24);
+    *p++ = '.';
+    p = PutU64(p, (e.ipv4 >> 16) & 0xff);
+    *p++ = '.';
+    p = PutU64(p, (e.ipv4 >> 8) & 0xff);
+    *p++ = '.';
+    p = PutU64(p, e.ipv4 & 0xff);
+    p = Put(p, R"(","user_agent":")");
+    p = Put(p, a.ua);
+    p = Put(p, R"(",)");
+  }
+  p = Put(p, R"("page_url":"https://news.example.com/articles/)");
+  p = PutU64(p, e.page);
+  p = Put(p, R"(?utm_source=adpulse","device_type":")");
+  p = Put(p, e.device);
+  p = Put(p, R"(","os":")");
+  p = Put(p, e.bot ? "Linux" : a.os);
+  p = Put(p, R"(","browser":")");
+  p = Put(p, e.bot ? "HeadlessChrome" : a.browser);
+  p = Put(p, R"(","country":")");
+  p = Put(p, e.country);
+  p = Put(p, R"(","city":")");
+  for (size_t i = 0; i < 8; ++i) {
+    if (e.country == kCountriesForCities[i]) p = Put(p, kCities[i]);
+  }
+  p = Put(p, R"(","bid_price":0.)");
+  char digits[20];
+  size_t n = static_cast<size_t>(PutU64(digits, e.price_micros) - digits);
+  for (size_t i = n; i < 6; ++i) *p++ = '0';
   p = Put(p, std::string_view(digits, n));
   p = Put(p, R"(,"currency":"USD"})"
              "\n");
@@ -316,14 +482,18 @@ std::optional<uint64_t> EventTotal(const Options& o, int64_t start_ms, int64_t e
   if (fd < 0) return std::nullopt;
   std::string buffer, reply;
   std::string get = fmt::format(
-      "GET /v1/metrics?metrics=impressions,clicks,conversions&start={}&end={} HTTP/1.1\r\n"
+      "GET /v1/metrics?metrics=impressions,clicks,conversions,fraud_impressions,fraud_clicks,"
+      "fraud_conversions&start={}&end={} HTTP/1.1\r\n"
       "Host: {}\r\n\r\n",
       start_ms, end_ms, o.host);
   int status = RoundTrip(fd, get, buffer, reply);
   ::close(fd);
   if (status != 200) return std::nullopt;
   uint64_t total = 0;
-  for (const char* name : {"\"impressions\":", "\"clicks\":", "\"conversions\":"}) {
+  // Valid and invalid: every accepted event is counted in one or the other.
+  for (const char* name :
+       {"\"impressions\":", "\"clicks\":", "\"conversions\":", "\"fraud_impressions\":",
+        "\"fraud_clicks\":", "\"fraud_conversions\":"}) {
     size_t p = reply.find(name);
     if (p != std::string::npos)
       total += std::strtoull(reply.c_str() + p + std::strlen(name), nullptr, 10);
@@ -387,6 +557,9 @@ events/s, acknowledgement latency, errors, freshness and realtime-query latency.
   --late-s S             how far behind the late events go (3600; keep under ingest.max_age_s)
   --fraud F              fraction of bot events: 8 users on 4 datacenter addresses with a
                          headless browser's user agent, nine in ten clicks (0)
+  --simple 0|1           1: the events of the runs before the fraud stage (one user agent, 256
+                         documentation addresses, fewer fields); 0 (default): 20 real browsers'
+                         agents, a public address per user, every field, about 500 bytes
   --seed N               generator seed; the same seed sends the same events (1)
   --pid PID              the daemon's pid, to report its peak resident memory
   --query-interval-ms M  time a /v1/metrics/realtime query every M ms; 0 = off (50)
@@ -433,6 +606,8 @@ int main(int argc, char** argv) {
       o.late_rate = std::stod(v);
     else if (k == "--late-s")
       o.late_s = std::max<uint64_t>(1, std::stoull(v));
+    else if (k == "--simple")
+      o.simple = v != "0";
     else if (k == "--fraud")
       o.fraud_rate = std::stod(v);
     else if (k == "--seed")
@@ -576,7 +751,7 @@ int main(int argc, char** argv) {
           if (o.redis) {
             commands += AppendRedis(body, e);
           } else {
-            events_end = PutJson(events_end, e, o.seed);
+            events_end = PutJson(events_end, e, o.seed, o.simple);
           }
         }
         if (o.redis) {

@@ -561,7 +561,10 @@ int RunApplication(int argc, char** argv) {
   };
 
   ApiOptions api_options;
-  api_options.fraud = &stage;
+  // enrichment.enabled = false: events go to the log as they came, valid (for comparisons).
+  api_options.fraud = config.enrichment_enabled ? &stage : nullptr;
+  if (!config.enrichment_enabled)
+    LOG_WARN("enrichment and fraud scoring are off (enrichment.enabled = false)");
   api_options.wal_dir = pipeline_options.wal_dir;
   api_options.archiver = &archiver;
   api_options.max_body_bytes = config.server.max_body_bytes;
@@ -592,7 +595,7 @@ int RunApplication(int argc, char** argv) {
     archiver.Stop();
     return fail(recovered);
   }
-  if (config.fraud_enabled) {
+  if (config.fraud_enabled && config.enrichment_enabled) {
     absl::Status rebuilt = RebuildFraudState(config, pipeline_options, archiver, stage);
     if (!rebuilt.ok()) {
       server.RequestStop();

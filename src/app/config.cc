@@ -281,8 +281,9 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
   }
   if (const toml::table* t = Section(root, "enrichment")) {
     RETURN_IF_ERROR(CheckKeys(*t, "enrichment", source,
-                              {"user_agent_regexes", "crawler_patterns", "geo_databases",
+                              {"enabled", "user_agent_regexes", "crawler_patterns", "geo_databases",
                                "user_agent_cache_entries", "geo_cache_entries"}));
+    RETURN_IF_ERROR(ReadBool(*t, "enrichment", "enabled", source, config.enrichment_enabled));
     RETURN_IF_ERROR(
         ReadString(*t, "enrichment", "user_agent_regexes", source, config.user_agent_regexes));
     RETURN_IF_ERROR(

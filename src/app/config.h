@@ -45,11 +45,12 @@ struct Config {
 
   // [enrichment]. A path may start with "{deps}/": the folder scripts/setup.sh fills with the
   // data it fetches from the npm registry (ExpandDataPath).
+  bool enrichment_enabled = true;  // false: neither enrichment nor scoring runs
   std::string user_agent_regexes = "/usr/share/uap-core/regexes.yaml";
   std::string crawler_patterns;
   std::vector<std::string> geo_databases;
   int64_t user_agent_cache_entries = 65'536;
-  int64_t geo_cache_entries = 262'144;
+  int64_t geo_cache_entries = 1'048'576;
   // [fraud]
   bool fraud_enabled = true;
   ScorerOptions scorer;

@@ -4,6 +4,9 @@
 
 #include "fraud/signals.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 namespace adpulse {
 
 namespace {
@@ -87,29 +90,36 @@ Enricher::Enricher(const UserAgentParser* user_agents, const GeoSource* geo,
   if (geo) geo_cache_ = std::make_unique<GeoCache>(*geo, options.geo_cache_entries);
 }
 
+bool Enricher::Mismatch(std::string_view browser, std::string_view os, std::string_view device,
+                        const UserAgentInfo& ua) {
+  uint64_t h = static_cast<uint64_t>(ua.device_class) + 1;
+  for (std::string_view s :
+       {browser, os, device, std::string_view(ua.browser_family), std::string_view(ua.os_family)}) {
+    h = XXH3_64bits_withSeed(s.data(), s.size(), h);
+  }
+  if (auto it = mismatch_memo_.find(h); it != mismatch_memo_.end()) return it->second;
+  bool mismatch = (!browser.empty() && ContradictsBrowser(browser, ua.browser_family)) ||
+                  (!os.empty() && ContradictsOs(os, ua.os_family)) ||
+                  (!device.empty() && ContradictsDevice(device, ua.device_class));
+  if (mismatch_memo_.size() >= 65'536) mismatch_memo_.clear();
+  mismatch_memo_.emplace(h, mismatch);
+  return mismatch;
+}
+
 void Enricher::Enrich(Event& e, StableArena& arena) {
   if (e.user_agent.empty()) {
     e.fraud_signals |= SignalBit(Signal::kMissingUserAgent);
   } else if (ua_cache_) {
     const UserAgentInfo& ua = ua_cache_->Lookup(e.user_agent);
     if (ua.bot) e.fraud_signals |= SignalBit(Signal::kBotUserAgent);
-    bool mismatch = false;
     std::string_view& browser = e.dim(Dim::kBrowser);
-    if (!browser.empty()) {
-      mismatch |= ContradictsBrowser(browser, ua.browser_family);
-    } else if (ua.browser_family != "Other") {
-      browser = arena.Copy(ua.browser_family);
-    }
     std::string_view& os = e.dim(Dim::kOs);
-    if (!os.empty()) {
-      mismatch |= ContradictsOs(os, ua.os_family);
-    } else if (ua.os_family != "Other") {
-      os = arena.Copy(ua.os_family);
-    }
     std::string_view& device = e.dim(Dim::kDeviceType);
-    if (!device.empty()) {
-      mismatch |= ContradictsDevice(device, ua.device_class);
-    } else if (ua.device_class != DeviceClass::kUnknown) {
+    bool mismatch =
+        (!browser.empty() || !os.empty() || !device.empty()) && Mismatch(browser, os, device, ua);
+    if (browser.empty() && ua.browser_family != "Other") browser = arena.Copy(ua.browser_family);
+    if (os.empty() && ua.os_family != "Other") os = arena.Copy(ua.os_family);
+    if (device.empty() && ua.device_class != DeviceClass::kUnknown) {
       device = DeviceClassName(ua.device_class);  // a static string
     }
     if (mismatch) e.fraud_signals |= SignalBit(Signal::kDeviceMismatch);
@@ -117,7 +127,7 @@ void Enricher::Enrich(Event& e, StableArena& arena) {
     e.os_version = arena.Copy(ua.os_version);
   }
   if (geo_cache_ && !e.ip_address.empty()) {
-    const GeoInfo& g = geo_cache_->Lookup(e.ip_address);
+    GeoView g = geo_cache_->Lookup(e.ip_address);
     if (g.found) {
       std::string_view& country = e.dim(Dim::kCountry);
       // The city only where it belongs to the event's country: a carried country wins.

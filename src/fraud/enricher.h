@@ -9,6 +9,7 @@
 #include <memory>
 #include <string_view>
 
+#include "absl/container/flat_hash_map.h"
 #include "adpulse/event.h"
 #include "base/stable_arena.h"
 #include "fraud/geo.h"
@@ -18,7 +19,7 @@ namespace adpulse {
 
 struct EnricherOptions {
   size_t ua_cache_entries = 65'536;
-  size_t geo_cache_entries = 262'144;
+  size_t geo_cache_entries = 1'048'576;
 };
 
 class Enricher {
@@ -36,8 +37,14 @@ class Enricher {
   uint64_t geo_cache_misses() const { return geo_cache_ ? geo_cache_->misses() : 0; }
 
  private:
+  bool Mismatch(std::string_view browser, std::string_view os, std::string_view device,
+                const UserAgentInfo& ua);
+
   std::unique_ptr<UserAgentCache> ua_cache_;
   std::unique_ptr<GeoCache> geo_cache_;
+  // Contradiction verdicts by (carried fields, parsed families): real traffic repeats a few
+  // combinations, and normalizing names costs more than the lookup. Cleared when full.
+  absl::flat_hash_map<uint64_t, bool> mismatch_memo_;
 };
 
 // Whether a value the event carries contradicts the one parsed from its user agent, after

@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "adpulse/event.h"
+#include "fraud/ip_set.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -35,24 +37,49 @@ class GeoSource {
   virtual ~GeoSource() = default;
   // Fills `out` and returns true when the database knows the address. Thread-safe.
   virtual bool Lookup(std::string_view ip, GeoInfo& out) const = 0;
+  // The same for an address already parsed (IPv4 as IPv4-mapped); by default through its text.
+  virtual bool LookupIp(const Ip128& ip, GeoInfo& out) const;
 };
 
+// What the cache answers: views into the cache's own table of places, valid as long as it lives.
+struct GeoView {
+  std::string_view country, city;
+  int32_t lat_e4 = kNoCoordinate, lon_e4 = kNoCoordinate;
+  bool found = false;
+};
+
+// Per thread. Entries are keyed by the parsed address and hold an index into a table of the
+// (country, city) pairs seen, so an entry is 24 bytes and a million of them fit in about 50 MB.
 class GeoCache {
  public:
-  GeoCache(const GeoSource& source, size_t capacity) : source_(source), capacity_(capacity) {}
-  // The reference is valid until the next Lookup.
-  const GeoInfo& Lookup(std::string_view ip);
+  GeoCache(const GeoSource& source, size_t capacity);
+  GeoView Lookup(std::string_view ip);
   uint64_t hits() const { return hits_; }
   uint64_t misses() const { return misses_; }
   size_t size() const { return current_.size() + previous_.size(); }
+  size_t places() const { return places_.size(); }
 
  private:
-  using Map = absl::flat_hash_map<std::string, GeoInfo, TextHash, std::equal_to<>>;
+  struct Entry {
+    uint32_t place = 0;  // index into places_ + 1; 0: not found
+    int32_t lat_e4 = kNoCoordinate, lon_e4 = kNoCoordinate;
+  };
+  struct IpHash {
+    size_t operator()(const Ip128& ip) const {
+      return static_cast<size_t>((ip.hi * 0x9e3779b97f4a7c15ull) ^ (ip.lo * 0xc2b2ae3d27d4eb4full));
+    }
+  };
+  using Map = absl::flat_hash_map<Ip128, Entry, IpHash>;
+  GeoView ViewOf(const Entry& e) const;
+
   const GeoSource& source_;
   size_t capacity_;
   // Two generations: when the current one holds half the capacity, the previous is dropped. An
   // entry found in the previous one moves to the current: recently used addresses stay.
   Map current_, previous_;
+  // Places never leave (there are as many as the database has cities).
+  std::vector<std::pair<std::string, std::string>> places_;
+  absl::flat_hash_map<std::string, uint32_t, TextHash, std::equal_to<>> place_ids_;
   uint64_t hits_ = 0, misses_ = 0;
 };
 

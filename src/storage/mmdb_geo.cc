@@ -1,7 +1,9 @@
 #include "storage/mmdb_geo.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <maxminddb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -71,19 +73,30 @@ bool NumberAt(MMDB_entry_s* entry, const char* key, double* out) {
 }  // namespace
 
 bool MmdbGeo::Lookup(std::string_view ip, GeoInfo& out) const {
-  char buf[64];
-  if (ip.empty() || ip.size() >= sizeof buf) return false;
-  std::memcpy(buf, ip.data(), ip.size());
-  buf[ip.size()] = 0;
-  bool v6 = ip.find(':') != std::string_view::npos;
+  std::optional<Ip128> parsed = ParseIp(ip);
+  return parsed && LookupIp(*parsed, out);
+}
+
+bool MmdbGeo::LookupIp(const Ip128& ip, GeoInfo& out) const {
+  bool v4 = ip.hi == 0 && (ip.lo >> 32) == 0xffff;
+  sockaddr_in a4{};
+  sockaddr_in6 a6{};
+  a4.sin_family = AF_INET;
+  a4.sin_addr.s_addr = htonl(static_cast<uint32_t>(ip.lo));
+  a6.sin6_family = AF_INET6;
+  for (int i = 0; i < 8; ++i) {
+    a6.sin6_addr.s6_addr[i] = static_cast<uint8_t>(ip.hi >> (56 - 8 * i));
+    a6.sin6_addr.s6_addr[8 + i] = static_cast<uint8_t>(ip.lo >> (56 - 8 * i));
+  }
   for (const auto& db : dbs_) {
-    // An IPv4 database cannot answer an IPv6 address; an IPv6 one answers both, but DB-IP ships
-    // IPv4 separately, so the IPv4 file is asked first for IPv4.
-    if (v6 && !db->ipv6) continue;
-    int gai = 0, mmdb_error = 0;
-    MMDB_lookup_result_s r =
-        MMDB_lookup_string(const_cast<MMDB_s*>(&db->mmdb), buf, &gai, &mmdb_error);
-    if (gai != 0 || mmdb_error != MMDB_SUCCESS) return false;  // not an address
+    // An IPv4 database cannot answer an IPv6 address; DB-IP ships IPv4 separately, so for IPv4
+    // the IPv4 file (listed first) answers.
+    if (!v4 && !db->ipv6) continue;
+    int mmdb_error = 0;
+    const sockaddr* sa = v4 && !db->ipv6 ? reinterpret_cast<const sockaddr*>(&a4)
+                                         : reinterpret_cast<const sockaddr*>(&a6);
+    MMDB_lookup_result_s r = MMDB_lookup_sockaddr(const_cast<MMDB_s*>(&db->mmdb), sa, &mmdb_error);
+    if (mmdb_error != MMDB_SUCCESS) return false;
     if (!r.found_entry) continue;
     out.country = StringAt(&r.entry, "country_code");
     out.city = StringAt(&r.entry, "city");

