@@ -209,8 +209,9 @@ absl::StatusOr<std::unique_ptr<FraudStage>> BuildFraudStage(const Config& config
   EnricherOptions eo;
   eo.ua_cache_entries = static_cast<size_t>(config.user_agent_cache_entries);
   eo.geo_cache_entries = static_cast<size_t>(config.geo_cache_entries);
-  auto stage = std::make_unique<FraudStage>(std::move(parser), std::move(geo), config.scorer, eo,
-                                            max_producers, config.fraud_enabled);
+  auto stage = std::make_unique<FraudStage>(std::move(parser), std::move(geo),
+                                            EffectiveScorerOptions(config), eo, max_producers,
+                                            config.fraud_enabled);
   auto blocklist = LoadBlocklist(config.blocklist_file);
   if (!blocklist.ok()) return blocklist.status();
   if (*blocklist) {

@@ -307,9 +307,7 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     RETURN_IF_ERROR(ReadString(*t, "fraud", "blocklist_file", source, config.blocklist_file));
     RETURN_IF_ERROR(
         ReadInt(*t, "fraud", "rebuild_window_s", source, 0, 86'400, config.fraud_rebuild_window_s));
-    int64_t v = static_cast<int64_t>(o.memory_bytes >> 20);
-    RETURN_IF_ERROR(ReadInt(*t, "fraud", "memory_mb", source, 1, 1 << 20, v));
-    o.memory_bytes = static_cast<uint64_t>(v) << 20;
+    RETURN_IF_ERROR(ReadInt(*t, "fraud", "memory_mb", source, 0, 1 << 20, config.fraud_memory_mb));
     auto read_int = [&](std::string_view key, int64_t min, int64_t max, int64_t scale,
                         auto& field) -> absl::Status {
       int64_t x = static_cast<int64_t>(field) / scale;
@@ -396,6 +394,14 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
         source, config.rollup_delay_s, minutes_kept_s - 3'600, config.minute_retention_days));
   }
   return absl::OkStatus();
+}
+
+ScorerOptions EffectiveScorerOptions(const Config& config) {
+  ScorerOptions o = config.scorer;
+  o.memory_bytes = config.fraud_memory_mb > 0
+                       ? static_cast<uint64_t>(config.fraud_memory_mb) << 20
+                       : static_cast<uint64_t>(config.memory_budget_bytes) / 4;
+  return o;
 }
 
 std::string ExpandDataPath(std::string_view path) {

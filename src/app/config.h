@@ -53,10 +53,14 @@ struct Config {
   int64_t geo_cache_entries = 1'048'576;
   // [fraud]
   bool fraud_enabled = true;
-  ScorerOptions scorer;
+  ScorerOptions scorer;       // memory_bytes from fraud_memory_mb (EffectiveScorerOptions)
+  int64_t fraud_memory_mb = 0;  // 0: a quarter of memory_budget_bytes
   std::string blocklist_file;
   int64_t fraud_rebuild_window_s = 600;
 };
+
+// The scorer's options with its memory: fraud.memory_mb, or a quarter of the memory budget.
+ScorerOptions EffectiveScorerOptions(const Config& config);
 
 // "{deps}/x" -> "<the build's deps folder>/x"; other paths unchanged.
 std::string ExpandDataPath(std::string_view path);

@@ -20,6 +20,7 @@ constexpr int kStripes = 1 << kStripeBits;
 constexpr int64_t kFloodBucketMs = 10'000;
 constexpr int kFloodBuckets = 6;  // a sliding minute of 10-second buckets
 constexpr int kUserAds = 4;       // ads remembered per user
+constexpr uint32_t kAhead = 4;    // events between a table slot's prefetch and its use
 
 uint64_t HashOf(std::string_view s, uint64_t seed) {
   return s.empty() ? 0 : XXH3_64bits_withSeed(s.data(), s.size(), seed);
@@ -217,6 +218,7 @@ void FraudScorer::Run(Event* events, size_t n, bool judge) {
       uint32_t i = sc.order[j];
       const Event& e = events[i];
       const Scratch::Keys& k = sc.keys[i];
+      if (j + kAhead < sc.starts[s + 1]) stripe.cur.prefetch(sc.keys[sc.order[j + kAhead]].ip);
       IpState& st = stripe.Get(k.ip, tables_->ips.half_capacity);
       bool click = e.type == EventType::kClick;
       // Generations of the farm window.
@@ -290,6 +292,7 @@ void FraudScorer::Run(Event* events, size_t n, bool judge) {
       uint32_t i = sc.order[j];
       const Event& e = events[i];
       const Scratch::Keys& k = sc.keys[i];
+      if (j + kAhead < sc.starts[s + 1]) stripe.cur.prefetch(sc.keys[sc.order[j + kAhead]].user);
       UserState& u = stripe.Get(k.user, tables_->users.half_capacity);
       const int64_t ts = e.timestamp_ms;
       if (k.ad != 0 && e.type == EventType::kImpression) {

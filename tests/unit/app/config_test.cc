@@ -88,6 +88,50 @@ TEST_CASE("config errors say what and where", "[config]") {
   CHECK(std::string(syntax.message()).rfind("my.toml:1:", 0) == 0);
 }
 
+TEST_CASE("the [enrichment] and [fraud] sections", "[config]") {
+  auto config = LoadConfig(std::nullopt);
+  REQUIRE(config.ok());
+  // The shipped defaults are ScorerOptions' defaults.
+  ScorerOptions built_in;
+  CHECK(config->scorer.weights == built_in.weights);
+  CHECK(config->scorer.threshold == built_in.threshold);
+  CHECK(config->scorer.click_flood_per_minute == 100);
+  CHECK(config->scorer.attribution_window_ms == 3'600'000);
+  CHECK(config->enrichment_enabled);
+  CHECK(config->fraud_enabled);
+  CHECK(config->geo_databases.size() == 2);
+  CHECK(ExpandDataPath(config->geo_databases[0]).rfind(ADPULSE_DEPS_DIR, 0) == 0);
+  CHECK(ExpandDataPath("/abs/x.mmdb") == "/abs/x.mmdb");
+  CHECK(EffectiveScorerOptions(*config).memory_bytes == (1ull << 30) / 4);
+
+  Config c = *config;
+  REQUIRE(ApplyToml("[fraud]\nthreshold = 0.5\nmemory_mb = 64\nclick_flood_per_minute = 7\n"
+                    "attribution_window_s = 600\n[fraud.weights]\norphan_click = 0.25\n"
+                    "[enrichment]\nenabled = false\ngeo_databases = []\n",
+                    "f.toml", c)
+              .ok());
+  CHECK(c.scorer.threshold == 0.5);
+  CHECK(EffectiveScorerOptions(c).memory_bytes == 64ull << 20);
+  CHECK(c.scorer.click_flood_per_minute == 7);
+  CHECK(c.scorer.attribution_window_ms == 600'000);
+  CHECK(c.scorer.weights[static_cast<int>(Signal::kOrphanClick)] == 0.25);
+  CHECK_FALSE(c.enrichment_enabled);
+  CHECK(c.geo_databases.empty());
+
+  auto bad_signal = ApplyToml("[fraud.weights]\nclick_spam = 0.5\n", "f.toml", c);
+  REQUIRE_FALSE(bad_signal.ok());
+  CHECK(std::string(bad_signal.message()) ==
+        "f.toml:2: fraud.weights: 'click_spam' is not a signal");
+  auto bad_weight = ApplyToml("[fraud.weights]\norphan_click = 2\n", "f.toml", c);
+  REQUIRE_FALSE(bad_weight.ok());
+  CHECK(std::string(bad_weight.message()).find("out of range [0, 1]") != std::string::npos);
+  auto bad_list = ApplyToml("[enrichment]\ngeo_databases = \"x.mmdb\"\n", "f.toml", c);
+  REQUIRE_FALSE(bad_list.ok());
+  CHECK(std::string(bad_list.message()) ==
+        "f.toml:2: enrichment.geo_databases must be an array of strings");
+  CHECK_FALSE(ApplyToml("[fraud]\nsensitivity = 3\n", "f.toml", c).ok());
+}
+
 TEST_CASE("ParseListen accepts HOST:PORT and rejects the rest", "[config]") {
   std::string host;
   uint16_t port = 0;
