@@ -118,7 +118,9 @@ Fixture& F() {
 
 void BM_Enrich(benchmark::State& state) {
   Fixture& f = F();
-  Enricher enricher(f.parser.get(), f.geo.get());
+  EnricherOptions eo;
+  if (const char* g = std::getenv("GEO_CACHE")) eo.geo_cache_entries = std::strtoull(g, nullptr, 10);
+  Enricher enricher(f.parser.get(), f.geo.get(), eo);
   std::vector<Event> batch(kBatch);
   size_t at = 0;
   for (auto _ : state) {

