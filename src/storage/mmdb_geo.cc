@@ -73,8 +73,9 @@ absl::StatusOr<std::unique_ptr<MmdbGeo>> MmdbGeo::Open(const std::vector<std::st
     struct tm tm;
     if (gmtime_r(&t, &tm)) std::strftime(built, sizeof built, "%Y-%m-%d", &tm);
     geo->descriptions_.push_back(fmt::format(
-        "{} ({}, built {})", path,
-        db->mmdb.metadata.database_type ? db->mmdb.metadata.database_type : "?", built));
+        "{} ({}, built {}{})", path,
+        db->mmdb.metadata.database_type ? db->mmdb.metadata.database_type : "?", built,
+        db->v4 ? fmt::format("; {} IPv4 ranges read into memory", db->v4->starts.size()) : ""));
     geo->dbs_.push_back(std::move(db));
   }
   if (geo->dbs_.empty()) return absl::NotFoundError("no geo database file exists");
