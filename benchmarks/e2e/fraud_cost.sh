@@ -15,6 +15,9 @@ printf '[enrichment]\nenabled = false\n' > "$work/off.toml"
 run() {
   local name=$1 config=$2 port=$((20000 + RANDOM % 20000))
   rm -rf "$work/data"
+  # The previous run's dirty pages are written back first, so that neither run pays for the other.
+  sync
+  sleep 2
   local args=(--listen 127.0.0.1:$port --data-dir "$work/data" --log-level warn)
   [ -n "$config" ] && args+=(--config "$config")
   "$build/adpulse" "${args[@]}" 2> "$work/$name.log" &
