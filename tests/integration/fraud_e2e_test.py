@@ -236,6 +236,7 @@ def main():
         start_ms = (end_ms - span_s * 1000) // DAY_MS * DAY_MS
         stop_ms = (now // DAY_MS + 1) * DAY_MS
         campaigns = sorted({e["campaign_id"] for e in sent.values()})
+        campaign_set = set(campaigns)
         advertisers = sorted({e["advertiser_id"] for e in sent.values()})
 
         def audit():
@@ -275,7 +276,8 @@ def main():
                 got = {}
                 if status == 200 and isinstance(obj, dict):
                     for row in obj.get("rows", []):
-                        got[(row["campaign_id"], row["time"])] = row
+                        if row["campaign_id"] in campaign_set:
+                            got[(row["campaign_id"], row["time"])] = row
                 bad = []
                 for key in set(want) | set(got):
                     w, g = want.get(key, {}), got.get(key, {})
@@ -389,6 +391,22 @@ def main():
         res.check(status == 200 and obj.get("count") == 1 and obj["events"][0]["event_id"] == one,
                   "/v1/fraud/events?event_id=: why this click was not billed", one, raw[:300])
 
+        # An attack in progress across the restart: 80 clicks from one address within seconds (under
+        # the flood threshold of 100 a minute), then kill -9, then 40 more. The rebuilt signal
+        # state remembers the first 80, so the 101st to the 120th are flagged.
+        live_ts = int(time.time() * 1000) - 30_000
+        ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+
+        def live_clicks(first, n):
+            lines = [json.dumps({"event_id": f"live-{i}", "event_type": "click", "timestamp": live_ts + i * 100,
+                                 "campaign_id": "camp-live", "ad_id": "ad-live", "user_id": f"live-user-{i}",
+                                 "ip_address": "198.18.0.7", "user_agent": ua}) for i in range(first, first + n)]
+            status, _, data = one_shot(daemon.port, "POST", "/v1/events", body="\n".join(lines).encode(),
+                                       headers={"Content-Type": "application/x-ndjson"})
+            return status == 200 and parse_json(data).get("accepted") == n
+
+        res.check(live_clicks(0, 80), "an attack in progress: 80 clicks accepted before kill -9", True, False)
+
         # kill -9, restart: the verdicts and every figure stay.
         daemon.proc.kill()
         daemon.proc.wait()
@@ -399,6 +417,16 @@ def main():
         res.check(len(after) == len(verdicts) and same, "after kill -9: every verdict the same", len(verdicts),
                   len(after))
         check_metrics(verdicts, "after kill -9")
+        res.check(live_clicks(80, 40), "an attack in progress: 40 more clicks accepted after the restart", True,
+                  False)
+        status, obj, raw = get(daemon.port, "/v1/fraud/events", [("campaign_id", "camp-live"),
+                                                                 ("signal", "click_flood"), ("limit", 1000),
+                                                                 ("start", live_ts - MINUTE_MS),
+                                                                 ("end", live_ts + MINUTE_MS)])
+        flooded = sorted(int(e["event_id"].split("-")[1]) for e in obj.get("events", [])) if status == 200 else None
+        res.check(flooded == list(range(100, 120)),
+                  "an attack in progress survives kill -9: the rebuilt state flags clicks 101 to 120 as a flood",
+                  "live-100 .. live-119", flooded)
         check_sighup(daemon, blocklist, now, res)
         daemon.stop()
         daemon = None
