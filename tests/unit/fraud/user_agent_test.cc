@@ -571,7 +571,9 @@ TEST_CASE("Parse is thread-safe", "[fraud]") {
   CHECK(wrong == 0);
 }
 
-TEST_CASE("Parse speed over the corpora (printed only)", "[fraud]") {
+// Hidden ([.]): a measurement, not a test (benchmarks/micro/fraud_bench.cc measures the stage);
+// run it with `fraud_ua_test "[speed]"`.
+TEST_CASE("Parse speed over the corpora (printed only)", "[.][speed]") {
   std::vector<std::string_view> uas;
   for (const auto* corpus : {&BrowserCases(), &OsCases(), &DeviceCases()}) {
     for (const Case& c : *corpus) uas.push_back(c.ua);
