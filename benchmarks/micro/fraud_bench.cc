@@ -119,7 +119,8 @@ Fixture& F() {
 void BM_Enrich(benchmark::State& state) {
   Fixture& f = F();
   EnricherOptions eo;
-  if (const char* g = std::getenv("GEO_CACHE")) eo.geo_cache_entries = std::strtoull(g, nullptr, 10);
+  if (const char* g = std::getenv("GEO_CACHE"))
+    eo.geo_cache_entries = std::strtoull(g, nullptr, 10);
   Enricher enricher(f.parser.get(), f.geo.get(), eo);
   std::vector<Event> batch(kBatch);
   size_t at = 0;

@@ -53,7 +53,7 @@ struct Config {
   int64_t geo_cache_entries = 1'048'576;
   // [fraud]
   bool fraud_enabled = true;
-  ScorerOptions scorer;       // memory_bytes from fraud_memory_mb (EffectiveScorerOptions)
+  ScorerOptions scorer;         // memory_bytes from fraud_memory_mb (EffectiveScorerOptions)
   int64_t fraud_memory_mb = 0;  // 0: a quarter of memory_budget_bytes
   std::string blocklist_file;
   int64_t fraud_rebuild_window_s = 600;

@@ -113,9 +113,10 @@ struct HttpServer::Impl {
     p = p.substr(0, p.find('?'));
     // Keep label cardinality bounded: known paths only.
     static const char* kKnown[] = {
-        "/v1/events", "/v1/metrics/realtime", "/v1/metrics", "/v1/query", "/v1/top",
-        "/v1/funnel", "/v1/billing",          "/v1/fraud",   "/v1/fraud/events",
-        "/v1/admin/reconcile", "/healthz",    "/readyz",   "/metrics"};
+        "/v1/events",       "/v1/metrics/realtime", "/v1/metrics", "/v1/query",
+        "/v1/top",          "/v1/funnel",           "/v1/billing", "/v1/fraud",
+        "/v1/fraud/events", "/v1/admin/reconcile",  "/healthz",    "/readyz",
+        "/metrics"};
     std::string label = "other";
     for (const char* k : kKnown) {
       if (p == k) label = k;

@@ -1,7 +1,5 @@
 #include "storage/mmdb_geo.h"
 
-#include "absl/container/flat_hash_map.h"
-
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <maxminddb.h>
@@ -14,6 +12,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "absl/container/flat_hash_map.h"
+
 namespace adpulse {
 
 // An IPv4 database read once into a sorted table of ranges: a lookup is a binary search over
@@ -23,7 +23,7 @@ struct Ipv4Table {
   std::vector<uint32_t> starts;  // first address of each range, ascending; ranges cover 2^32
   std::vector<uint32_t> info;    // per range: index into infos, or kNone
   std::vector<GeoInfo> infos;
-  uint32_t top[65537] = {};      // top[a >> 16]: the first range that can hold a
+  uint32_t top[65537] = {};  // top[a >> 16]: the first range that can hold a
   static constexpr uint32_t kNone = UINT32_MAX;
 
   bool Lookup(uint32_t a, GeoInfo& out) const {

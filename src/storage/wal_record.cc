@@ -10,9 +10,9 @@ namespace adpulse {
 void EncodeEventRecord(const Event& e, std::string& out) {
   // Sized first and written with plain copies: appending field by field checked and grew the
   // string 35 times an event.
-  const std::string_view strings[] = {e.event_id,   e.user_id,    e.session_id,     e.ip_address,
-                                      e.user_agent, e.page_url,   e.click_id,       e.browser_version,
-                                      e.os_version};
+  const std::string_view strings[] = {e.event_id,   e.user_id,         e.session_id,
+                                      e.ip_address, e.user_agent,      e.page_url,
+                                      e.click_id,   e.browser_version, e.os_version};
   size_t size = 3 + 2 + 4 + 8 + 8 + 4 + 4 + 2 * (std::size(strings) + e.dims.size());
   for (std::string_view s : strings) size += s.size();
   for (std::string_view d : e.dims) size += d.size();

@@ -58,8 +58,9 @@ TEST_CASE("the IPv4 range table answers exactly as libmaxminddb's own search", "
     found += in_tree;
     bool same = in_table == in_tree && t.country == m.country && t.city == m.city &&
                 t.lat_e4 == m.lat_e4 && t.lon_e4 == m.lon_e4;
-    if (!same) FAIL_CHECK("address " << a << ": table " << t.country << "/" << t.city << ", tree "
-                                     << m.country << "/" << m.city);
+    if (!same)
+      FAIL_CHECK("address " << a << ": table " << t.country << "/" << t.city << ", tree "
+                            << m.country << "/" << m.city);
     return same;
   };
   int mismatches = 0;
