@@ -298,6 +298,10 @@ void AddFraudMetrics(MetricsRegistry& metrics, FraudStage& stage) {
   metrics.AddCounterFn("adpulse_enrichment_geo_cache_misses_total",
                        "IP addresses looked up in the geo database.",
                        [&stage] { return stage.cache_stats().geo_misses; });
+  metrics.AddCounterFn("adpulse_enrichment_geo_table_lookups_total",
+                       "IPv4 addresses placed from the in-memory range table (not cached: a "
+                       "lookup there costs less).",
+                       [&stage] { return stage.cache_stats().geo_direct; });
 }
 
 }  // namespace

@@ -35,6 +35,7 @@ class Enricher {
   uint64_t ua_cache_misses() const { return ua_cache_ ? ua_cache_->misses() : 0; }
   uint64_t geo_cache_hits() const { return geo_cache_ ? geo_cache_->hits() : 0; }
   uint64_t geo_cache_misses() const { return geo_cache_ ? geo_cache_->misses() : 0; }
+  uint64_t geo_direct() const { return geo_cache_ ? geo_cache_->direct() : 0; }
 
  private:
   bool Mismatch(std::string_view browser, std::string_view os, std::string_view device,

@@ -31,6 +31,7 @@ void FraudStage::Process(int producer, Event* events, size_t n, StableArena& are
   slot.ua_misses.store(en.ua_cache_misses(), std::memory_order_relaxed);
   slot.geo_hits.store(en.geo_cache_hits(), std::memory_order_relaxed);
   slot.geo_misses.store(en.geo_cache_misses(), std::memory_order_relaxed);
+  slot.geo_direct.store(en.geo_direct(), std::memory_order_relaxed);
 }
 
 FraudStage::CacheStats FraudStage::cache_stats() const {
@@ -40,6 +41,7 @@ FraudStage::CacheStats FraudStage::cache_stats() const {
     s.ua_misses += slot.ua_misses.load(std::memory_order_relaxed);
     s.geo_hits += slot.geo_hits.load(std::memory_order_relaxed);
     s.geo_misses += slot.geo_misses.load(std::memory_order_relaxed);
+    s.geo_direct += slot.geo_direct.load(std::memory_order_relaxed);
   }
   return s;
 }

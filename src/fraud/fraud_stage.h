@@ -37,14 +37,14 @@ class FraudStage {
 
   // Cache counters over every producer's enricher; any thread.
   struct CacheStats {
-    uint64_t ua_hits = 0, ua_misses = 0, geo_hits = 0, geo_misses = 0;
+    uint64_t ua_hits = 0, ua_misses = 0, geo_hits = 0, geo_misses = 0, geo_direct = 0;
   };
   CacheStats cache_stats() const;
 
  private:
   struct alignas(64) Slot {
     std::unique_ptr<Enricher> enricher;  // made by the producer's own thread on first use
-    std::atomic<uint64_t> ua_hits{0}, ua_misses{0}, geo_hits{0}, geo_misses{0};
+    std::atomic<uint64_t> ua_hits{0}, ua_misses{0}, geo_hits{0}, geo_misses{0}, geo_direct{0};
   };
   std::unique_ptr<UserAgentParser> user_agents_;
   std::unique_ptr<GeoSource> geo_;

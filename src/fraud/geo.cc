@@ -23,6 +23,8 @@ bool GeoSource::LookupIp(const Ip128& ip, GeoInfo& out) const {
   return Lookup(text, out);
 }
 
+bool GeoSource::LookupView(const Ip128&, GeoView&) const { return false; }
+
 GeoCache::GeoCache(const GeoSource& source, size_t capacity)
     : source_(source), capacity_(std::max<size_t>(2, capacity)) {}
 
@@ -41,6 +43,10 @@ GeoView GeoCache::ViewOf(const Entry& e) const {
 GeoView GeoCache::Lookup(std::string_view ip_text) {
   std::optional<Ip128> ip = ParseIp(ip_text);
   if (!ip) return {};
+  if (GeoView direct; source_.LookupView(*ip, direct)) {
+    ++direct_;
+    return direct;
+  }
   if (auto it = current_.find(*ip); it != current_.end()) {
     ++hits_;
     return ViewOf(it->second);

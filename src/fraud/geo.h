@@ -32,6 +32,13 @@ struct GeoInfo {
   bool found = false;
 };
 
+// A place as views: into a GeoCache's table of places, or into a GeoSource's own tables.
+struct GeoView {
+  std::string_view country, city;
+  int32_t lat_e4 = kNoCoordinate, lon_e4 = kNoCoordinate;
+  bool found = false;
+};
+
 class GeoSource {
  public:
   virtual ~GeoSource() = default;
@@ -39,23 +46,24 @@ class GeoSource {
   virtual bool Lookup(std::string_view ip, GeoInfo& out) const = 0;
   // The same for an address already parsed (IPv4 as IPv4-mapped); by default through its text.
   virtual bool LookupIp(const Ip128& ip, GeoInfo& out) const;
+  // Answers from the source's own tables without copying, when it can do so faster than a cache
+  // (true: `out` is the place, its views living as long as the source); false: ask LookupIp,
+  // through a cache.
+  virtual bool LookupView(const Ip128& ip, GeoView& out) const;
 };
 
-// What the cache answers: views into the cache's own table of places, valid as long as it lives.
-struct GeoView {
-  std::string_view country, city;
-  int32_t lat_e4 = kNoCoordinate, lon_e4 = kNoCoordinate;
-  bool found = false;
-};
-
-// Per thread. Entries are keyed by the parsed address and hold an index into a table of the
-// (country, city) pairs seen, so an entry is 24 bytes and a million of them fit in about 50 MB.
+// Per thread. Addresses the source answers directly (LookupView: IPv4 from MmdbGeo's range table)
+// skip the cache; the others (IPv6, which libmaxminddb finds by walking its search tree) are
+// cached. Entries are keyed by the parsed address and hold an index into a table of the (country,
+// city) pairs seen, so an entry is 24 bytes and a million of them fit in about 50 MB.
 class GeoCache {
  public:
   GeoCache(const GeoSource& source, size_t capacity);
   GeoView Lookup(std::string_view ip);
   uint64_t hits() const { return hits_; }
   uint64_t misses() const { return misses_; }
+  // Answered by the source's LookupView, not cached (IPv4 with the range table).
+  uint64_t direct() const { return direct_; }
   size_t size() const { return current_.size() + previous_.size(); }
   size_t places() const { return places_.size(); }
 
@@ -80,7 +88,7 @@ class GeoCache {
   // Places never leave (there are as many as the database has cities).
   std::vector<std::pair<std::string, std::string>> places_;
   absl::flat_hash_map<std::string, uint32_t, TextHash, std::equal_to<>> place_ids_;
-  uint64_t hits_ = 0, misses_ = 0;
+  uint64_t hits_ = 0, misses_ = 0, direct_ = 0;
 };
 
 // Great-circle distance in km between two points in 1e-4 degrees.

@@ -26,15 +26,19 @@ struct Ipv4Table {
   uint32_t top[65537] = {};  // top[a >> 16]: the first range that can hold a
   static constexpr uint32_t kNone = UINT32_MAX;
 
-  bool Lookup(uint32_t a, GeoInfo& out) const {
+  // The place holding `a`, or null.
+  const GeoInfo* Find(uint32_t a) const {
     uint32_t hi = a >> 16;
     auto first = starts.begin() + top[hi];
     auto last = starts.begin() + std::min<size_t>(starts.size(), top[hi + 1] + 1);
     auto it = std::upper_bound(first, last, a);
     size_t i = static_cast<size_t>(it - starts.begin()) - 1;
-    if (info[i] == kNone) return false;
-    out = infos[info[i]];
-    return true;
+    return info[i] == kNone ? nullptr : &infos[info[i]];
+  }
+  bool Lookup(uint32_t a, GeoInfo& out) const {
+    const GeoInfo* g = Find(a);
+    if (g) out = *g;
+    return g != nullptr;
   }
 };
 
@@ -206,6 +210,23 @@ bool MmdbGeo::Lookup(std::string_view ip, GeoInfo& out) const {
 }
 
 bool MmdbGeo::LookupIp(const Ip128& ip, GeoInfo& out) const { return Find(ip, out, true); }
+
+bool MmdbGeo::LookupView(const Ip128& ip, GeoView& out) const {
+  if (ip.hi != 0 || (ip.lo >> 32) != 0xffff) return false;
+  for (const auto& db : dbs_) {
+    if (db->ipv6) continue;
+    if (!db->v4) return false;
+    const GeoInfo* g = db->v4->Find(static_cast<uint32_t>(ip.lo));
+    if (!g) return false;  // as LookupIp: the next database may know it
+    out.country = g->country;
+    out.city = g->city;
+    out.lat_e4 = g->lat_e4;
+    out.lon_e4 = g->lon_e4;
+    out.found = true;
+    return true;
+  }
+  return false;
+}
 
 bool MmdbGeo::LookupIpInTree(const Ip128& ip, GeoInfo& out) const { return Find(ip, out, false); }
 

@@ -23,6 +23,9 @@ class MmdbGeo final : public GeoSource {
   // addresses are answered from a table of ranges read out of the IPv4 database at Open (a
   // binary search instead of a walk down its search tree).
   bool LookupIp(const Ip128& ip, GeoInfo& out) const override;
+  // IPv4 from the range table: a lookup there costs less than a cache's (the table is read-only
+  // and stays in memory as long as this object), so IPv4 needs no cache.
+  bool LookupView(const Ip128& ip, GeoView& out) const override;
   // The same answered by libmaxminddb's own search, never the table (the reference in tests).
   bool LookupIpInTree(const Ip128& ip, GeoInfo& out) const;
   // Ranges in the IPv4 tables.

@@ -36,12 +36,19 @@ TEST_CASE("DB-IP's city databases answer IPv4 and IPv6 with country, city and co
   CHECK_FALSE((*geo)->Lookup("", none));
   CHECK_FALSE((*geo)->Lookup("10.1.2.3", none));  // private: not in the database
 
+  // IPv4 from the range table, past the cache; IPv6 through it.
   GeoCache cache(**geo, 4);
   CHECK(cache.Lookup("8.8.8.8").country == "US");
-  CHECK(cache.Lookup("8.8.8.8").country == "US");
+  CHECK(cache.Lookup("8.8.8.8").city == g.city);
+  CHECK(cache.direct() == 2);
+  CHECK(cache.size() == 0);
+  CHECK(cache.Lookup("2001:4860:4860::8888").country == v6.country);
+  CHECK(cache.Lookup("2001:4860:4860::8888").lat_e4 == v6.lat_e4);
   CHECK(cache.hits() == 1);
   CHECK(cache.misses() == 1);
-  for (int i = 1; i < 20; ++i) cache.Lookup("1.1.1." + std::to_string(i));
+  CHECK_FALSE(cache.Lookup("10.1.2.3").found);  // not in the table: asked of every database
+  CHECK(cache.misses() == 2);
+  for (int i = 1; i < 20; ++i) cache.Lookup("2606:4700::" + std::to_string(i));
   CHECK(cache.size() <= 4);
 }
 
@@ -56,8 +63,12 @@ TEST_CASE("the IPv4 range table answers exactly as libmaxminddb's own search", "
     bool in_table = (*geo)->LookupIp(ip, t);
     bool in_tree = (*geo)->LookupIpInTree(ip, m);
     found += in_tree;
+    GeoView v;
+    bool in_view = (*geo)->LookupView(ip, v);
     bool same = in_table == in_tree && t.country == m.country && t.city == m.city &&
-                t.lat_e4 == m.lat_e4 && t.lon_e4 == m.lon_e4;
+                t.lat_e4 == m.lat_e4 && t.lon_e4 == m.lon_e4 && in_view == in_tree &&
+                (!in_view || (v.found && v.country == m.country && v.city == m.city &&
+                              v.lat_e4 == m.lat_e4 && v.lon_e4 == m.lon_e4));
     if (!same)
       FAIL_CHECK("address " << a << ": table " << t.country << "/" << t.city << ", tree "
                             << m.country << "/" << m.city);
