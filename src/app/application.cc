@@ -273,9 +273,12 @@ void AddFraudMetrics(MetricsRegistry& metrics, FraudStage& stage) {
                          fmt::format("signal=\"{}\"", SignalName(static_cast<Signal>(i))),
                          [&scorer, i] { return scorer.stats(false).fired[i]; });
   }
-  metrics.AddGauge("adpulse_fraud_state_bytes",
-                   "Memory of the fraud signal state (fraud.memory_mb bounds it).",
+  metrics.AddGauge("adpulse_fraud_state_bytes", "Memory the fraud signal state's entries hold.",
                    [&scorer] { return static_cast<double>(scorer.stats().memory_bytes); });
+  metrics.AddGauge("adpulse_fraud_state_reserved_bytes",
+                   "Fixed size of the fraud signal state's tables (fraud.memory_mb), committed as "
+                   "they are touched.",
+                   [&scorer] { return static_cast<double>(scorer.stats().reserved_bytes); });
   metrics.AddGauge("adpulse_fraud_state_entries",
                    "IPs, users, clicks and campaigns the fraud "
                    "signal state remembers.",
@@ -283,9 +286,10 @@ void AddFraudMetrics(MetricsRegistry& metrics, FraudStage& stage) {
                      auto s = scorer.stats();
                      return static_cast<double>(s.ips + s.users + s.clicks + s.campaigns);
                    });
-  metrics.AddCounterFn("adpulse_fraud_state_evictions_total",
-                       "Generations of fraud signal state dropped to stay within fraud.memory_mb.",
-                       [&scorer] { return scorer.stats().evictions; });
+  metrics.AddCounterFn(
+      "adpulse_fraud_state_evictions_total",
+      "Fraud signal state entries replaced by newer keys to stay within fraud.memory_mb.",
+      [&scorer] { return scorer.stats().evictions; });
   metrics.AddCounterFn("adpulse_enrichment_user_agent_cache_hits_total",
                        "User agents found in the parse cache.",
                        [&stage] { return stage.cache_stats().ua_hits; });

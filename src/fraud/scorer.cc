@@ -4,8 +4,10 @@
 #include <array>
 #include <bit>
 #include <cmath>
+#include <new>
+#include <type_traits>
 
-#include "absl/container/flat_hash_map.h"
+#include "base/large_block.h"
 #include "fraud/geo.h"
 
 #define XXH_INLINE_ALL
@@ -20,7 +22,6 @@ constexpr int kStripes = 1 << kStripeBits;
 constexpr int64_t kFloodBucketMs = 10'000;
 constexpr int kFloodBuckets = 6;  // a sliding minute of 10-second buckets
 constexpr int kUserAds = 4;       // ads remembered per user
-constexpr uint32_t kAhead = 4;    // events between a table slot's prefetch and its use
 
 uint64_t HashOf(std::string_view s, uint64_t seed) {
   return s.empty() ? 0 : XXH3_64bits_withSeed(s.data(), s.size(), seed);
@@ -51,51 +52,114 @@ struct UserState {
   int32_t lat_e4 = 0, lon_e4 = 0;
 };
 
-// One stripe of a table: two generations of entries under one lock.
+// One stripe of a table, under one lock: a fixed array of buckets of kWays entries each, set
+// associative like a CPU cache. A key lives in the bucket its hash names; a bucket's keys and
+// their last-use stamps share one cache line, the values sit in a parallel array. A key not
+// there takes an empty way or the least recently used one, so memory is fixed (allocated once,
+// committed as it is touched), nothing is ever rehashed or moved, and where an entry lives is
+// known from its key alone, which lets a request's lookups be prefetched ahead of their use.
+constexpr int kWays = 4;
+
+struct Tag {
+  uint64_t key = 0;  // 0: empty
+  uint32_t stamp = 0;
+  uint32_t unused = 0;
+};
+struct alignas(64) Bucket {
+  Tag tags[kWays];
+};
+static_assert(sizeof(Bucket) == 64);
+
 template <typename V>
 struct alignas(64) Stripe {
   std::mutex mu;
-  absl::flat_hash_map<uint64_t, V> cur, prev;
-  uint64_t evictions = 0;
+  Bucket* buckets = nullptr;  // nbuckets, inside the table's block
+  V* values = nullptr;        // nbuckets * kWays, likewise
+  uint64_t nbuckets = 0;
+  uint32_t clock = 0;  // stamps: a count of uses, compared modulo 2^32
+  uint64_t entries = 0, evictions = 0;
 
-  // The entry of `key`, created when missing; moves a previous-generation entry forward.
-  V& Get(uint64_t key, size_t half_capacity) {
-    if (auto it = cur.find(key); it != cur.end()) return it->second;
-    if (cur.size() >= half_capacity) {
-      prev = std::move(cur);
-      cur = absl::flat_hash_map<uint64_t, V>();
-      cur.reserve(half_capacity / 4);
+  // Bucket from the key's low 32 bits (the stripe came from its top bits).
+  size_t BucketOf(uint64_t key) const {
+    return static_cast<size_t>((static_cast<uint64_t>(static_cast<uint32_t>(key)) * nbuckets) >>
+                               32);
+  }
+  void PrefetchBucket(uint64_t key) const { __builtin_prefetch(&buckets[BucketOf(key)], 1); }
+  void PrefetchValue(size_t slot) const {
+    const char* p = reinterpret_cast<const char*>(&values[slot]);
+    for (size_t off = 0; off < sizeof(V); off += 64) __builtin_prefetch(p + off, 1);
+    __builtin_prefetch(p + sizeof(V) - 1, 1);
+  }
+  uint64_t KeyAt(size_t slot) const { return buckets[slot / kWays].tags[slot % kWays].key; }
+
+  // The slot of `key`, created (value-initialized) when missing, evicting the bucket's least
+  // recently used entry when the bucket is full.
+  size_t Get(uint64_t key) {
+    size_t b = BucketOf(key);
+    Tag* tags = buckets[b].tags;
+    ++clock;
+    for (int w = 0; w < kWays; ++w) {
+      if (tags[w].key == key) {
+        tags[w].stamp = clock;
+        return b * kWays + static_cast<size_t>(w);
+      }
+    }
+    int victim = -1;
+    uint32_t oldest = 0;
+    for (int w = 0; w < kWays; ++w) {
+      if (tags[w].key == 0) {
+        victim = w;
+        break;
+      }
+      uint32_t age = clock - tags[w].stamp;
+      if (victim < 0 || age > oldest) {
+        victim = w;
+        oldest = age;
+      }
+    }
+    if (tags[victim].key == 0) {
+      ++entries;
+    } else {
       ++evictions;
     }
-    if (auto it = prev.find(key); it != prev.end()) {
-      V v = it->second;
-      prev.erase(it);
-      return cur.emplace(key, v).first->second;
-    }
-    return cur[key];
+    tags[victim] = {key, clock, 0};
+    size_t slot = b * kWays + static_cast<size_t>(victim);
+    new (&values[slot]) V();
+    return slot;
   }
+  // The value of `key`, or null; no use is recorded.
   const V* Find(uint64_t key) const {
-    if (auto it = cur.find(key); it != cur.end()) return &it->second;
-    if (auto it = prev.find(key); it != prev.end()) return &it->second;
+    size_t b = BucketOf(key);
+    for (int w = 0; w < kWays; ++w) {
+      if (buckets[b].tags[w].key == key) return &values[b * kWays + static_cast<size_t>(w)];
+    }
     return nullptr;
   }
-  size_t size() const { return cur.size() + prev.size(); }
-  size_t bytes() const {
-    // A flat_hash_map slot is the pair plus one control byte.
-    return (cur.capacity() + prev.capacity()) * (sizeof(std::pair<uint64_t, V>) + 1);
-  }
+  size_t size() const { return entries; }
+  size_t bytes() const { return entries * (sizeof(V) + sizeof(Tag)); }
 };
 
 template <typename V>
 struct Table {
+  static_assert(std::is_trivially_copyable_v<V> && std::is_trivially_destructible_v<V>);
   std::unique_ptr<Stripe<V>[]> stripes { new Stripe<V>[ kStripes ] };
-  size_t half_capacity = 1;
+  LargeBlock block;
 
+  // Fixed at the start: as many buckets as `bytes` holds, split evenly among the stripes.
   void SetBudget(uint64_t bytes) {
-    // Each generation may hold half; a map's slots are at most 8/7 of its entries plus growth.
-    uint64_t per_entry = (sizeof(std::pair<uint64_t, V>) + 1) * 2;
-    half_capacity = std::max<uint64_t>(16, bytes / per_entry / kStripes / 2);
+    const uint64_t per_bucket = sizeof(Bucket) + kWays * sizeof(V);
+    uint64_t n = std::max<uint64_t>(4, bytes / kStripes / per_bucket);
+    const uint64_t stripe_bytes = n * sizeof(Bucket) + (n * kWays * sizeof(V) + 63) / 64 * 64;
+    block = LargeBlock(stripe_bytes * kStripes);
+    char* base = static_cast<char*>(block.data());
+    for (int i = 0; i < kStripes; ++i) {
+      char* p = base + stripe_bytes * static_cast<uint64_t>(i);
+      stripes[i].buckets = reinterpret_cast<Bucket*>(p);
+      stripes[i].values = reinterpret_cast<V*>(p + n * sizeof(Bucket));
+      stripes[i].nbuckets = n;
+    }
   }
+  uint64_t reserved_bytes() const { return block.size(); }
   template <typename F>
   void ForEach(F&& f) const {
     for (int i = 0; i < kStripes; ++i) f(stripes[i]);
@@ -123,7 +187,29 @@ struct FraudScorer::Scratch {
   std::vector<Keys> keys;
   std::vector<uint32_t> signals;
   std::vector<uint32_t> order;
+  std::vector<uint32_t> slots;  // per position in `order`: the entry's slot in its stripe
   std::array<uint32_t, kStripes + 1> starts{};
+
+  // The entries of stripe s's events, in two rounds of prefetches: every bucket, then every
+  // value (found or created), so a request's cache misses overlap instead of following one
+  // another. Fills slots[starts[s]..starts[s+1]).
+  template <typename V, typename KeyOf>
+  void Resolve(Stripe<V>& stripe, int s, KeyOf&& key_of) {
+    for (uint32_t j = starts[s]; j < starts[s + 1]; ++j) stripe.PrefetchBucket(key_of(order[j]));
+    for (uint32_t j = starts[s]; j < starts[s + 1]; ++j) {
+      size_t slot = stripe.Get(key_of(order[j]));
+      slots[j] = static_cast<uint32_t>(slot);
+      stripe.PrefetchValue(slot);
+    }
+  }
+  // The slot Resolve found for position j, unless a later event of the request took it over
+  // (its bucket full of keys used since): then the key's entry again.
+  template <typename V>
+  V& At(Stripe<V>& stripe, uint32_t j, uint64_t key) {
+    size_t slot = slots[j];
+    if (stripe.KeyAt(slot) != key) slot = stripe.Get(key);
+    return stripe.values[slot];
+  }
 
   // Fills `order` with the events that have a key (hash != 0), grouped by stripe, in event
   // order within a stripe (a counting sort); starts[s]..starts[s+1] is stripe s.
@@ -136,6 +222,7 @@ struct FraudScorer::Scratch {
     }
     for (int s = 0; s < kStripes; ++s) starts[s + 1] += starts[s];
     order.resize(starts[kStripes]);
+    slots.resize(starts[kStripes]);
     std::array<uint32_t, kStripes> at;
     std::copy(starts.begin(), starts.end() - 1, at.begin());
     for (size_t i = 0; i < n; ++i) {
@@ -193,10 +280,11 @@ void FraudScorer::Run(Event* events, size_t n, bool judge) {
     if (sc.starts[s] == sc.starts[s + 1]) continue;
     auto& stripe = tables_->campaigns.stripes[s];
     std::lock_guard<std::mutex> lock(stripe.mu);
+    sc.Resolve(stripe, s, [&](uint32_t i) { return sc.keys[i].campaign; });
     for (uint32_t j = sc.starts[s]; j < sc.starts[s + 1]; ++j) {
       uint32_t i = sc.order[j];
       const Event& e = events[i];
-      int64_t& newest = stripe.Get(sc.keys[i].campaign, tables_->campaigns.half_capacity);
+      int64_t& newest = sc.At(stripe, j, sc.keys[i].campaign);
       if (e.type == EventType::kImpression) {
         if (newest == 0 || e.timestamp_ms > newest) newest = e.timestamp_ms;
       } else if (e.type == EventType::kClick) {
@@ -214,12 +302,12 @@ void FraudScorer::Run(Event* events, size_t n, bool judge) {
     if (sc.starts[s] == sc.starts[s + 1]) continue;
     auto& stripe = tables_->ips.stripes[s];
     std::lock_guard<std::mutex> lock(stripe.mu);
+    sc.Resolve(stripe, s, [&](uint32_t i) { return sc.keys[i].ip; });
     for (uint32_t j = sc.starts[s]; j < sc.starts[s + 1]; ++j) {
       uint32_t i = sc.order[j];
       const Event& e = events[i];
       const Scratch::Keys& k = sc.keys[i];
-      if (j + kAhead < sc.starts[s + 1]) stripe.cur.prefetch(sc.keys[sc.order[j + kAhead]].ip);
-      IpState& st = stripe.Get(k.ip, tables_->ips.half_capacity);
+      IpState& st = sc.At(stripe, j, k.ip);
       bool click = e.type == EventType::kClick;
       // Generations of the farm window.
       int64_t gen = FloorDivMs(e.timestamp_ms, farm_half);
@@ -288,12 +376,12 @@ void FraudScorer::Run(Event* events, size_t n, bool judge) {
     if (sc.starts[s] == sc.starts[s + 1]) continue;
     auto& stripe = tables_->users.stripes[s];
     std::lock_guard<std::mutex> lock(stripe.mu);
+    sc.Resolve(stripe, s, [&](uint32_t i) { return sc.keys[i].user; });
     for (uint32_t j = sc.starts[s]; j < sc.starts[s + 1]; ++j) {
       uint32_t i = sc.order[j];
       const Event& e = events[i];
       const Scratch::Keys& k = sc.keys[i];
-      if (j + kAhead < sc.starts[s + 1]) stripe.cur.prefetch(sc.keys[sc.order[j + kAhead]].user);
-      UserState& u = stripe.Get(k.user, tables_->users.half_capacity);
+      UserState& u = sc.At(stripe, j, k.user);
       const int64_t ts = e.timestamp_ms;
       if (k.ad != 0 && e.type == EventType::kImpression) {
         UserState::Impression* slot = nullptr;
@@ -369,10 +457,13 @@ void FraudScorer::Run(Event* events, size_t n, bool judge) {
     auto& stripe = tables_->clicks.stripes[s];
     std::lock_guard<std::mutex> lock(stripe.mu);
     for (uint32_t j = sc.starts[s]; j < sc.starts[s + 1]; ++j) {
+      stripe.PrefetchBucket(sc.keys[sc.order[j]].click);
+    }
+    for (uint32_t j = sc.starts[s]; j < sc.starts[s + 1]; ++j) {
       uint32_t i = sc.order[j];
       const Event& e = events[i];
       if (e.type == EventType::kClick) {
-        stripe.Get(sc.keys[i].click, tables_->clicks.half_capacity) = e.timestamp_ms;
+        stripe.values[stripe.Get(sc.keys[i].click)] = e.timestamp_ms;
       } else if (const int64_t* click_ts = stripe.Find(sc.keys[i].click)) {
         int64_t gap = e.timestamp_ms - *click_ts;
         if (gap >= 0 && gap < o.injection_ms) sc.signals[i] |= SignalBit(Signal::kClickInjection);
@@ -408,6 +499,7 @@ FraudScorer::Stats FraudScorer::stats(bool tables) const {
   for (int x = 0; x < kSignalCount; ++x) s.fired[x] = fired_[x].load(std::memory_order_relaxed);
   if (!tables) return s;
   auto add = [&s](auto& table, uint64_t& entries) {
+    s.reserved_bytes += table.reserved_bytes();
     table.ForEach([&](auto& stripe) {
       std::lock_guard<std::mutex> lock(stripe.mu);
       entries += stripe.size();

@@ -9,8 +9,8 @@
 // each stripe's lock once, so a lock is taken per stripe per request, never per event, and two
 // decoders contend only when they touch the same stripe at the same instant. Every window is in
 // event time, so the verdict depends on the events, not on when they arrive. State is bounded:
-// each stripe keeps two generations of entries and drops the older one when the newer one is
-// full, so what is evicted is what was not seen for longest. No I/O.
+// each table is a fixed set-associative array sized from memory_bytes at the start (committed
+// as it is touched); a new key takes the least recently used entry of its bucket. No I/O.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -60,7 +60,7 @@ struct ScorerOptions {
   double geo_tolerance_km = 300;
   // click_injection: a conversion less than this after its click.
   int64_t injection_ms = 2'000;
-  // All state together, estimated from the tables' sizes.
+  // All state together: the tables are sized from it at the start.
   uint64_t memory_bytes = 256ull << 20;
 };
 
@@ -87,8 +87,9 @@ class FraudScorer {
     uint64_t scored = 0, invalid = 0;
     uint64_t fired[kSignalCount] = {};
     uint64_t ips = 0, users = 0, clicks = 0, campaigns = 0;  // entries held now
-    uint64_t memory_bytes = 0;
-    uint64_t evictions = 0;  // generations dropped
+    uint64_t memory_bytes = 0;                               // the entries held, with their tags
+    uint64_t reserved_bytes = 0;  // the tables' fixed size: what the state can grow to
+    uint64_t evictions = 0;       // entries replaced by newer keys
   };
   // With `tables` false, only the counters (no stripe is locked).
   Stats stats(bool tables = true) const;

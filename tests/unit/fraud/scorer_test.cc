@@ -277,9 +277,12 @@ TEST_CASE("state stays within its memory budget", "[fraud]") {
     }
   }
   auto st = s.stats();
-  CHECK(st.memory_bytes <= o.memory_bytes * 2);  // hash tables round up to powers of two
+  CHECK(st.reserved_bytes <= o.memory_bytes);
+  CHECK(st.reserved_bytes > o.memory_bytes * 9 / 10);
+  CHECK(st.memory_bytes <= st.reserved_bytes);
   CHECK(st.evictions > 0);
   CHECK(st.users < 200'000);
+  CHECK(st.users > 10'000);  // the table fills before it evicts
 }
 
 TEST_CASE("concurrent scorers see each other's traffic", "[fraud]") {

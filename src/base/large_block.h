@@ -1,0 +1,51 @@
+// A large block of zeroed memory for a fixed-size table: mapped anonymously, so pages are
+// committed only when first touched (the resident size grows with use, up to the block's size),
+// and advised to be backed by transparent huge pages, so that lookups spread over hundreds of
+// megabytes do not miss the TLB on every access (with 4 KiB pages the TLB covers a few MiB).
+#pragma once
+#include <sys/mman.h>
+
+#include <cstddef>
+#include <new>
+#include <utility>
+
+namespace adpulse {
+
+class LargeBlock {
+ public:
+  LargeBlock() = default;
+  explicit LargeBlock(size_t bytes) : size_(bytes) {
+    if (bytes == 0) return;
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    ::madvise(p, bytes, MADV_HUGEPAGE);  // advice only: without THP, normal pages
+    data_ = p;
+  }
+  LargeBlock(const LargeBlock&) = delete;
+  LargeBlock& operator=(const LargeBlock&) = delete;
+  LargeBlock(LargeBlock&& o) noexcept
+      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  LargeBlock& operator=(LargeBlock&& o) noexcept {
+    if (this != &o) {
+      Release();
+      data_ = std::exchange(o.data_, nullptr);
+      size_ = std::exchange(o.size_, 0);
+    }
+    return *this;
+  }
+  ~LargeBlock() { Release(); }
+
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void Release() {
+    if (data_) ::munmap(data_, size_);
+    data_ = nullptr;
+  }
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace adpulse
