@@ -16,24 +16,30 @@
 
 namespace adpulse {
 
-// An IPv4 database read once into a sorted table of ranges: a lookup is a binary search over
-// arrays that stay in cache far better than the database's 32-level search tree (which a
-// lookup walks node by node through a 63 MB mapping, a cache miss a level).
+// An IPv4 database read once into a sorted table of ranges, with an index by the address's top
+// 20 bits: a lookup reads the index, then a few ranges side by side (a /20 holds about three
+// ranges on average, one or two cache lines), then the place. The database's own 32-level search
+// tree walks node by node through a 63 MB mapping, a cache miss a level.
 struct Ipv4Table {
-  std::vector<uint32_t> starts;  // first address of each range, ascending; ranges cover 2^32
-  std::vector<uint32_t> info;    // per range: index into infos, or kNone
-  std::vector<GeoInfo> infos;
-  uint32_t top[65537] = {};  // top[a >> 16]: the first range that can hold a
+  static constexpr int kIndexBits = 20;
   static constexpr uint32_t kNone = UINT32_MAX;
+  struct Range {
+    uint32_t start;  // first address; ranges are ascending and cover 2^32
+    uint32_t info;   // index into infos, or kNone
+  };
+  std::vector<Range> ranges;
+  std::vector<GeoInfo> infos;
+  // index[a >> (32 - kIndexBits)]: the last range starting at or before the block's first
+  // address; one more entry at the end.
+  std::vector<uint32_t> index;
 
   // The place holding `a`, or null.
   const GeoInfo* Find(uint32_t a) const {
-    uint32_t hi = a >> 16;
-    auto first = starts.begin() + top[hi];
-    auto last = starts.begin() + std::min<size_t>(starts.size(), top[hi + 1] + 1);
-    auto it = std::upper_bound(first, last, a);
-    size_t i = static_cast<size_t>(it - starts.begin()) - 1;
-    return info[i] == kNone ? nullptr : &infos[info[i]];
+    uint32_t block = a >> (32 - kIndexBits);
+    size_t i = index[block];
+    const size_t last = index[block + 1];  // the range holding the next block's first address
+    while (i < last && ranges[i + 1].start <= a) ++i;
+    return ranges[i].info == kNone ? nullptr : &infos[ranges[i].info];
   }
   bool Lookup(uint32_t a, GeoInfo& out) const {
     const GeoInfo* g = Find(a);
@@ -79,7 +85,7 @@ absl::StatusOr<std::unique_ptr<MmdbGeo>> MmdbGeo::Open(const std::vector<std::st
     geo->descriptions_.push_back(fmt::format(
         "{} ({}, built {}{})", path,
         db->mmdb.metadata.database_type ? db->mmdb.metadata.database_type : "?", built,
-        db->v4 ? fmt::format("; {} IPv4 ranges read into memory", db->v4->starts.size()) : ""));
+        db->v4 ? fmt::format("; {} IPv4 ranges read into memory", db->v4->ranges.size()) : ""));
     geo->dbs_.push_back(std::move(db));
   }
   if (geo->dbs_.empty()) return absl::NotFoundError("no geo database file exists");
@@ -90,7 +96,7 @@ MmdbGeo::~MmdbGeo() = default;
 
 size_t MmdbGeo::ipv4_ranges() const {
   size_t n = 0;
-  for (const auto& db : dbs_) n += db->v4 ? db->v4->starts.size() : 0;
+  for (const auto& db : dbs_) n += db->v4 ? db->v4->ranges.size() : 0;
   return n;
 }
 
@@ -138,13 +144,17 @@ class Ipv4TableBuilder {
   explicit Ipv4TableBuilder(const MMDB_s& mmdb) : mmdb_(mmdb), t_(std::make_unique<Ipv4Table>()) {}
 
   std::unique_ptr<Ipv4Table> Build() {
-    if (!Walk(0, 0, 0)) return nullptr;
-    size_t hi = 0;
-    for (uint32_t h = 0; h <= 65536; ++h) {
-      uint64_t first = static_cast<uint64_t>(h) << 16;
-      while (hi + 1 < t_->starts.size() && t_->starts[hi + 1] <= first) ++hi;
-      t_->top[h] = static_cast<uint32_t>(hi);
+    if (!Walk(0, 0, 0) || t_->ranges.empty() || t_->ranges[0].start != 0) return nullptr;
+    constexpr uint64_t kBlocks = uint64_t{1} << Ipv4Table::kIndexBits;
+    t_->index.resize(kBlocks + 1);
+    size_t r = 0;
+    for (uint64_t b = 0; b < kBlocks; ++b) {
+      uint64_t first = b << (32 - Ipv4Table::kIndexBits);
+      while (r + 1 < t_->ranges.size() && t_->ranges[r + 1].start <= first) ++r;
+      t_->index[b] = static_cast<uint32_t>(r);
     }
+    t_->index[kBlocks] = static_cast<uint32_t>(t_->ranges.size() - 1);
+    t_->ranges.shrink_to_fit();
     return std::move(t_);
   }
 
@@ -188,9 +198,8 @@ class Ipv4TableBuilder {
   }
 
   void Add(uint64_t start, uint32_t info) {
-    if (!t_->info.empty() && t_->info.back() == info) return;  // the same place goes on
-    t_->starts.push_back(static_cast<uint32_t>(start));
-    t_->info.push_back(info);
+    if (!t_->ranges.empty() && t_->ranges.back().info == info) return;  // the same place goes on
+    t_->ranges.push_back({static_cast<uint32_t>(start), info});
   }
 
   const MMDB_s& mmdb_;
