@@ -83,12 +83,35 @@ TEST_CASE("escaped strings are unescaped and unknown fields ignored", "[decoder]
   auto d = Decode(BodyFormat::kJson,
                   R"({"extra":{"nested":[1,2,{"x":"y"}]},"event_id":"e\"1\u00e9",)"
                   R"("event_type":"impression","timestamp":)" +
-                      std::to_string(kNow) + R"(,"campaign_id":"c\n1","country":null})");
+                      std::to_string(kNow) + R"(,"campaign_id":"c\n1","country":null,"ad\u005fid":"x"})");
   REQUIRE(d.status.ok());
   REQUIRE(d.batch.events.size() == 1);
   CHECK(d.batch.events[0].event_id == "e\"1\xC3\xA9");
   CHECK(d.batch.events[0].dim(Dim::kCampaignId) == "c\n1");
   CHECK(d.batch.events[0].dim(Dim::kCountry).empty());
+  CHECK(d.batch.events[0].dim(Dim::kAdId) == "x");  // an escaped key is the same key
+}
+
+TEST_CASE("strings without escapes are read as they are; raw control characters are not JSON",
+          "[decoder]") {
+  // Plain strings are taken from the body between their quotes; these edges must read the same
+  // as through simdjson's unescaping: empty, a backslash at the very end, spaces before a comma.
+  auto d = Decode(BodyFormat::kNdjson, Ev("plain", R"(,"ad_id":"" ,"user_id":"u\\")") + "\n" +
+                                           Ev("b", R"x(,"user_agent":"Mozilla/5.0 (X11)"  )x"));
+  REQUIRE(d.status.ok());
+  REQUIRE(d.batch.events.size() == 2);
+  CHECK(d.batch.events[0].event_id == "plain");
+  CHECK(d.batch.events[0].dim(Dim::kAdId).empty());
+  CHECK(d.batch.events[0].user_id == "u\\");
+  CHECK(d.batch.events[1].user_agent == "Mozilla/5.0 (X11)");
+  // A tab, a newline or a 0x01 inside a string must be escaped in JSON.
+  for (std::string raw : {std::string("\t"), std::string("\x01"), std::string("a\x1f")}) {
+    auto bad = Decode(BodyFormat::kNdjson, Ev("ok") + "\n" + Ev("x" + raw) + "\n" + Ev("ok2"));
+    REQUIRE(bad.status.ok());
+    CHECK(bad.batch.events.size() == 2);
+    REQUIRE(bad.batch.errors.size() == 1);
+    CHECK(bad.batch.errors[0].index == 1);
+  }
 }
 
 TEST_CASE("each invalid event is rejected with its index and reason", "[decoder]") {
