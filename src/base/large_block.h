@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include <cstddef>
+#include <memory>
 #include <new>
 #include <utility>
 
@@ -46,6 +47,42 @@ class LargeBlock {
   }
   void* data_ = nullptr;
   size_t size_ = 0;
+};
+
+// A std::allocator that gives allocations of 2 MiB and more their own huge-page-advised mapping
+// (as LargeBlock), for big read-mostly arrays that are looked up at random (std::vector<T,
+// HugePageAllocator<T>>); smaller ones come from the heap.
+template <typename T>
+struct HugePageAllocator {
+  using value_type = T;
+  static constexpr size_t kThreshold = size_t{2} << 20;
+  HugePageAllocator() = default;
+  template <typename U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}  // NOLINT: converting, as allocators are
+  T* allocate(size_t n) {
+    size_t bytes = n * sizeof(T);
+    if (bytes < kThreshold) return std::allocator<T>().allocate(n);
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    ::madvise(p, bytes, MADV_HUGEPAGE);
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t n) {
+    size_t bytes = n * sizeof(T);
+    if (bytes < kThreshold) {
+      std::allocator<T>().deallocate(p, n);
+    } else {
+      ::munmap(p, bytes);
+    }
+  }
+  template <typename U>
+  bool operator==(const HugePageAllocator<U>&) const {
+    return true;
+  }
+  template <typename U>
+  bool operator!=(const HugePageAllocator<U>&) const {
+    return false;
+  }
 };
 
 }  // namespace adpulse

@@ -13,6 +13,7 @@
 #include <ctime>
 
 #include "absl/container/flat_hash_map.h"
+#include "base/large_block.h"
 
 namespace adpulse {
 
@@ -27,11 +28,13 @@ struct Ipv4Table {
     uint32_t start;  // first address; ranges are ascending and cover 2^32
     uint32_t info;   // index into infos, or kNone
   };
-  std::vector<Range> ranges;
+  // Huge pages: lookups land all over 30 MB, and in a virtual machine every TLB miss is a
+  // two-level page walk.
+  std::vector<Range, HugePageAllocator<Range>> ranges;
   std::vector<GeoInfo> infos;
   // index[a >> (32 - kIndexBits)]: the last range starting at or before the block's first
   // address; one more entry at the end.
-  std::vector<uint32_t> index;
+  std::vector<uint32_t, HugePageAllocator<uint32_t>> index;
 
   // The place holding `a`, or null.
   const GeoInfo* Find(uint32_t a) const {
