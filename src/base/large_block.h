@@ -12,16 +12,21 @@
 
 namespace adpulse {
 
+// An anonymous, zeroed mapping of `bytes`, advised to be backed by transparent huge pages (advice
+// only: without THP, normal pages). Throws std::bad_alloc when it cannot be mapped.
+inline void* MapHugePageAdvised(size_t bytes) {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  ::madvise(p, bytes, MADV_HUGEPAGE);
+  return p;
+}
+
 class LargeBlock {
  public:
   LargeBlock() = default;
   explicit LargeBlock(size_t bytes) : size_(bytes) {
-    if (bytes == 0) return;
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    ::madvise(p, bytes, MADV_HUGEPAGE);  // advice only: without THP, normal pages
-    data_ = p;
+    if (bytes != 0) data_ = MapHugePageAdvised(bytes);
   }
   LargeBlock(const LargeBlock&) = delete;
   LargeBlock& operator=(const LargeBlock&) = delete;
@@ -62,10 +67,7 @@ struct HugePageAllocator {
   T* allocate(size_t n) {
     size_t bytes = n * sizeof(T);
     if (bytes < kThreshold) return std::allocator<T>().allocate(n);
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    ::madvise(p, bytes, MADV_HUGEPAGE);
-    return static_cast<T*>(p);
+    return static_cast<T*>(MapHugePageAdvised(bytes));
   }
   void deallocate(T* p, size_t n) {
     size_t bytes = n * sizeof(T);

@@ -80,10 +80,11 @@ TEST_CASE("one object, an array and NDJSON decode the same events", "[decoder]")
 }
 
 TEST_CASE("escaped strings are unescaped and unknown fields ignored", "[decoder]") {
-  auto d = Decode(BodyFormat::kJson,
-                  R"({"extra":{"nested":[1,2,{"x":"y"}]},"event_id":"e\"1\u00e9",)"
-                  R"("event_type":"impression","timestamp":)" +
-                      std::to_string(kNow) + R"(,"campaign_id":"c\n1","country":null,"ad\u005fid":"x"})");
+  auto d =
+      Decode(BodyFormat::kJson, R"({"extra":{"nested":[1,2,{"x":"y"}]},"event_id":"e\"1\u00e9",)"
+                                R"("event_type":"impression","timestamp":)" +
+                                    std::to_string(kNow) +
+                                    R"(,"campaign_id":"c\n1","country":null,"ad\u005fid":"x"})");
   REQUIRE(d.status.ok());
   REQUIRE(d.batch.events.size() == 1);
   CHECK(d.batch.events[0].event_id == "e\"1\xC3\xA9");
