@@ -146,11 +146,18 @@ void Api::Handle(int producer, HttpRequest&& request, Responder respond) {
     respond(std::move(r));
     return false;
   };
-  bool data_path = path.rfind("/v1/", 0) == 0;
+  bool grafana = path == "/grafana" || path.rfind("/grafana/", 0) == 0;
+  // Grafana's health check answers while recovering too; its data calls wait like /v1/'s.
+  bool data_path = path.rfind("/v1/", 0) == 0 || (grafana && path.size() > 9);
   if (data_path && !ready_.load()) {
     HttpResponse r = ErrorResponse(503, "adpulse is recovering its state; not ready yet");
     r.headers.emplace_back("Retry-After", "1");
     respond(std::move(r));
+    return;
+  }
+  if (grafana) {
+    std::string_view sub = std::string_view(path).substr(8);
+    impl_->Grafana(producer, sub, std::move(request), std::move(respond));
     return;
   }
   if (path == "/v1/events") {

@@ -1,6 +1,7 @@
 // What the API handlers share: the parsing of query parameters into a QuerySpec, the JSON writers
 // of metrics and counters, and Api::Impl, whose handlers live in api.cc (routing, ingestion),
-// query_handlers.cc (the read endpoints) and admin_handlers.cc (/v1/admin/*). Private to src/http/.
+// query_handlers.cc (the read endpoints), grafana_handlers.cc (/grafana) and admin_handlers.cc
+// (/v1/admin/*). Private to src/http/.
 #pragma once
 #include <functional>
 #include <string>
@@ -36,7 +37,32 @@ struct QueryRequest {
   int64_t requested_start_ms = 0;
   int64_t requested_end_ms = 0;
   std::string tz_name;
+  bool csv = false;  // format=csv: RFC 4180 text instead of JSON
 };
+
+// RFC 4180 CSV: CRLF line ends, a field quoted when it holds a comma, quote, CR or LF.
+class CsvWriter {
+ public:
+  CsvWriter& Field(std::string_view value);
+  CsvWriter& Int(int64_t value) { return Field(std::to_string(value)); }
+  CsvWriter& Uint(uint64_t value) { return Field(std::to_string(value)); }
+  // Money as an exact decimal with 6 decimals ("12.500000").
+  CsvWriter& Micros(MoneySum micros);
+  // A metric's value as the JSON answer writes it (money as exact decimals).
+  CsvWriter& Metric(adpulse::Metric m, const Aggregate& a);
+  CsvWriter& EndRow();
+  std::string Take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+  bool row_started_ = false;
+};
+// text/csv with the header row announced.
+HttpResponse CsvResponse(std::string body);
+// A bucket's start as RFC 3339 in `tz` ("2026-12-04T10:00:00Z", "2026-12-04T11:00:00+01:00").
+std::string TimeText(int64_t ms, const absl::TimeZone& tz);
+// Reads `format` (json or csv) into q.csv.
+absl::Status ReadFormat(std::string_view value, QueryRequest& q);
 absl::Status SetRange(QueryRequest& q, int64_t start_ms, int64_t end_ms, int64_t max_buckets);
 absl::Status SelectCube(const CubeCatalog& catalog, QueryRequest& q);
 // Repeats are ignored: "campaign_id,campaign_id" groups once.
@@ -104,6 +130,9 @@ struct Api::Impl {
   // False (and answered 503) when as many log scans as allowed already run.
   bool StartScan(Responder& respond);
   EventLogScanOptions ScanOptionsFor(int shard, int64_t from, int64_t to) const;
+
+  // ---- Grafana's JSON datasource (grafana_handlers.cc): `sub` is the path after /grafana ----
+  void Grafana(int producer, std::string_view sub, HttpRequest&& req, Responder respond);
 
   // ---- admin ----
   void Reconcile(int producer, const ParsedTarget& t, Responder respond);

@@ -63,25 +63,43 @@ void Api::Impl::RunQuery(int producer, QuerySpec spec, Responder respond_error,
 void Api::Impl::Metrics(int producer, const QueryRequest& q, Responder respond) {
   std::vector<Metric> metrics = q.metrics;
   std::string tz = q.tz_name;
+  bool csv = q.csv;
   Responder on_error = respond;  // copied first: the lambda below takes `respond`
-  RunQuery(producer, q.spec, std::move(on_error),
-           [metrics, tz, respond = std::move(respond)](ResultTable&& table, const QuerySpec& spec) {
-             JsonWriter w;
-             w.BeginObject();
-             WriteRange(w, spec, tz);
-             w.Key("rows").BeginArray();
-             for (const ResultRow* row : table.SortedRows()) {
-               w.BeginObject();
-               if (spec.granularity != Granularity::kAll) w.Key("time").Int(row->time);
-               for (size_t i = 0; i < spec.group_by.size(); ++i) {
-                 w.Key(DimName(spec.group_by[i])).String(row->dims[i]);
-               }
-               for (Metric m : metrics) WriteMetric(w, m, row->agg);
-               w.EndObject();
-             }
-             w.EndArray().EndObject();
-             respond(JsonResponse(w.Take()));
-           });
+  RunQuery(
+      producer, q.spec, std::move(on_error),
+      [metrics, tz, csv, respond = std::move(respond)](ResultTable&& table, const QuerySpec& spec) {
+        bool timed = spec.granularity != Granularity::kAll;
+        if (csv) {
+          CsvWriter c;
+          if (timed) c.Field("time").Field("time_rfc3339");
+          for (Dim d : spec.group_by) c.Field(DimName(d));
+          for (Metric m : metrics) c.Field(MetricName(m));
+          c.EndRow();
+          for (const ResultRow* row : table.SortedRows()) {
+            if (timed) c.Int(row->time).Field(TimeText(row->time, spec.tz));
+            for (const std::string& v : row->dims) c.Field(v);
+            for (Metric m : metrics) c.Metric(m, row->agg);
+            c.EndRow();
+          }
+          respond(CsvResponse(c.Take()));
+          return;
+        }
+        JsonWriter w;
+        w.BeginObject();
+        WriteRange(w, spec, tz);
+        w.Key("rows").BeginArray();
+        for (const ResultRow* row : table.SortedRows()) {
+          w.BeginObject();
+          if (timed) w.Key("time").Int(row->time);
+          for (size_t i = 0; i < spec.group_by.size(); ++i) {
+            w.Key(DimName(spec.group_by[i])).String(row->dims[i]);
+          }
+          for (Metric m : metrics) WriteMetric(w, m, row->agg);
+          w.EndObject();
+        }
+        w.EndArray().EndObject();
+        respond(JsonResponse(w.Take()));
+      });
 }
 
 absl::Status Api::Impl::ReadMetricsParams(const ParsedTarget& t, QueryRequest& q) {
@@ -163,6 +181,9 @@ absl::Status Api::Impl::ReadQueryBody(std::string_view body, QueryRequest& q) {
             fmt::format("granularity '{}' is not one of minute, 5minute, hour, day, all", g));
       }
       q.spec.granularity = *parsed;
+    } else if (key == "format") {
+      if (!value.is_string()) return absl::InvalidArgumentError("format must be json or csv");
+      RETURN_IF_ERROR(ReadFormat(std::string_view(value.get_string().value()), q));
     } else if (key == "tz") {
       if (!value.is_string()) return absl::InvalidArgumentError("tz must be a string");
       q.tz_name = std::string(std::string_view(value.get_string().value()));
@@ -296,10 +317,11 @@ void Api::Impl::Top(int producer, const ParsedTarget& t, Responder respond) {
   if (!s.ok()) return fail(s);
   Metric m = *metric;
   Dim d = *dim;
+  bool csv = q.csv;
   Responder on_error = respond;  // copied first: the lambda below takes `respond`
   RunQuery(producer, q.spec, std::move(on_error),
-           [m, d, limit, min_impressions, respond = std::move(respond)](ResultTable&& table,
-                                                                        const QuerySpec& spec) {
+           [m, d, limit, min_impressions, csv, respond = std::move(respond)](
+               ResultTable&& table, const QuerySpec& spec) {
              struct Ranked {
                const ResultRow* row;
                double value;
@@ -318,6 +340,22 @@ void Api::Impl::Top(int producer, const ParsedTarget& t, Responder respond) {
              std::nth_element(ranked.begin(), end, ranked.end(), better);
              ranked.erase(end, ranked.end());
              std::sort(ranked.begin(), ranked.end(), better);
+             static constexpr Metric kExtra[] = {Metric::kImpressions, Metric::kClicks,
+                                                 Metric::kConversions, Metric::kSpend};
+             if (csv) {
+               CsvWriter c;
+               c.Field("rank").Field(DimName(d)).Field(MetricName(m));
+               for (Metric extra : kExtra) c.Field(MetricName(extra));
+               c.EndRow();
+               int64_t rank = 0;
+               for (const Ranked& r : ranked) {
+                 c.Int(++rank).Field(r.row->dims[0]).Metric(m, r.row->agg);
+                 for (Metric extra : kExtra) c.Metric(extra, r.row->agg);
+                 c.EndRow();
+               }
+               respond(CsvResponse(c.Take()));
+               return;
+             }
              JsonWriter w;
              w.BeginObject()
                  .Key("metric")
@@ -341,10 +379,7 @@ void Api::Impl::Top(int producer, const ParsedTarget& t, Responder respond) {
                } else {
                  w.Double(r.value);
                }
-               for (Metric extra :
-                    {Metric::kImpressions, Metric::kClicks, Metric::kConversions, Metric::kSpend}) {
-                 WriteMetric(w, extra, r.row->agg);
-               }
+               for (Metric extra : kExtra) WriteMetric(w, extra, r.row->agg);
                w.EndObject();
              }
              w.EndArray().EndObject();
@@ -373,26 +408,37 @@ void Api::Impl::Funnel(int producer, const ParsedTarget& t, Responder respond) {
   q.spec.granularity = Granularity::kAll;
   q.spec.need_users = false;
   std::string campaign_id = *campaign;
+  bool csv = q.csv;
   Responder on_error = respond;  // copied first: the lambda below takes `respond`
-  RunQuery(producer, q.spec, std::move(on_error),
-           [campaign_id, respond = std::move(respond)](ResultTable&& table, const QuerySpec& spec) {
-             Aggregate total;
-             for (const ResultRow* row : table.SortedRows()) total.Merge(row->agg, false);
-             JsonWriter w;
-             w.BeginObject()
-                 .Key("campaign_id")
-                 .String(campaign_id)
-                 .Key("start")
-                 .Int(spec.start_ms)
-                 .Key("end")
-                 .Int(spec.end_ms);
-             for (Metric m : {Metric::kImpressions, Metric::kClicks, Metric::kConversions,
-                              Metric::kCtr, Metric::kCvr, Metric::kSpend}) {
-               WriteMetric(w, m, total);
-             }
-             w.EndObject();
-             respond(JsonResponse(w.Take()));
-           });
+  RunQuery(
+      producer, q.spec, std::move(on_error),
+      [campaign_id, csv, respond = std::move(respond)](ResultTable&& table, const QuerySpec& spec) {
+        Aggregate total;
+        for (const ResultRow* row : table.SortedRows()) total.Merge(row->agg, false);
+        static constexpr Metric kFunnel[] = {Metric::kImpressions, Metric::kClicks,
+                                             Metric::kConversions, Metric::kCtr,
+                                             Metric::kCvr,         Metric::kSpend};
+        if (csv) {
+          CsvWriter c;
+          c.Field("campaign_id").Field("start").Field("end");
+          for (Metric m : kFunnel) c.Field(MetricName(m));
+          c.EndRow().Field(campaign_id).Int(spec.start_ms).Int(spec.end_ms);
+          for (Metric m : kFunnel) c.Metric(m, total);
+          respond(CsvResponse(c.EndRow().Take()));
+          return;
+        }
+        JsonWriter w;
+        w.BeginObject()
+            .Key("campaign_id")
+            .String(campaign_id)
+            .Key("start")
+            .Int(spec.start_ms)
+            .Key("end")
+            .Int(spec.end_ms);
+        for (Metric m : kFunnel) WriteMetric(w, m, total);
+        w.EndObject();
+        respond(JsonResponse(w.Take()));
+      });
 }
 
 void Api::Impl::Billing(int producer, const ParsedTarget& t, Responder respond) {
@@ -414,10 +460,36 @@ void Api::Impl::Billing(int producer, const ParsedTarget& t, Responder respond) 
   q.spec.need_users = false;
   std::string advertiser_id = *advertiser;
   std::string tz = q.tz_name;
+  bool csv = q.csv;
   Responder on_error = respond;  // copied first: the lambda below takes `respond`
   RunQuery(producer, q.spec, std::move(on_error),
-           [advertiser_id, tz, respond = std::move(respond)](ResultTable&& table,
-                                                             const QuerySpec& spec) {
+           [advertiser_id, tz, csv, respond = std::move(respond)](ResultTable&& table,
+                                                                  const QuerySpec& spec) {
+             bool timed = spec.granularity != Granularity::kAll;
+             if (csv) {
+               // One row per campaign, currency and bucket; the totals are their sums per
+               // currency (in the JSON answer), left out so that a spreadsheet's sum is right.
+               CsvWriter c;
+               c.Field("advertiser_id");
+               if (timed) c.Field("time").Field("time_rfc3339");
+               for (const char* name :
+                    {"campaign_id", "currency", "impressions", "clicks", "conversions", "spend",
+                     "fraud_impressions", "fraud_clicks", "fraud_conversions", "fraud_spend"}) {
+                 c.Field(name);
+               }
+               c.EndRow();
+               for (const ResultRow* row : table.SortedRows()) {
+                 const Counters& k = row->agg.counters;
+                 c.Field(advertiser_id);
+                 if (timed) c.Int(row->time).Field(TimeText(row->time, spec.tz));
+                 c.Field(row->dims[0]).Field(row->dims[1]);
+                 c.Uint(k.impressions).Uint(k.clicks).Uint(k.conversions).Micros(k.spend_micros);
+                 c.Uint(k.fraud_impressions).Uint(k.fraud_clicks).Uint(k.fraud_conversions);
+                 c.Micros(k.fraud_spend_micros).EndRow();
+               }
+               respond(CsvResponse(c.Take()));
+               return;
+             }
              std::map<std::string, Counters> totals;  // per currency
              JsonWriter w;
              w.BeginObject().Key("advertiser_id").String(advertiser_id);
@@ -426,7 +498,7 @@ void Api::Impl::Billing(int producer, const ParsedTarget& t, Responder respond) 
              w.Key("rows").BeginArray();
              for (const ResultRow* row : table.SortedRows()) {
                w.BeginObject();
-               if (spec.granularity != Granularity::kAll) w.Key("time").Int(row->time);
+               if (timed) w.Key("time").Int(row->time);
                w.Key("campaign_id").String(row->dims[0]).Key("currency").String(row->dims[1]);
                write_counters(row->agg.counters);
                w.EndObject();
