@@ -10,6 +10,7 @@ packages=(
   catch2 libbenchmark-dev
   libre2-dev libmaxminddb-dev libyaml-cpp-dev uap-core
   python3 curl redis-server redis-tools
+  prometheus
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -453,11 +453,30 @@ int RunApplication(int argc, char** argv) {
       budget / 16 / static_cast<uint64_t>(pipeline_options.workers);
 
   MetricsRegistry metrics;
+  pipeline_options.fsync_seconds = &metrics.GetHistogram(
+      "adpulse_wal_fsync_duration_seconds",
+      "fdatasync of each group commit of the write-ahead log (every shard); an event is "
+      "acknowledged only after its group's.");
   Pipeline pipeline(*catalog, pipeline_options);
   metrics.AddGauge("adpulse_ingest_inflight_requests", "POST /v1/events requests in flight.",
                    [&pipeline] { return static_cast<double>(pipeline.inflight()); });
-  metrics.AddGauge("adpulse_ring_queued_tasks", "Tasks waiting on producer-to-worker rings.",
-                   [&pipeline] { return static_cast<double>(pipeline.QueuedTasks()); });
+  for (int shard = 0; shard < pipeline.shard_count(); ++shard) {
+    std::string labels = fmt::format("shard=\"{}\"", shard);
+    metrics.AddGauge(
+        "adpulse_ring_queued_tasks",
+        "Tasks (ingest batches, queries) waiting on the rings into each shard's "
+        "worker.",
+        labels, [&pipeline, shard] { return static_cast<double>(pipeline.QueuedTasks(shard)); });
+    metrics.AddGauge(
+        "adpulse_aggregation_lag_seconds",
+        "Wall-clock time minus the newest event time each shard has aggregated (0 before its "
+        "first event): how far behind real time its numbers are. Grows when its collectors fall "
+        "behind or its ingestion stalls; queries see every acknowledged event at once.",
+        labels, [&pipeline, shard] {
+          int64_t newest = pipeline.ShardCounters(shard).newest_event_ms;
+          return newest <= 0 ? 0.0 : std::max<double>(0, (NowMs() - newest) / 1e3);
+        });
+  }
   metrics.AddGauge("adpulse_workers", "Worker threads (shards).",
                    [&pipeline] { return static_cast<double>(pipeline.shard_count()); });
   metrics.AddCounterFn("adpulse_late_events_total",
@@ -477,7 +496,7 @@ int RunApplication(int argc, char** argv) {
       "Approximate memory of the dimension values interned by the shards.",
       [&pipeline] { return static_cast<double>(pipeline.CounterTotals().interned_bytes); });
   metrics.AddGauge(
-      "adpulse_state_recent_hours_bytes",
+      "adpulse_state_recent_counters_bytes",
       "Memory of the recent hours' counters the shards hold beside the state store "
       "(storage.recent_hours).",
       [&pipeline] { return static_cast<double>(pipeline.CounterTotals().recent_hours_bytes); });
@@ -541,6 +560,24 @@ int RunApplication(int argc, char** argv) {
   metrics.AddCounterFn("adpulse_archived_segments_total",
                        "Log segments compressed into the raw-event archive.",
                        [&archiver] { return archiver.archived_segments(); });
+  metrics.AddGauge("adpulse_state_store_aggregate_bytes",
+                   "Size of the state store's table files of aggregates on disk.", [&store] {
+                     return static_cast<double>((*store)->DiskSizes().aggregate_sst_bytes);
+                   });
+  metrics.AddGauge("adpulse_dedup_store_bytes",
+                   "Size of the state store's table files of dedup ids on disk.",
+                   [&store] { return static_cast<double>((*store)->DiskSizes().dedup_sst_bytes); });
+  metrics.AddGauge("adpulse_dedup_store_ids",
+                   "Dedup ids in the state store (RocksDB's estimate), within the dedup horizon "
+                   "plus what compaction has not dropped yet.",
+                   [&store] { return static_cast<double>((*store)->DiskSizes().dedup_ids); });
+  metrics.AddGauge("adpulse_state_store_pending_compaction_bytes",
+                   "Bytes RocksDB estimates its compactions still have to rewrite.", [&store] {
+                     return static_cast<double>((*store)->DiskSizes().pending_compaction_bytes);
+                   });
+  metrics.AddGauge(
+      "adpulse_state_store_running_compactions", "RocksDB compactions running now.",
+      [&store] { return static_cast<double>((*store)->DiskSizes().running_compactions); });
   metrics.AddGauge("adpulse_state_store_memory_bytes",
                    "Memory held by the state store's memtables and block cache.",
                    [&store] { return static_cast<double>((*store)->MemoryBytes()); });

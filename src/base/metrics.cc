@@ -26,6 +26,37 @@ void MetricsRegistry::AddGauge(const std::string& name, const std::string& help,
   family.gauge = std::move(read);
 }
 
+void MetricsRegistry::AddGauge(const std::string& name, const std::string& help,
+                               const std::string& labels, std::function<double()> read) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Family& family = families_[name];
+  family.help = help;
+  family.is_counter = false;
+  family.labelled_fns[labels] = std::move(read);
+}
+
+void MetricsRegistry::AddHistogram(const std::string& name, const std::string& help,
+                                   const Histogram* h, const std::string& labels) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Family& family = families_[name];
+  family.help = help;
+  family.is_counter = false;
+  family.histograms[labels] = h;
+}
+
+Histogram& MetricsRegistry::GetHistogram(const std::string& name, const std::string& help,
+                                         const std::string& labels) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Family& family = families_[name];
+  if (family.help.empty()) family.help = help;
+  family.is_counter = false;
+  auto it = family.histograms.find(labels);
+  if (it != family.histograms.end()) return const_cast<Histogram&>(*it->second);
+  Histogram& h = owned_histograms_.emplace_back(Histogram::LatencyBounds());
+  family.histograms.emplace(labels, &h);
+  return h;
+}
+
 void MetricsRegistry::AddCounterFn(const std::string& name, const std::string& help,
                                    std::function<double()> read) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -48,6 +79,22 @@ std::string MetricsRegistry::Render() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string out;
   for (const auto& [name, family] : families_) {
+    if (!family.histograms.empty()) {
+      out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, family.help, name);
+      for (const auto& [labels, h] : family.histograms) {
+        Histogram::Snapshot s = h->Read();
+        std::string sep = labels.empty() ? "" : ",";
+        for (size_t i = 0; i < s.cumulative.size(); ++i) {
+          std::string le = i < h->bounds().size() ? fmt::format("{}", h->bounds()[i]) : "+Inf";
+          out += fmt::format("{}_bucket{{{}{}le=\"{}\"}} {}\n", name, labels, sep, le,
+                             s.cumulative[i]);
+        }
+        std::string braces = labels.empty() ? "" : fmt::format("{{{}}}", labels);
+        out +=
+            fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, braces, s.sum, name, braces, s.count);
+      }
+      continue;
+    }
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, family.help, name,
                        family.is_counter ? "counter" : "gauge");
     if (family.counter_fn) {
@@ -58,7 +105,9 @@ std::string MetricsRegistry::Render() const {
       out += fmt::format("{}{{{}}} {}\n", name, labels, read());
     }
     if (!family.is_counter) {
-      out += fmt::format("{} {}\n", name, family.gauge ? family.gauge() : 0.0);
+      if (family.gauge || family.labelled_fns.empty()) {
+        out += fmt::format("{} {}\n", name, family.gauge ? family.gauge() : 0.0);
+      }
       continue;
     }
     for (const auto& [labels, counter] : family.series) {

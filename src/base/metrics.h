@@ -1,5 +1,6 @@
 // Process-wide Prometheus metrics: counters registered once (under a lock) and then incremented
-// lock-free from any thread, plus gauges read through callbacks at scrape time.
+// lock-free from any thread, gauges read through callbacks at scrape time, and histograms
+// (base/histogram.h) owned by whoever observes them.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -8,6 +9,8 @@
 #include <map>
 #include <mutex>
 #include <string>
+
+#include "base/histogram.h"
 
 namespace adpulse {
 
@@ -20,6 +23,15 @@ class MetricsRegistry {
   Counter& GetCounter(const std::string& name, const std::string& help,
                       const std::string& labels = "");
   void AddGauge(const std::string& name, const std::string& help, std::function<double()> read);
+  // One series of a labelled gauge family (`labels` as for GetCounter).
+  void AddGauge(const std::string& name, const std::string& help, const std::string& labels,
+                std::function<double()> read);
+  // A histogram series; `h` must outlive the registry's scrapes.
+  void AddHistogram(const std::string& name, const std::string& help, const Histogram* h,
+                    const std::string& labels = "");
+  // A histogram the registry owns (same name and labels give the same one).
+  Histogram& GetHistogram(const std::string& name, const std::string& help,
+                          const std::string& labels = "");
   // A counter whose value is read at scrape time (for counters kept elsewhere).
   void AddCounterFn(const std::string& name, const std::string& help, std::function<double()> read);
   // The same for one series of a labelled family (`labels` as for GetCounter).
@@ -33,7 +45,8 @@ class MetricsRegistry {
   struct Family {
     std::string help;
     bool is_counter = true;
-    std::map<std::string, Counter*> series;  // labels -> counter
+    std::map<std::string, const Histogram*> histograms;  // labels -> histogram
+    std::map<std::string, Counter*> series;              // labels -> counter
     std::function<double()> gauge;
     std::function<double()> counter_fn;
     std::map<std::string, std::function<double()>> labelled_fns;  // labels -> read
@@ -41,6 +54,7 @@ class MetricsRegistry {
   mutable std::mutex mutex_;
   std::map<std::string, Family> families_;
   std::deque<Counter> storage_;  // stable addresses
+  std::deque<Histogram> owned_histograms_;
 };
 
 }  // namespace adpulse

@@ -4,6 +4,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "absl/strings/ascii.h"
@@ -76,7 +77,9 @@ void Api::Impl::PostEvents(int producer, HttpRequest&& req, Responder respond) {
   }
   thread_local EventDecoder decoder;
   auto* request = new IngestRequest();
+  auto started = std::chrono::steady_clock::now();
   absl::Status decoded = decoder.Decode(format, body, opt.validation, NowMs(), request->batch);
+  events_received.fetch_add(request->batch.total, std::memory_order_relaxed);
   if (!decoded.ok()) {
     delete request;
     pipeline.Release();
@@ -87,7 +90,9 @@ void Api::Impl::PostEvents(int producer, HttpRequest&& req, Responder respond) {
     IngestBatch& b = request->batch;
     opt.fraud->Process(producer, b.events.data(), b.events.size(), b.enriched);
   }
-  request->on_done = [this, request, respond = std::move(respond)]() {
+  request->on_done = [this, request, started, respond = std::move(respond)]() {
+    ingest_seconds.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     std::unique_ptr<IngestRequest> owned(request);
     const IngestBatch& b = owned->batch;
     std::string failure = owned->Failure();
@@ -105,7 +110,11 @@ void Api::Impl::PostEvents(int producer, HttpRequest&& req, Responder respond) {
     uint32_t duplicates = owned->CountOutcome(EventOutcome::kDuplicate);
     events_accepted.fetch_add(accepted, std::memory_order_relaxed);
     events_duplicate.fetch_add(duplicates, std::memory_order_relaxed);
-    events_rejected.fetch_add(b.rejected, std::memory_order_relaxed);
+    for (size_t i = 0; i < kRejectReasons.size(); ++i) {
+      if (b.rejected_by_reason[i] > 0) {
+        events_rejected[i]->fetch_add(b.rejected_by_reason[i], std::memory_order_relaxed);
+      }
+    }
     JsonWriter w;
     w.BeginObject()
         .Key("accepted")

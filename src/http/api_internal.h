@@ -3,12 +3,15 @@
 // query_handlers.cc (the read endpoints), grafana_handlers.cc (/grafana) and admin_handlers.cc
 // (/v1/admin/*). Private to src/http/.
 #pragma once
+#include <fmt/format.h>
+
 #include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/histogram.h"
 #include "base/json_writer.h"
 #include "http/api.h"
 #include "storage/event_log_scan.h"
@@ -87,27 +90,47 @@ struct Api::Impl {
   const CubeCatalog& catalog;
   Pipeline& pipeline;
   MetricsRegistry& metrics;
+  MetricsRegistry::Counter& events_received;
   MetricsRegistry::Counter& events_accepted;
   MetricsRegistry::Counter& events_duplicate;
-  MetricsRegistry::Counter& events_rejected;
+  std::vector<MetricsRegistry::Counter*> events_rejected;  // by kRejectReasons
   MetricsRegistry::Counter& requests_rejected_busy;
   MetricsRegistry::Counter& queries;
+  Histogram& ingest_seconds;
+  Histogram& query_seconds;
 
   Impl(Api& a, const CubeCatalog& c, Pipeline& p, MetricsRegistry& m)
       : api(a),
         catalog(c),
         pipeline(p),
         metrics(m),
+        events_received(m.GetCounter(
+            "adpulse_events_received_total",
+            "Events in POST /v1/events bodies that could be split into events, valid or not.")),
         events_accepted(m.GetCounter("adpulse_events_accepted_total",
                                      "Events accepted (new, durable, counted).")),
         events_duplicate(m.GetCounter("adpulse_events_duplicate_total",
                                       "Events dropped as duplicates of an accepted event_id.")),
-        events_rejected(
-            m.GetCounter("adpulse_events_rejected_total", "Events rejected by validation.")),
         requests_rejected_busy(
             m.GetCounter("adpulse_ingest_saturated_total",
                          "Requests answered 503 because ingestion was saturated.")),
-        queries(m.GetCounter("adpulse_queries_total", "Aggregate queries answered.")) {}
+        queries(m.GetCounter("adpulse_queries_total", "Aggregate queries answered.")),
+        ingest_seconds(m.GetHistogram(
+            "adpulse_ingest_request_duration_seconds",
+            "POST /v1/events from its decoding to its answer: validation, enrichment and "
+            "scoring, the shards' dedup and log append, and the group commit's fdatasync.")),
+        query_seconds(m.GetHistogram(
+            "adpulse_query_duration_seconds",
+            "Aggregate queries (every /v1 query endpoint and /grafana) from their start on the "
+            "shards to the merged answer.")) {
+    for (std::string_view reason : kRejectReasons) {
+      events_rejected.push_back(&m.GetCounter(
+          "adpulse_events_rejected_total",
+          "Events rejected by validation, by the field at fault (malformed: not a JSON object; "
+          "field: another field's type or size).",
+          fmt::format("reason=\"{}\"", reason)));
+    }
+  }
 
   // ---- ingestion ----
   void PostEvents(int producer, HttpRequest&& req, Responder respond);

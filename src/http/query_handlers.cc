@@ -5,6 +5,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "absl/strings/ascii.h"
@@ -28,6 +29,7 @@ void Api::Impl::RunQuery(int producer, QuerySpec spec, Responder respond_error,
     std::vector<ResultTable> partials;
     std::vector<absl::Status> statuses;
     std::unique_ptr<ShardFanOut> fan_out;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   };
   auto* job = new Job{std::move(spec), {}, {}, nullptr};
   job->partials.resize(pipeline.shard_count());
@@ -36,8 +38,10 @@ void Api::Impl::RunQuery(int producer, QuerySpec spec, Responder respond_error,
       [job](ShardContext& ctx) {
         job->statuses[ctx.shard] = ctx.state->RunQuery(job->spec, job->partials[ctx.shard]);
       },
-      [job, finish = std::move(finish), respond_error = std::move(respond_error)]() {
+      [this, job, finish = std::move(finish), respond_error = std::move(respond_error)]() {
         std::unique_ptr<Job> owned(job);
+        query_seconds.Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - job->started).count());
         for (const absl::Status& s : owned->statuses) {
           if (!s.ok()) {
             respond_error(ErrorResponse(

@@ -113,10 +113,13 @@ struct HttpServer::Impl {
     p = p.substr(0, p.find('?'));
     // Keep label cardinality bounded: known paths only.
     static const char* kKnown[] = {
-        "/v1/events",       "/v1/metrics/realtime", "/v1/metrics", "/v1/query",
-        "/v1/top",          "/v1/funnel",           "/v1/billing", "/v1/fraud",
-        "/v1/fraud/events", "/v1/admin/reconcile",  "/healthz",    "/readyz",
-        "/metrics"};
+        "/v1/events", "/v1/metrics/realtime", "/v1/metrics", "/v1/query", "/v1/top", "/v1/funnel",
+        "/v1/billing", "/v1/fraud", "/v1/fraud/events", "/v1/admin/reconcile", "/healthz",
+        "/readyz", "/metrics",
+        // Grafana's datasource calls.
+        "/grafana", "/grafana/", "/grafana/metrics", "/grafana/metric-payload-options",
+        "/grafana/query", "/grafana/variable", "/grafana/tag-keys", "/grafana/tag-values",
+        "/grafana/search", "/grafana/annotations"};
     std::string label = "other";
     for (const char* k : kKnown) {
       if (p == k) label = k;

@@ -53,6 +53,7 @@ Pipeline::Pipeline(const CubeCatalog& catalog, const PipelineOptions& options) :
     writer.use_wal = !options.wal_dir.empty();
     writer.wal.fsync = options.fsync;
     writer.sync_file = options.sync_file;
+    writer.fsync_seconds = options.fsync_seconds;
     writer.wal.segment_bytes = options.wal_segment_bytes;
     if (writer.use_wal)
       writer.wal.dir = (std::filesystem::path(options.wal_dir) / shard_dir).string();
@@ -211,6 +212,14 @@ Pipeline::Totals Pipeline::CounterTotals() const {
   }
   return t;
 }
+
+size_t Pipeline::QueuedTasks(int shard) const {
+  size_t n = 0;
+  for (const auto& row : rings_) n += row[shard]->SizeApprox();
+  return n;
+}
+
+ShardStats Pipeline::ShardCounters(int shard) const { return workers_[shard]->CounterSnapshot(); }
 
 size_t Pipeline::QueuedTasks() const {
   size_t n = 0;

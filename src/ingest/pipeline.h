@@ -28,6 +28,7 @@ struct PipelineOptions {
   Archiver* archiver = nullptr;  // takes sealed, checkpointed segments
   bool fsync = true;
   std::function<int(int fd)> sync_file;  // ShardWriterOptions; null: fdatasync
+  Histogram* fsync_seconds = nullptr;    // ShardWriterOptions
   uint64_t wal_segment_bytes = 64ull << 20;
   StateStore* store = nullptr;  // null: memory only
   int64_t flush_interval_ms = 10'000;
@@ -148,6 +149,10 @@ class Pipeline {
 
   uint64_t ring_full_waits() const { return ring_full_waits_.load(std::memory_order_relaxed); }
   size_t QueuedTasks() const;
+  // Tasks waiting on the rings into one shard's worker.
+  size_t QueuedTasks(int shard) const;
+  // One shard's counters; safe from any thread.
+  ShardStats ShardCounters(int shard) const;
 
  private:
   void Push(int producer, int shard, Task* task);

@@ -171,7 +171,10 @@ void ShardState::ApplySteps(const Event& e, const Step* steps, int n,
     }
   }
   if (e.timestamp_ms + kLateEventMs < max_event_ms_) ++late_;
-  if (e.timestamp_ms > max_event_ms_) max_event_ms_ = e.timestamp_ms;
+  if (e.timestamp_ms > max_event_ms_) {
+    max_event_ms_ = e.timestamp_ms;
+    newest_event_ms_.Set(static_cast<uint64_t>(std::max<int64_t>(e.timestamp_ms, 0)));
+  }
   ++applied_;
 }
 
@@ -277,6 +280,7 @@ ShardStats ShardState::CounterSnapshot() const {
   s.rollups = rollups_done_.Get();
   s.rollup_micros = rollup_micros_.Get();
   s.rolled_until_ms = rolled_until_ms_.Get();
+  s.newest_event_ms = static_cast<int64_t>(newest_event_ms_.Get());
   s.memory_groups = memory_groups_.Get();
   s.memory_dedup_ids = memory_ids_.Get();
   s.interned_bytes = interned_bytes_.Get();

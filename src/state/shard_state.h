@@ -63,6 +63,7 @@ struct ShardStats {
   uint64_t rollups = 0;              // hours and days rolled up
   uint64_t rollup_micros = 0;        // time the roll-up thread spent on them
   uint64_t rolled_until_ms = 0;      // end of the last hour rolled up (0: roll-ups off)
+  int64_t newest_event_ms = 0;       // the newest event time applied (0: none yet)
   // Held in memory, as of the last PublishGauges.
   uint64_t memory_groups = 0;
   uint64_t memory_dedup_ids = 0;
@@ -326,6 +327,7 @@ class ShardState {
   RelaxedCounter applied_;
   RelaxedCounter duplicates_;
   RelaxedCounter late_;
+  RelaxedCounter newest_event_ms_;  // max_event_ms_, for other threads
   RelaxedCounter flushes_;
   RelaxedCounter flush_micros_;
   RelaxedCounter write_micros_;  // written by the background writer thread only

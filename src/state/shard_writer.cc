@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 
 #include "base/log.h"
@@ -294,7 +295,12 @@ void ShardWriter::CommitGroup(const std::function<int(int fd)>& sync) {
     s = wal_->Write();
     if (s.ok() && wal_->needs_sync()) {
       int fd = wal_->fd();
+      auto started = std::chrono::steady_clock::now();
       int sync_errno = sync ? sync(fd) : options_.wal.fs->Fdatasync(fd);
+      if (options_.fsync_seconds) {
+        options_.fsync_seconds->Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      }
       s = wal_->FinishSync(sync_errno);
     }
     while (rotation_failures_.Get() < wal_->rotation_failures()) ++rotation_failures_;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "base/histogram.h"
 #include "ingest/ingest_batch.h"
 #include "state/reconciler.h"
 #include "state/shard_state.h"
@@ -63,7 +64,8 @@ struct ShardWriterOptions {
   WalWriter::Options wal;
   // How the worker's syncer makes the log durable: null for fdatasync (tests hold it up).
   std::function<int(int fd)> sync_file;
-  Archiver* archiver = nullptr;  // takes covered segments; null: they stay in the log dir
+  Histogram* fsync_seconds = nullptr;  // each group commit's fdatasync is observed here
+  Archiver* archiver = nullptr;        // takes covered segments; null: they stay in the log dir
   StateStore* store = nullptr;
   // Each slice of the shard's memory is flushed once per interval, one slice at a time.
   int64_t flush_interval_ms = 10'000;

@@ -630,6 +630,26 @@ absl::Status StateStore::CompactAll() {
   return absl::OkStatus();
 }
 
+StateStore::Sizes StateStore::DiskSizes() const {
+  Sizes s;
+  auto prop = [this](rocksdb::ColumnFamilyHandle* cf, const char* name) {
+    uint64_t v = 0;
+    return impl_->db->GetIntProperty(cf, name, &v) ? v : 0;
+  };
+  rocksdb::ColumnFamilyHandle* aggregates = impl_->db->DefaultColumnFamily();
+  s.aggregate_sst_bytes = prop(aggregates, "rocksdb.total-sst-files-size");
+  s.pending_compaction_bytes = prop(aggregates, "rocksdb.estimate-pending-compaction-bytes");
+  if (impl_->dedup) {
+    s.dedup_sst_bytes = prop(impl_->dedup, "rocksdb.total-sst-files-size");
+    s.dedup_ids = prop(impl_->dedup, "rocksdb.estimate-num-keys");
+    s.pending_compaction_bytes += prop(impl_->dedup, "rocksdb.estimate-pending-compaction-bytes");
+  }
+  uint64_t running = 0;
+  impl_->db->GetIntProperty("rocksdb.num-running-compactions", &running);
+  s.running_compactions = running;
+  return s;
+}
+
 uint64_t StateStore::MemoryBytes() const {
   uint64_t mem = 0;
   impl_->db->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem);

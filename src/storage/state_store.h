@@ -119,6 +119,15 @@ class StateStore {
   absl::Status CompactAll();
   // Approximate memory held by memtables and the block cache.
   uint64_t MemoryBytes() const;
+  // What the store holds on disk, from RocksDB's properties (estimates, cheap to read).
+  struct Sizes {
+    uint64_t aggregate_sst_bytes = 0;  // table files of the aggregates (and roll-up marks)
+    uint64_t dedup_sst_bytes = 0;      // table files of the dedup ids
+    uint64_t dedup_ids = 0;            // dedup ids stored (RocksDB's estimate of its keys)
+    uint64_t pending_compaction_bytes = 0;
+    uint64_t running_compactions = 0;
+  };
+  Sizes DiskSizes() const;
 
  private:
   struct Impl;

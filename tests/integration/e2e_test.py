@@ -1267,9 +1267,9 @@ class E2E:
                            values.get(name))
         # The flushed slices' groups are added to the recent hours held in memory (the events span
         # the last 20 hours), which the ranking and sum queries here read.
-        self.res.check(values.get("adpulse_state_recent_hours_bytes", 0) > 0,
-                       "/metrics: adpulse_state_recent_hours_bytes > 0 after flushes", "> 0",
-                       values.get("adpulse_state_recent_hours_bytes"))
+        self.res.check(values.get("adpulse_state_recent_counters_bytes", 0) > 0,
+                       "/metrics: adpulse_state_recent_counters_bytes > 0 after flushes", "> 0",
+                       values.get("adpulse_state_recent_counters_bytes"))
         for name in ("adpulse_state_flush_seconds_total", "adpulse_wal_group_commits_total",
                      "adpulse_state_memory_groups"):
             self.res.check(name in values, f"/metrics: {name} is exported", name, sorted(values)[:5])
