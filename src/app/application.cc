@@ -653,8 +653,10 @@ int RunApplication(int argc, char** argv) {
   }
   api.SetReady(true);
   LOG_INFO(
-      "ready: recovery took {:.2f} s",
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - recovery_started).count());
+      "ready: recovery took {:.2f} s; dashboard at http://{}:{}/, Grafana datasource at "
+      "http://{}:{}/grafana",
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - recovery_started).count(),
+      config.server.host, server.port(), config.server.host, server.port());
   serving.join();
   pipeline.Stop();  // each shard flushes its memory into the store with a final checkpoint
   archiver.Stop();

@@ -14,6 +14,7 @@
 #include "base/time_parse.h"
 #include "fraud/fraud_stage.h"
 #include "http/api_internal.h"
+#include "http/dashboard.h"
 #include "ingest/gzip.h"
 #include "state/shard_writer.h"
 #include "window/query.h"
@@ -161,6 +162,16 @@ void Api::Handle(int producer, HttpRequest&& request, Responder respond) {
   if (data_path && !ready_.load()) {
     HttpResponse r = ErrorResponse(503, "adpulse is recovering its state; not ready yet");
     r.headers.emplace_back("Retry-After", "1");
+    respond(std::move(r));
+    return;
+  }
+  if (const DashboardAsset* asset = FindDashboardAsset(path)) {
+    if (!expect("GET")) return;
+    HttpResponse r;
+    r.content_type = std::string(asset->content_type);
+    r.body = std::string(asset->body);
+    // The page and its script change with the binary; the browser asks again each load.
+    r.headers.emplace_back("Cache-Control", "no-cache");
     respond(std::move(r));
     return;
   }
