@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "base/log.h"
 
 namespace adpulse {
@@ -156,10 +157,31 @@ struct HttpServer::Impl {
                               beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
     }
 
+    // An absolute-form target ("http://host:8080/v1/events?x", RFC 9112 section 3.2.2, as
+    // proxies send) as its origin form ("/v1/events?x"); any other target as it is.
+    static std::string OriginForm(std::string_view target) {
+      for (std::string_view scheme : {"http://", "https://"}) {
+        if (target.size() > scheme.size() &&
+            absl::EqualsIgnoreCase(absl::string_view(target.data(), scheme.size()),
+                                   absl::string_view(scheme.data(), scheme.size()))) {
+          std::string_view rest = target.substr(scheme.size());
+          size_t path = rest.find_first_of("/?");
+          if (path == std::string_view::npos) return "/";
+          std::string out(rest.substr(path));
+          if (out[0] == '?') out.insert(out.begin(), '/');
+          return out;
+        }
+      }
+      return std::string(target);
+    }
+
     void OnHeader(beast::error_code ec, size_t) {
       if (ec) return OnReadError(ec);
       auto& req = parser_->get();
-      target_ = std::string(req.target());
+      target_ = OriginForm(req.target());
+      if (req.version() >= 11 && req.find(http::field::host) == req.end()) {
+        return SendError(400, "HTTP/1.1 requests need a Host header (RFC 9112, section 3.2)");
+      }
       // Framing guards: Beast 1.74 misreads these (RELIABILITY.md), so they are refused outright.
       auto te = req.find(http::field::transfer_encoding);
       if (te != req.end()) {
@@ -220,6 +242,16 @@ struct HttpServer::Impl {
       }
       if (ec == http::error::buffer_overflow) {
         return SendError(400, "request framing is too large (chunk header or line)");
+      }
+      if (ec == http::error::bad_version || ec == http::error::bad_line_ending) {
+        // Beast reads only CRLF line ends; a bare LF shows up as a bad version or line end.
+        std::string_view seen(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+        size_t lf = seen.find('\n');
+        if (lf != std::string_view::npos && (lf == 0 || seen[lf - 1] != '\r')) {
+          return SendError(400,
+                           "malformed HTTP request: lines must end in CRLF (\\r\\n), not a "
+                           "bare LF");
+        }
       }
       return SendError(400, fmt::format("malformed HTTP request: {}", ec.message()));
     }

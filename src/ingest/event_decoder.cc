@@ -12,8 +12,32 @@ namespace adpulse {
 
 namespace od = simdjson::ondemand;
 
+bool IsJsonNumber(std::string_view text) {
+  size_t i = 0;
+  auto digits = [&] {
+    size_t start = i;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
+    return i - start;
+  };
+  if (i < text.size() && text[i] == '-') ++i;
+  size_t int_start = i;
+  size_t n = digits();
+  if (n == 0 || (n > 1 && text[int_start] == '0')) return false;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    if (digits() == 0) return false;
+  }
+  if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+    ++i;
+    if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+    if (digits() == 0) return false;
+  }
+  return i == text.size();
+}
+
 bool ParseDecimalMicros(std::string_view text, int64_t* micros) {
   // Grammar of a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+  if (!IsJsonNumber(text)) return false;
   size_t i = 0;
   bool negative = false;
   if (i < text.size() && text[i] == '-') {
@@ -239,6 +263,10 @@ struct EventDecoder::Impl {
         }
         std::string_view raw = TrimRight(value.raw_json_token());
         int64_t micros;
+        if (!IsJsonNumber(raw)) {
+          problem = fmt::format("bid_price {} is not a JSON number (write it like 0.5 or 12)", raw);
+          continue;
+        }
         if (!ParseDecimalMicros(raw, &micros)) {
           problem = fmt::format("bid_price {} is out of range (see ingest.max_bid_price)", raw);
           continue;

@@ -27,6 +27,10 @@ inline constexpr size_t kMaxLongFieldBytes = 4096;  // user_agent, page_url
 // Parses "12.5", "0.000001", "1e-3" into integer micro-units (rounded half up at the 7th decimal).
 // False for anything that is not a plain JSON number or is out of range.
 bool ParseDecimalMicros(std::string_view text, int64_t* micros);
+// True when `text` is a number as JSON (RFC 8259) writes one:
+// -?(0|[1-9][0-9]*)(.[0-9]+)?(e[+-]?[0-9]+)?
+// ("01", "00.5", "1e", "0x10", ".5" are not).
+bool IsJsonNumber(std::string_view text);
 
 class EventDecoder {
  public:

@@ -15,6 +15,19 @@ std::string HumanDuration(int64_t ms) {
   return fmt::format("{} s", s);
 }
 
+namespace {
+// `ms` for a message that compares it with `limit_ms`: as HumanDuration, unless that would read
+// the same as the limit ("60 s in the future (limit 60 s)"); then exact, in seconds.
+std::string Beyond(int64_t ms, int64_t limit_ms) {
+  std::string human = HumanDuration(ms);
+  if (human != HumanDuration(limit_ms)) return human;
+  std::string exact = fmt::format("{}.{:03d}", ms / 1000, ms % 1000);
+  while (exact.back() == '0') exact.pop_back();
+  if (exact.back() == '.') exact.pop_back();
+  return exact + " s";
+}
+}  // namespace
+
 std::string ValidateEvent(Event& event, const EventFields& seen, const ValidationRules& rules,
                           int64_t now_ms) {
   if (!seen.has_event_id || event.event_id.empty()) {
@@ -30,14 +43,15 @@ std::string ValidateEvent(Event& event, const EventFields& seen, const Validatio
   }
   if (event.timestamp_ms > now_ms + rules.max_future_ms) {
     return fmt::format("timestamp is {} in the future (limit {})",
-                       HumanDuration(event.timestamp_ms - now_ms),
+                       Beyond(event.timestamp_ms - now_ms, rules.max_future_ms),
                        HumanDuration(rules.max_future_ms));
   }
   if (event.timestamp_ms < now_ms - rules.max_age_ms) {
     if (event.timestamp_ms > 0 && event.timestamp_ms < 100'000'000'000) {
       return "timestamp looks like seconds; send Unix epoch milliseconds";
     }
-    return fmt::format("timestamp is {} old (limit {})", HumanDuration(now_ms - event.timestamp_ms),
+    return fmt::format("timestamp is {} old (limit {})",
+                       Beyond(now_ms - event.timestamp_ms, rules.max_age_ms),
                        HumanDuration(rules.max_age_ms));
   }
   if (event.bid_micros < 0) return "bid_price must be >= 0";

@@ -52,6 +52,31 @@ TEST_CASE("ParseDecimalMicros converts JSON numbers exactly", "[decoder]") {
   CHECK_FALSE(ParseDecimalMicros("abc", &m));
   CHECK_FALSE(ParseDecimalMicros("1.", &m));
   CHECK_FALSE(ParseDecimalMicros("", &m));
+  // Not JSON numbers, though a lenient reader would take them.
+  CHECK_FALSE(ParseDecimalMicros("00.5", &m));
+  CHECK_FALSE(ParseDecimalMicros("01", &m));
+  CHECK_FALSE(ParseDecimalMicros("-01", &m));
+  CHECK_FALSE(ParseDecimalMicros(".5", &m));
+  CHECK_FALSE(ParseDecimalMicros("1e", &m));
+  CHECK_FALSE(ParseDecimalMicros("0x10", &m));
+  CHECK_FALSE(ParseDecimalMicros("+1", &m));
+  CHECK(IsJsonNumber("0"));
+  CHECK(IsJsonNumber("-0.5e+3"));
+  CHECK(IsJsonNumber("10"));
+  CHECK_FALSE(IsJsonNumber("00"));
+  CHECK_FALSE(IsJsonNumber("1.e3"));
+}
+
+TEST_CASE("bid_price that is not a JSON number is named so; too big is out of range", "[decoder]") {
+  for (const char* raw : {"00.5", "01", "1e", "0x10"}) {
+    auto r = Decode(BodyFormat::kNdjson, Ev("a", std::string(",\"bid_price\":") + raw));
+    REQUIRE(r.batch.errors.size() == 1);
+    CHECK(r.batch.errors[0].message ==
+          std::string("bid_price ") + raw + " is not a JSON number (write it like 0.5 or 12)");
+  }
+  auto big = Decode(BodyFormat::kNdjson, Ev("a", ",\"bid_price\":1e30"));
+  REQUIRE(big.batch.errors.size() == 1);
+  CHECK(big.batch.errors[0].message.find("out of range") != std::string::npos);
 }
 
 TEST_CASE("one object, an array and NDJSON decode the same events", "[decoder]") {
@@ -135,6 +160,13 @@ TEST_CASE("each invalid event is rejected with its index and reason", "[decoder]
       {R"({"event_id":"e","event_type":"click","timestamp":)" + std::to_string(kNow + 600'000) +
            R"(,"campaign_id":"c"})",
        "timestamp is 10 min in the future (limit 60 s)"},
+      // Just past the limit: the exact figure, not one that reads like the limit.
+      {R"({"event_id":"e","event_type":"click","timestamp":)" + std::to_string(kNow + 60'950) +
+           R"(,"campaign_id":"c"})",
+       "timestamp is 60.95 s in the future (limit 60 s)"},
+      {R"({"event_id":"e","event_type":"click","timestamp":)" +
+           std::to_string(kNow - 86'400'000LL - 5'000) + R"(,"campaign_id":"c"})",
+       "timestamp is 86405 s old (limit 24 h)"},
       {R"({"event_id":"e","event_type":"click","timestamp":)" + ts + "}", "campaign_id is missing"},
       {R"({"event_id":"e","event_type":"click","timestamp":)" + ts + R"(,"campaign_id":7})",
        "campaign_id must be a string"},
