@@ -16,6 +16,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <cctype>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -60,18 +61,56 @@ HttpResponse GrafanaError(unsigned status, std::string_view message) {
 
 std::string_view Str(element e) { return std::string_view(e.get_string().value()); }
 
-// A payload value as strings: "a", "a,b", "{a,b}" (a multi-value variable), or ["a", "b"].
+// Grafana's "regex" formatting, which the plugin applies to every builder value: a variable's
+// value has its regex metacharacters escaped (summer\.sale), and a multi-value variable becomes
+// (a|b). Unescapes, and splits such a group; otherwise a string is one value, or a comma list.
+void AddFormattedValues(std::string_view s, std::vector<std::string>& out) {
+  auto unescape = [](std::string_view v) {
+    std::string r;
+    r.reserve(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (v[i] == '\\' && i + 1 < v.size()) ++i;
+      r.push_back(v[i]);
+    }
+    return r;
+  };
+  // Splits on the separator where it is not escaped.
+  auto split = [&](std::string_view v, char sep) {
+    size_t begin = 0;
+    for (size_t i = 0; i <= v.size(); ++i) {
+      if (i < v.size() && v[i] == '\\') {
+        ++i;
+        continue;
+      }
+      if (i == v.size() || v[i] == sep) {
+        std::string_view part = v.substr(begin, i - begin);
+        while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+        while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+        if (!part.empty()) out.push_back(unescape(part));
+        begin = i + 1;
+      }
+    }
+  };
+  bool escaped_end = s.size() >= 2 && s[s.size() - 2] == '\\';
+  if (s.size() >= 2 && s.front() == '(' && s.back() == ')' && !escaped_end) {
+    split(s.substr(1, s.size() - 2), '|');
+    return;
+  }
+  if (s.size() >= 2 && s.front() == '{' && s.back() == '}') s = s.substr(1, s.size() - 2);
+  split(s, ',');
+}
+
+// A payload value as strings: "a", "a,b", "(a|b)" or "{a,b}" (a multi-value variable, as the
+// plugin and older ones send it), or ["a", "b"].
 absl::Status StringValues(element e, std::string_view name, std::vector<std::string>& out) {
   if (e.is_string()) {
-    std::string_view s = Str(e);
-    if (s.size() >= 2 && s.front() == '{' && s.back() == '}') s = s.substr(1, s.size() - 2);
-    for (std::string& v : SplitComma(s)) out.push_back(std::move(v));
+    AddFormattedValues(Str(e), out);
     return absl::OkStatus();
   }
   if (e.is_array()) {
     for (element v : e.get_array()) {
       if (v.is_string()) {
-        out.emplace_back(Str(v));
+        AddFormattedValues(Str(v), out);
       } else if (v.is_int64() || v.is_uint64() || v.is_double()) {
         out.push_back(simdjson::minify(v));
       } else {
@@ -267,8 +306,9 @@ absl::Status ReadPayload(element payload, Payload& p, Filters& filters) {
       std::vector<std::string> values;
       RETURN_IF_ERROR(StringValues(v, fmt::format("payload.{}", key), values));
       // "$__all" or an empty selection means no filter, as Grafana's "All" does.
-      values.erase(std::remove_if(values.begin(), values.end(),
-                                  [](const std::string& s) { return s == "$__all" || s == "*"; }),
+      values.erase(std::remove_if(
+                       values.begin(), values.end(),
+                       [](const std::string& s) { return s == "$__all" || s == "*" || s == ".*"; }),
                    values.end());
       if (!values.empty()) RETURN_IF_ERROR(filters.AddEqual(*d, std::move(values)));
     }
@@ -288,8 +328,9 @@ struct TargetPlan {
   size_t shown_dims = 0;  // the first group_by dimensions are the user's; the rest are for filters
   std::vector<std::pair<size_t, GroupFilter>> group_filters;  // by group_by position
   bool matches_nothing = false;
-  int64_t step_ms = 0;  // time series: the datapoints' spacing
-  int64_t buckets = 0;  // time series: how many
+  int64_t step_ms = 0;      // time series: the datapoints' spacing
+  int64_t buckets = 0;      // time series: how many
+  bool no_buckets = false;  // time series: the range holds no whole interval
 };
 
 // The finest stored granularity whose buckets tile `step_ms`, and its length.
@@ -371,10 +412,15 @@ Grouped GroupRows(const TargetPlan& t, const ResultTable& table, int64_t origin,
   return out;
 }
 
-void WriteSeries(JsonWriter& w, const TargetPlan& t, const ResultTable& table) {
-  const QuerySpec& spec = t.q.spec;
-  Grouped groups = GroupRows(t, table, spec.start_ms, t.step_ms);
+// The series of a target: its rows grouped and bucketed.
+Grouped SeriesGroups(const TargetPlan& t, const ResultTable& table) {
+  Grouped groups = GroupRows(t, table, t.q.spec.start_ms, t.step_ms);
   if (groups.empty() && t.shown_dims == 0) groups[{}];  // one series of zeros, not none
+  return groups;
+}
+
+void WriteSeries(JsonWriter& w, const TargetPlan& t, const Grouped& groups) {
+  const QuerySpec& spec = t.q.spec;
   for (const auto& [dims, by_time] : groups) {
     w.BeginObject().Key("target").String(SeriesName(t, dims));
     if (!t.ref_id.empty()) w.Key("refId").String(t.ref_id);
@@ -384,6 +430,7 @@ void WriteSeries(JsonWriter& w, const TargetPlan& t, const ResultTable& table) {
     for (int64_t i = 0; i < t.buckets; ++i) {
       int64_t time = spec.start_ms + i * t.step_ms;
       const Aggregate* a = &kEmpty;
+      while (it != by_time.end() && it->first < time) ++it;
       if (it != by_time.end() && it->first == time) a = &(it++)->second;
       w.BeginArray();
       WriteValue(w, t.metric, *a);
@@ -495,7 +542,15 @@ struct FanIn {
   std::vector<std::string> parts;  // each a comma-separated run of JSON values, or empty
   size_t remaining = 0;
   bool failed = false;
+  int64_t values = 0;  // datapoints of all series so far
   Responder respond;
+
+  // Counts a target's datapoints; false when the answer would pass the limit.
+  bool AddValues(int64_t n) {
+    std::lock_guard<std::mutex> lock(mu);
+    values += n;
+    return values <= kMaxValues;
+  }
 
   void Done(size_t i, std::string part) {
     std::unique_lock<std::mutex> lock(mu);
@@ -617,11 +672,12 @@ void GrafanaQuery(Impl& impl, int producer, bool legacy_annotations, element roo
   int64_t interval = 0;
   element v;
   if (!root["intervalMs"].get(v) && v.is_number()) {
-    interval = static_cast<int64_t>(v.get_double().value());
+    // Clamped before the cast: a year is already coarser than any panel asks.
+    interval = static_cast<int64_t>(std::min(v.get_double().value(), 366.0 * kDayMs));
   }
   if (interval <= 0 && !root["maxDataPoints"].get(v) && v.is_number() &&
       v.get_double().value() >= 1) {
-    interval = (*to - *from) / static_cast<int64_t>(v.get_double().value());
+    interval = (*to - *from) / static_cast<int64_t>(std::min(v.get_double().value(), 1e9));
   }
   int64_t step = std::max<int64_t>(CeilTo(std::max<int64_t>(interval, 1), kMinuteMs), kMinuteMs);
   Filters filters;
@@ -683,11 +739,17 @@ void GrafanaQuery(Impl& impl, int producer, bool legacy_annotations, element roo
         t.q.spec.granularity = g;
         int64_t start = CeilTo(*from, unit);
         int64_t end = CeilTo(*to, kMinuteMs);
-        if (end <= start) end = start + step;
-        absl::Status s = SetRange(t.q, start, end, impl.api.options().max_query_buckets);
-        if (!s.ok()) return fail(s);
         t.step_ms = step;
-        t.buckets = (t.q.spec.end_ms - t.q.spec.start_ms + step - 1) / step;
+        if (start >= *to) {
+          // No bucket starts inside the range (a range shorter than the interval): series
+          // without datapoints, rather than one outside it.
+          t.q.spec.start_ms = t.q.spec.end_ms = start;
+          t.no_buckets = true;
+        } else {
+          absl::Status s = SetRange(t.q, start, end, impl.api.options().max_query_buckets);
+          if (!s.ok()) return fail(s);
+          t.buckets = (t.q.spec.end_ms - t.q.spec.start_ms + step - 1) / step;
+        }
         if (t.buckets > kMaxBuckets) {
           return fail(absl::InvalidArgumentError(fmt::format(
               "intervalMs {} over this range gives {} datapoints a series (limit {}); use a "
@@ -700,6 +762,7 @@ void GrafanaQuery(Impl& impl, int producer, bool legacy_annotations, element roo
       }
       if (absl::Status s = PlanQuery(impl.catalog, target_filters, t); !s.ok()) return fail(s);
       if (t.annotation) t.q.spec.need_users = false;
+      if (t.no_buckets) t.matches_nothing = true;
       plans.push_back(std::move(t));
     }
   }
@@ -707,8 +770,11 @@ void GrafanaQuery(Impl& impl, int producer, bool legacy_annotations, element roo
     TargetPlan& t = plans[0];
     auto [g, unit] = BaseGranularity(step);
     t.q.spec.granularity = g;
-    absl::Status s = SetRange(t.q, CeilTo(*from, unit),
-                              std::max(CeilTo(*to, kMinuteMs), CeilTo(*from, unit) + step),
+    if (CeilTo(*from, unit) >= *to) {
+      respond(JsonResponse("[]"));  // no whole interval inside the range
+      return;
+    }
+    absl::Status s = SetRange(t.q, CeilTo(*from, unit), CeilTo(*to, kMinuteMs),
                               impl.api.options().max_query_buckets);
     if (s.ok()) s = PlanQuery(impl.catalog, filters, t);
     if (!s.ok()) return fail(s);
@@ -728,13 +794,18 @@ void GrafanaQuery(Impl& impl, int producer, bool legacy_annotations, element roo
     auto plan = std::make_shared<TargetPlan>(std::move(plans[i]));
     auto finish = [fan_in, plan, i, legacy_annotations](ResultTable&& table, const QuerySpec&) {
       const TargetPlan& t = *plan;
-      int64_t groups = static_cast<int64_t>(table.size());
-      if (!t.table && !t.annotation && groups * std::max<int64_t>(t.buckets, 1) > kMaxValues) {
-        fan_in->Fail(GrafanaError(
-            400, fmt::format("target {}: {} groups of {} datapoints is too many (limit {} values); "
-                             "group by fewer dimensions or use a longer interval",
-                             MetricName(t.metric), groups, t.buckets, kMaxValues)));
-        return;
+      Grouped series;
+      if (!t.table && !t.annotation && !legacy_annotations) {
+        series = SeriesGroups(t, table);
+        int64_t groups = static_cast<int64_t>(series.size());
+        if (!fan_in->AddValues(groups * t.buckets)) {
+          fan_in->Fail(GrafanaError(
+              400, fmt::format("target {}: {} series of {} datapoints makes the answer too large "
+                               "(limit {} values in all); group by fewer dimensions or use a "
+                               "longer interval",
+                               MetricName(t.metric), groups, t.buckets, kMaxValues)));
+          return;
+        }
       }
       JsonWriter w;
       w.BeginArray();
@@ -754,7 +825,7 @@ void GrafanaQuery(Impl& impl, int producer, bool legacy_annotations, element roo
       } else if (t.table) {
         WriteTable(w, t, table);
       } else {
-        WriteSeries(w, t, table);
+        WriteSeries(w, t, series);
       }
       w.EndArray();
       fan_in->Done(i, Inner(w));
@@ -772,6 +843,8 @@ void GrafanaQuery(Impl& impl, int producer, bool legacy_annotations, element roo
 }  // namespace
 
 void Api::Impl::Grafana(int producer, std::string_view sub, HttpRequest&& req, Responder respond) {
+  // A datasource URL ending in '/' makes the plugin ask for /grafana//query.
+  while (sub.size() >= 2 && sub[0] == '/' && sub[1] == '/') sub.remove_prefix(1);
   if (sub.empty() || sub == "/") {
     // The plugin's "Save & test": only an exact 200 passes.
     if (req.method != "GET" && req.method != "HEAD" && req.method != "POST") {
@@ -957,6 +1030,20 @@ void Api::Impl::Grafana(int producer, std::string_view sub, HttpRequest&& req, R
       return;
     }
     auto dim = DimParam("target", target);
+    if (!dim.ok() && !variable) {
+      // The legacy query editor sends what has been typed so far: the metrics it begins.
+      std::vector<std::string> matching;
+      for (std::string_view m : metric_names) {
+        bool begins = m.size() >= target.size() &&
+                      std::equal(target.begin(), target.end(), m.begin(), [](char x, char y) {
+                        return std::tolower(static_cast<unsigned char>(x)) ==
+                               std::tolower(static_cast<unsigned char>(y));
+                      });
+        if (begins) matching.emplace_back(m);
+      }
+      answer(matching);
+      return;
+    }
     if (!dim.ok()) {
       return fail(absl::InvalidArgumentError(
           fmt::format("target '{}' is not a dimension, 'metrics' or 'dimensions'", target)));

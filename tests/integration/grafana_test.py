@@ -279,6 +279,13 @@ def main():
                 return ("error", status, ans)
             return sum(series_totals(ans).values(), Decimal(0)), ans
 
+        def impressions_total_payload(payload):
+            status, ans = post_json(port, "/grafana/query", plugin_query(frm, to, [target("impressions",
+                                                                                        payload=payload)]))
+            if status != 200:
+                return ("error", status, ans)
+            return sum(series_totals(ans).values(), Decimal(0))
+
         def v1_total(filters):
             params = {"metrics": "impressions", "start": first, "end": end}
             if filters:
@@ -379,6 +386,85 @@ def main():
         res.check(status == 200 and isinstance(ans, list) and len(ans) == 1 and ans[0]["time"] == burst_minute
                   and "text" in ans[0] and isinstance(ans[0].get("tags"), list),
                   f"legacy /annotations: {status} {ans}")
+
+        # ---- limits count series, not stored rows: a day at one minute, 20 series ----
+        day_from = now - 86_400_000
+        status, ans = post_json(port, "/grafana/query", plugin_query(
+            day_from, now, [target("clicks", payload={"group_by": "campaign_id,country"})], interval_ms=60_000))
+        res.check(status == 200 and len(ans) == len(CAMPAIGNS) * len(COUNTRIES) and
+                  all(len(s["datapoints"]) in (1439, 1440) for s in ans),
+                  f"24 h at 1 min by campaign and country: 20 series of 1440 points "
+                  f"({status} {len(ans) if isinstance(ans, list) else ans})")
+        # ... and all targets together: 21 series of 99,000 minutes pass 2,000,000 values.
+        long_from = now - 99_000 * 60_000
+        status, ans = post_json(port, "/grafana/query", plugin_query(
+            long_from, now, [target("clicks", ref=f"R{i}") for i in range(21)], interval_ms=60_000))
+        res.check(status == 400 and "2000000" in ans.get("message", ""),
+                  f"21 series of 99,000 datapoints pass the answer's limit: {status} {str(ans)[:200]}")
+        status, ans = post_json(port, "/grafana/query", plugin_query(
+            long_from, now, [target("clicks", ref=f"R{i}") for i in range(20)], interval_ms=60_000))
+        res.check(status == 200 and len(ans) == 20, f"20 such series stay inside it: {status} "
+                  f"{str(ans)[:200] if status != 200 else len(ans)}")
+
+        # ---- a range holding no whole interval: no datapoint outside it ----
+        minute = now // MINUTE_MS * MINUTE_MS
+        hour = (now - 2 * 3_600_000) // 3_600_000 * 3_600_000
+        for a, b, step_ms in ((minute - 50_000, minute - 20_000, 60_000),
+                              (hour + 60_000, hour + 50 * 60_000, 3_600_000)):
+            status, ans = post_json(port, "/grafana/query", plugin_query(a, b, [target("clicks")],
+                                                                        interval_ms=step_ms))
+            res.check(status == 200 and len(ans) == 1 and ans[0]["datapoints"] == [],
+                      f"range [{a}, {b}) at interval {step_ms}: a series without datapoints, got {str(ans)[:200]}")
+        status, ans = post_json(port, "/grafana/annotations", {
+            "range": {"from": iso(minute - 50_000), "to": iso(minute - 20_000)}, "annotation": {"query": ""}})
+        res.check(status == 200 and ans == [], f"legacy /annotations over less than a minute: {status} {ans}")
+        status, ans = post_json(port, "/grafana/query", dict(plugin_query(frm, to, [target("clicks")]),
+                                                             intervalMs=1e18))
+        res.check(status == 200 and len(ans) == 1, f"a huge intervalMs is clamped, not overflowed: {status} {ans}")
+
+        # ---- multi-value variables as the plugin formats them: (a|b), regex-escaped ----
+        two = v1_total(["campaign_id:gc-1", "campaign_id:gc-2"])
+        for value in ("(gc-1|gc\\-2)", ["(gc-1|gc-2)"], "{gc-1,gc-2}", "gc-1,gc-2"):
+            got = impressions_total_payload({"campaign_id": value})
+            res.check(got == two, f"payload campaign_id {value!r}: {got} vs /v1/metrics {two}")
+        got = impressions_total_payload({"campaign_id": "gc\\-1"})
+        res.check(got == v1_total(["campaign_id:gc-1"]), f"an escaped single value is unescaped: {got}")
+        for value in ("*", ".*", "$__all"):
+            got = impressions_total_payload({"campaign_id": value})
+            res.check(got == all_imps, f"payload campaign_id {value!r} is no filter: {got} vs {all_imps}")
+
+        # ---- the shipped dashboard's own queries, as the plugin sends them ----
+        board = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                                            "grafana", "adpulse-overview.json")))
+        for var in board["templating"]["list"]:
+            if var["type"] != "query":
+                continue
+            q = var["query"]
+            res.check(isinstance(q, dict) and q.get("format") in ("string", "json") and "query" in q,
+                      f"dashboard variable {var['name']}: the plugin's {{query, format}} shape: {q}")
+            payload = {"target": q["query"]} if q.get("format") == "string" else json.loads(q["query"])
+            status, ans = post_json(port, "/grafana/variable", {"payload": payload,
+                                                               "range": {"from": iso(frm), "to": iso(to)}})
+            res.check(status == 200 and sorted(v["__value"] for v in ans) == CAMPAIGNS,
+                      f"dashboard variable {var['name']} lists the campaigns: {status} {ans}")
+        panel_targets = [t for p in board["panels"] for t in p.get("targets", [])]
+        for selected in ("*", "(gc-1|gc-3)"):
+            for t in panel_targets:
+                t2 = json.loads(json.dumps(t).replace("$campaign", selected.replace("\\", "\\\\")))
+                status, ans = post_json(port, "/grafana/query", plugin_query(frm, to, [t2]))
+                res.check(status == 200 and isinstance(ans, list) and len(ans) >= 1,
+                          f"dashboard target {t['target']} {t['payload']} with $campaign={selected}: {status} "
+                          f"{str(ans)[:160]}")
+
+        # ---- a datasource URL with a trailing slash; legacy search of typed text ----
+        status, ans = post_json(port, "/grafana//metrics", {})
+        res.check(status == 200 and isinstance(ans, list) and len(ans) > 5,
+                  f"/grafana//metrics (URL ending in /) answers the metrics: {status}")
+        status, ans = post_json(port, "/grafana/search", {"target": "cl"})
+        res.check(status == 200 and "clicks" in ans and all(x.startswith("cl") for x in ans),
+                  f"legacy /search of 'cl' lists the metrics it begins: {status} {ans}")
+        status, ans = post_json(port, "/grafana/variable", {"payload": {"target": "colour"}})
+        res.check(status == 400 and "colour" in ans.get("message", ""), f"/variable of an unknown target: {ans}")
 
         # ---- unknown endpoint ----
         status, ans = post_json(port, "/grafana/nothing", {})
