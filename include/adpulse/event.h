@@ -42,6 +42,22 @@ inline constexpr int64_t kMaxBidMicros = 1'000'000'000'000;
 using FraudFlags = uint8_t;
 inline constexpr FraudFlags kFraudInvalid = 1;
 
+// How a conversion was attributed to a click (state/click_attribution.h); fixed before the event
+// is logged, like the verdict. Impressions, clicks, and conversions logged before attribution
+// existed are kNone.
+enum class Attribution : uint8_t {
+  kNone = 0,
+  kAttributed = 1,     // its dimensions are its click's
+  kNoClickId = 2,      // it names no click
+  kUnknownClick = 3,   // it names a click adpulse has not seen (or no longer keeps)
+  kOutsideWindow = 4,  // its click is older than the attribution window, or after it
+};
+inline constexpr int kAttributionCount = 5;
+inline bool Unattributed(Attribution a) {
+  return a == Attribution::kNoClickId || a == Attribution::kUnknownClick ||
+         a == Attribution::kOutsideWindow;
+}
+
 // No coordinates (Event::lat_e4 / lon_e4): the event's IP is not in the geo database.
 inline constexpr int32_t kNoCoordinate = INT32_MIN;
 
@@ -68,6 +84,7 @@ struct Event {
   FraudFlags fraud_flags = 0;
   uint16_t fraud_score_milli = 0;  // score in [0, 1] times 1000
   uint32_t fraud_signals = 0;      // bit i: fraud::Signal i fired
+  Attribution attribution = Attribution::kNone;
 
   bool invalid() const { return fraud_flags != 0; }
 

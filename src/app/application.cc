@@ -21,6 +21,7 @@
 #include "http/api.h"
 #include "http/server.h"
 #include "ingest/pipeline.h"
+#include "state/click_attribution.h"
 #include "storage/event_log_scan.h"
 #include "storage/file_system.h"
 #include "storage/mmdb_geo.h"
@@ -222,11 +223,15 @@ absl::StatusOr<std::unique_ptr<FraudStage>> BuildFraudStage(const Config& config
   return stage;
 }
 
-// Feeds the events of the last fraud.rebuild_window_s of every shard's log to the scorer, so the
-// signal state of an attack in progress survives a restart.
-absl::Status RebuildFraudState(const Config& config, const PipelineOptions& pipeline_options,
-                               Archiver& archiver, FraudStage& stage) {
+// Feeds the events of the last fraud.rebuild_window_s of every shard's log to the scorer (when
+// `stage`), so the signal state of an attack in progress survives a restart, and their clicks to
+// the attribution index (when `attribution`), which a power cut may have cut short.
+absl::Status RebuildRecentState(const Config& config, const PipelineOptions& pipeline_options,
+                                Archiver& archiver, FraudStage* stage,
+                                ClickAttribution* attribution) {
   auto started = std::chrono::steady_clock::now();
+  uint64_t clicks = 0;
+  absl::Status indexed = absl::OkStatus();
   int64_t from = NowMs() - config.fraud_rebuild_window_s * 1000;
   uint64_t events = 0;
   bool earlier = false;
@@ -241,10 +246,16 @@ absl::Status RebuildFraudState(const Config& config, const PipelineOptions& pipe
     o.max_future_ms = pipeline_options.max_future_ms;
     o.saw_earlier = &earlier;
     absl::Status s = ScanLoggedEvents(o, [&](const Event& e) {
-      stage.scorer().Observe(&e, 1);
+      if (stage) stage->scorer().Observe(&e, 1);
+      if (attribution && e.type == EventType::kClick) {
+        indexed = attribution->Observe(&e, 1);
+        ++clicks;
+        if (!indexed.ok()) return false;
+      }
       ++events;
       return true;
     });
+    if (s.ok()) s = indexed;
     if (!s.ok()) {
       return absl::Status(
           s.code(), fmt::format("fraud: rebuilding the signal state from shard {}'s log: {}", shard,
@@ -252,11 +263,33 @@ absl::Status RebuildFraudState(const Config& config, const PipelineOptions& pipe
     }
   }
   // With nothing logged before the window, the scorer has seen the whole history.
-  stage.scorer().SetHistoryFrom(earlier ? from : INT64_MIN);
-  LOG_INFO("fraud: signal state rebuilt from {} logged events of the last {} s in {:.2f} s", events,
-           config.fraud_rebuild_window_s,
-           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  if (stage) stage->scorer().SetHistoryFrom(earlier ? from : INT64_MIN);
+  LOG_INFO(
+      "{} rebuilt from {} logged events of the last {} s in {:.2f} s ({} clicks indexed again)",
+      stage ? "fraud: signal state" : "attribution: click index", events,
+      config.fraud_rebuild_window_s,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), clicks);
   return absl::OkStatus();
+}
+
+void AddAttributionMetrics(MetricsRegistry& metrics, ClickAttribution& attribution) {
+  metrics.AddCounterFn("adpulse_clicks_indexed_total",
+                       "Clicks written to the attribution index (resent requests count again).",
+                       [&attribution] { return attribution.clicks_indexed(); });
+  metrics.AddCounterFn(
+      "adpulse_conversions_attributed_total",
+      "Conversions attributed to their click, as decoded (resent requests count again).",
+      [&attribution] { return attribution.outcomes(Attribution::kAttributed); });
+  for (auto [reason, a] : {std::pair{"no_click_id", Attribution::kNoClickId},
+                           std::pair{"unknown_click", Attribution::kUnknownClick},
+                           std::pair{"outside_window", Attribution::kOutsideWindow}}) {
+    metrics.AddCounterFn(
+        "adpulse_conversions_unattributed_total",
+        "Conversions not attributed to a click, by reason, as decoded (resent requests count "
+        "again).",
+        fmt::format("reason=\"{}\"", reason),
+        [&attribution, a = a] { return attribution.outcomes(a); });
+  }
 }
 
 void AddFraudMetrics(MetricsRegistry& metrics, FraudStage& stage) {
@@ -410,6 +443,7 @@ int RunApplication(int argc, char** argv) {
   store_options.minute_retention_ms = config.minute_retention_days * 86'400'000;
   store_options.hour_retention_ms = config.hour_retention_days * 86'400'000;
   store_options.day_retention_ms = config.day_retention_days * 86'400'000;
+  store_options.click_retention_ms = (config.attribution_window_s + 86'400) * 1000;
   auto store = StateStore::Open(store_options);
   if (!store.ok()) return fail(store.status());
   pipeline_options.store = store->get();
@@ -571,6 +605,12 @@ int RunApplication(int argc, char** argv) {
                    "Dedup ids in the state store (RocksDB's estimate), within the dedup horizon "
                    "plus what compaction has not dropped yet.",
                    [&store] { return static_cast<double>((*store)->DiskSizes().dedup_ids); });
+  metrics.AddGauge("adpulse_click_index_bytes",
+                   "Size of the attribution index of clicks in the state store (tables, memtable).",
+                   [&store] { return static_cast<double>((*store)->DiskSizes().click_bytes); });
+  metrics.AddGauge("adpulse_click_index_clicks",
+                   "Clicks in the attribution index (RocksDB's estimate).",
+                   [&store] { return static_cast<double>((*store)->DiskSizes().clicks); });
   metrics.AddGauge("adpulse_state_store_pending_compaction_bytes",
                    "Bytes RocksDB estimates its compactions still have to rewrite.", [&store] {
                      return static_cast<double>((*store)->DiskSizes().pending_compaction_bytes);
@@ -609,6 +649,14 @@ int RunApplication(int argc, char** argv) {
   ApiOptions api_options;
   // enrichment.enabled = false: events go to the log as they came, valid (for comparisons).
   api_options.fraud = config.enrichment_enabled ? &stage : nullptr;
+  AttributionOptions attribution_options;
+  attribution_options.enabled = config.attribution_enabled;
+  attribution_options.window_ms = config.attribution_window_s * 1000;
+  ClickAttribution attribution(**store, attribution_options);
+  api_options.attribution = config.attribution_enabled ? &attribution : nullptr;
+  if (!config.attribution_enabled)
+    LOG_WARN("attribution is off (attribution.enabled = false): conversions keep their own fields");
+  AddAttributionMetrics(metrics, attribution);
   if (!config.enrichment_enabled)
     LOG_WARN("enrichment and fraud scoring are off (enrichment.enabled = false)");
   api_options.wal_dir = pipeline_options.wal_dir;
@@ -641,8 +689,11 @@ int RunApplication(int argc, char** argv) {
     archiver.Stop();
     return fail(recovered);
   }
-  if (config.fraud_enabled && config.enrichment_enabled) {
-    absl::Status rebuilt = RebuildFraudState(config, pipeline_options, archiver, stage);
+  bool scoring = config.fraud_enabled && config.enrichment_enabled;
+  if (scoring || config.attribution_enabled) {
+    absl::Status rebuilt =
+        RebuildRecentState(config, pipeline_options, archiver, scoring ? &stage : nullptr,
+                           config.attribution_enabled ? &attribution : nullptr);
     if (!rebuilt.ok()) {
       server.RequestStop();
       serving.join();

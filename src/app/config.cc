@@ -155,9 +155,9 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
   }
   RETURN_IF_ERROR(CheckKeys(root, "", source,
                             {"server", "storage", "log", "ingest", "dedup", "query", "retention",
-                             "cubes", "enrichment", "fraud"}));
+                             "cubes", "enrichment", "fraud", "attribution"}));
   for (std::string_view name : {"server", "storage", "log", "ingest", "dedup", "query", "retention",
-                                "enrichment", "fraud"}) {
+                                "enrichment", "fraud", "attribution"}) {
     const toml::node* node = root.get(name);
     if (node && !node->is_table()) {
       return absl::InvalidArgumentError(
@@ -293,6 +293,12 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
                             config.user_agent_cache_entries));
     RETURN_IF_ERROR(ReadInt(*t, "enrichment", "geo_cache_entries", source, 16, 1 << 26,
                             config.geo_cache_entries));
+  }
+  if (const toml::table* t = Section(root, "attribution")) {
+    RETURN_IF_ERROR(CheckKeys(*t, "attribution", source, {"enabled", "window_s"}));
+    RETURN_IF_ERROR(ReadBool(*t, "attribution", "enabled", source, config.attribution_enabled));
+    RETURN_IF_ERROR(ReadInt(*t, "attribution", "window_s", source, 1, 86400 * 366,
+                            config.attribution_window_s));
   }
   if (const toml::table* t = Section(root, "fraud")) {
     RETURN_IF_ERROR(CheckKeys(

@@ -57,6 +57,9 @@ struct Config {
   int64_t fraud_memory_mb = 0;  // 0: a quarter of memory_budget_bytes
   std::string blocklist_file;
   int64_t fraud_rebuild_window_s = 600;
+  // [attribution]
+  bool attribution_enabled = true;
+  int64_t attribution_window_s = 7 * 86400;
 };
 
 // The scorer's options with its memory: fraud.memory_mb, or a quarter of the memory budget.

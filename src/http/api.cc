@@ -16,6 +16,7 @@
 #include "http/api_internal.h"
 #include "http/dashboard.h"
 #include "ingest/gzip.h"
+#include "state/click_attribution.h"
 #include "state/shard_writer.h"
 #include "window/query.h"
 
@@ -90,6 +91,23 @@ void Api::Impl::PostEvents(int producer, HttpRequest&& req, Responder respond) {
   if (opt.fraud) {
     IngestBatch& b = request->batch;
     opt.fraud->Process(producer, b.events.data(), b.events.size(), b.enriched);
+  }
+  if (opt.attribution) {
+    IngestBatch& b = request->batch;
+    absl::Status attributed =
+        opt.attribution->Process(b.events.data(), b.events.size(), b.enriched);
+    if (!attributed.ok()) {
+      // Nothing of the request went to the shards: resending it is safe.
+      LOG_ERROR("attribution: {}", Message(attributed));
+      delete request;
+      pipeline.Release();
+      HttpResponse r =
+          ErrorResponse(503, fmt::format("events could not be attributed: {}; resend the request",
+                                         Message(attributed)));
+      r.headers.emplace_back("Retry-After", std::to_string(opt.retry_after_s));
+      respond(std::move(r));
+      return;
+    }
   }
   request->on_done = [this, request, started, respond = std::move(respond)]() {
     ingest_seconds.Observe(

@@ -15,6 +15,7 @@
 namespace adpulse {
 
 class FraudStage;
+class ClickAttribution;
 class Archiver;
 
 struct ApiOptions {
@@ -25,6 +26,8 @@ struct ApiOptions {
   int retry_after_s = 1;
   // Enriches and scores every decoded request before it goes to the shards; null: neither.
   FraudStage* fraud = nullptr;
+  // Indexes clicks and attributes conversions to them, after scoring; null: neither.
+  ClickAttribution* attribution = nullptr;
   // Where the log and the archive are, for the fraud reports that read raw events.
   std::string wal_dir;
   Archiver* archiver = nullptr;

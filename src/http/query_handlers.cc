@@ -348,7 +348,8 @@ void Api::Impl::Top(int producer, const ParsedTarget& t, Responder respond) {
                                                  Metric::kConversions, Metric::kSpend};
              if (csv) {
                CsvWriter c;
-               c.Field("rank").Field(DimName(d)).Field(MetricName(m));
+               // The ranked metric is `value`, as in JSON: it may also be one of the columns after.
+               c.Field("rank").Field(DimName(d)).Field("value");
                for (Metric extra : kExtra) c.Field(MetricName(extra));
                c.EndRow();
                int64_t rank = 0;
@@ -397,9 +398,20 @@ void Api::Impl::Funnel(int producer, const ParsedTarget& t, Responder respond) {
     respond(ErrorResponse(400, "campaign_id is required"));
     return;
   }
+  // by=ad: the funnel of each ad of the campaign too.
+  bool by_ad = false;
+  if (const std::string* by = t.Get("by")) {
+    if (*by == "ad" || *by == "ad_id") {
+      by_ad = true;
+    } else if (*by != "campaign" && *by != "campaign_id") {
+      respond(ErrorResponse(400, fmt::format("by '{}' is not campaign or ad", *by)));
+      return;
+    }
+  }
   QueryRequest q;
   q.metrics = {Metric::kImpressions};
   q.spec.filters.push_back({Dim::kCampaignId, {*campaign}});
+  if (by_ad) q.spec.group_by = {Dim::kAdId};
   absl::Status s = t.Get("granularity")
                        ? absl::InvalidArgumentError(
                              "granularity: /v1/funnel counts over the whole range; omit it")
@@ -414,35 +426,60 @@ void Api::Impl::Funnel(int producer, const ParsedTarget& t, Responder respond) {
   std::string campaign_id = *campaign;
   bool csv = q.csv;
   Responder on_error = respond;  // copied first: the lambda below takes `respond`
-  RunQuery(
-      producer, q.spec, std::move(on_error),
-      [campaign_id, csv, respond = std::move(respond)](ResultTable&& table, const QuerySpec& spec) {
-        Aggregate total;
-        for (const ResultRow* row : table.SortedRows()) total.Merge(row->agg, false);
-        static constexpr Metric kFunnel[] = {Metric::kImpressions, Metric::kClicks,
-                                             Metric::kConversions, Metric::kCtr,
-                                             Metric::kCvr,         Metric::kSpend};
-        if (csv) {
-          CsvWriter c;
-          c.Field("campaign_id").Field("start").Field("end");
-          for (Metric m : kFunnel) c.Field(MetricName(m));
-          c.EndRow().Field(campaign_id).Int(spec.start_ms).Int(spec.end_ms);
-          for (Metric m : kFunnel) c.Metric(m, total);
-          respond(CsvResponse(c.EndRow().Take()));
-          return;
-        }
-        JsonWriter w;
-        w.BeginObject()
-            .Key("campaign_id")
-            .String(campaign_id)
-            .Key("start")
-            .Int(spec.start_ms)
-            .Key("end")
-            .Int(spec.end_ms);
-        for (Metric m : kFunnel) WriteMetric(w, m, total);
-        w.EndObject();
-        respond(JsonResponse(w.Take()));
-      });
+  RunQuery(producer, q.spec, std::move(on_error),
+           [campaign_id, csv, by_ad, respond = std::move(respond)](ResultTable&& table,
+                                                                   const QuerySpec& spec) {
+             Aggregate total;
+             std::vector<const ResultRow*> rows = table.SortedRows();
+             for (const ResultRow* row : rows) total.Merge(row->agg, false);
+             static constexpr Metric kFunnel[] = {
+                 Metric::kImpressions, Metric::kClicks,
+                 Metric::kConversions, Metric::kUnattributedConversions,
+                 Metric::kCtr,         Metric::kCvr,
+                 Metric::kSpend,       Metric::kCpa};
+             if (csv) {
+               CsvWriter c;
+               c.Field("campaign_id");
+               if (by_ad) c.Field("ad_id");
+               c.Field("start").Field("end");
+               for (Metric m : kFunnel) c.Field(MetricName(m));
+               c.EndRow();
+               auto row_of = [&](const std::string* ad, const Aggregate& a) {
+                 c.Field(campaign_id);
+                 if (ad) c.Field(*ad);
+                 c.Int(spec.start_ms).Int(spec.end_ms);
+                 for (Metric m : kFunnel) c.Metric(m, a);
+                 c.EndRow();
+               };
+               if (by_ad) {
+                 for (const ResultRow* row : rows) row_of(&row->dims[0], row->agg);
+               } else {
+                 row_of(nullptr, total);
+               }
+               respond(CsvResponse(c.Take()));
+               return;
+             }
+             JsonWriter w;
+             w.BeginObject()
+                 .Key("campaign_id")
+                 .String(campaign_id)
+                 .Key("start")
+                 .Int(spec.start_ms)
+                 .Key("end")
+                 .Int(spec.end_ms);
+             for (Metric m : kFunnel) WriteMetric(w, m, total);
+             if (by_ad) {
+               w.Key("ads").BeginArray();
+               for (const ResultRow* row : rows) {
+                 w.BeginObject().Key("ad_id").String(row->dims[0]);
+                 for (Metric m : kFunnel) WriteMetric(w, m, row->agg);
+                 w.EndObject();
+               }
+               w.EndArray();
+             }
+             w.EndObject();
+             respond(JsonResponse(w.Take()));
+           });
 }
 
 void Api::Impl::Billing(int producer, const ParsedTarget& t, Responder respond) {

@@ -271,6 +271,9 @@ void WriteMetric(JsonWriter& w, Metric m, const Aggregate& a) {
     case Metric::kFraudConversions:
       w.Uint(c.fraud_conversions);
       break;
+    case Metric::kUnattributedConversions:
+      w.Uint(c.unattributed_conversions);
+      break;
     case Metric::kFraudSpend:
       w.Micros(c.fraud_spend_micros);
       break;

@@ -13,7 +13,7 @@ void EncodeEventRecord(const Event& e, std::string& out) {
   const std::string_view strings[] = {e.event_id,   e.user_id,         e.session_id,
                                       e.ip_address, e.user_agent,      e.page_url,
                                       e.click_id,   e.browser_version, e.os_version};
-  size_t size = 3 + 2 + 4 + 8 + 8 + 4 + 4 + 2 * (std::size(strings) + e.dims.size());
+  size_t size = 4 + 2 + 4 + 8 + 8 + 4 + 4 + 2 * (std::size(strings) + e.dims.size());
   for (std::string_view s : strings) size += s.size();
   for (std::string_view d : e.dims) size += d.size();
   size_t at = out.size();
@@ -29,8 +29,9 @@ void EncodeEventRecord(const Event& e, std::string& out) {
     put(&n, 2);
     put(s.data(), s.size());
   };
-  uint8_t head[3] = {kWalEventRecordV2, static_cast<uint8_t>(e.type), e.fraud_flags};
-  put(head, 3);
+  uint8_t head[4] = {kWalEventRecordV3, static_cast<uint8_t>(e.type), e.fraud_flags,
+                     static_cast<uint8_t>(e.attribution)};
+  put(head, 4);
   put(&e.fraud_score_milli, 2);
   put(&e.fraud_signals, 4);
   put(&e.timestamp_ms, 8);
@@ -52,12 +53,18 @@ void EncodeEventRecord(const Event& e, std::string& out) {
 bool DecodeEventRecord(std::string_view payload, Event& e) {
   ByteReader r(payload);
   uint8_t version = r.Get<uint8_t>();
-  if (version != kWalEventRecordV1 && version != kWalEventRecordV2) return false;
-  bool v2 = version == kWalEventRecordV2;
+  if (version < kWalEventRecordV1 || version > kWalEventRecordV3) return false;
+  bool v2 = version >= kWalEventRecordV2;
   uint8_t type = r.Get<uint8_t>();
   if (type > static_cast<uint8_t>(EventType::kConversion)) return false;
   e.type = static_cast<EventType>(type);
   e.fraud_flags = r.Get<uint8_t>();
+  e.attribution = Attribution::kNone;
+  if (version >= kWalEventRecordV3) {
+    uint8_t a = r.Get<uint8_t>();
+    if (a >= kAttributionCount) return false;
+    e.attribution = static_cast<Attribution>(a);
+  }
   e.fraud_score_milli = v2 ? r.Get<uint16_t>() : 0;
   e.fraud_signals = v2 ? r.Get<uint32_t>() : 0;
   e.timestamp_ms = r.Get<int64_t>();

@@ -8,7 +8,8 @@ constexpr std::string_view kMetricNames[kMetricCount] = {"impressions",  "clicks
                                                          "cpc",          "cpm",
                                                          "unique_users", "fraud_impressions",
                                                          "fraud_clicks", "fraud_conversions",
-                                                         "fraud_spend"};
+                                                         "fraud_spend",  "unattributed_conversions",
+                                                         "cpa"};
 
 double Ratio(double num, double den) { return den == 0 ? 0.0 : num / den; }
 }  // namespace
@@ -23,7 +24,8 @@ std::optional<Metric> ParseMetric(std::string_view name) {
 std::string_view MetricName(Metric m) { return kMetricNames[static_cast<int>(m)]; }
 
 bool MetricIsMoney(Metric m) {
-  return m == Metric::kSpend || m == Metric::kFraudSpend || m == Metric::kCpc || m == Metric::kCpm;
+  return m == Metric::kSpend || m == Metric::kFraudSpend || m == Metric::kCpc ||
+         m == Metric::kCpm || m == Metric::kCpa;
 }
 
 double MetricValue(Metric m, const Aggregate& a) {
@@ -56,6 +58,10 @@ double MetricValue(Metric m, const Aggregate& a) {
       return static_cast<double>(c.fraud_conversions);
     case Metric::kFraudSpend:
       return static_cast<double>(c.fraud_spend_micros) / 1e6;
+    case Metric::kUnattributedConversions:
+      return static_cast<double>(c.unattributed_conversions);
+    case Metric::kCpa:
+      return Ratio(spend, c.conversions);
   }
   return 0;
 }

@@ -15,6 +15,9 @@ struct Counters {
   uint64_t impressions = 0;
   uint64_t clicks = 0;
   uint64_t conversions = 0;
+  // Valid conversions not attributed to a click (Attribution: no click_id, unknown click,
+  // outside the window); a part of `conversions`.
+  uint64_t unattributed_conversions = 0;
   MoneySum spend_micros = 0;  // 128 bits: no sum of bids can wrap (base/money.h)
   uint64_t fraud_impressions = 0;
   uint64_t fraud_clicks = 0;
@@ -38,6 +41,7 @@ struct Counters {
     impressions += o.impressions;
     clicks += o.clicks;
     conversions += o.conversions;
+    unattributed_conversions += o.unattributed_conversions;
     spend_micros += o.spend_micros;
     fraud_impressions += o.fraud_impressions;
     fraud_clicks += o.fraud_clicks;
@@ -56,6 +60,9 @@ struct Aggregate {
   size_t Add(const Event& e, std::optional<uint64_t> user_hash) {
     bool fraud = e.fraud_flags != 0;
     counters.Add(e.type, e.bid_micros, fraud);
+    if (!fraud && e.type == EventType::kConversion && Unattributed(e.attribution)) {
+      ++counters.unattributed_conversions;
+    }
     return user_hash && !fraud ? users.AddHash(*user_hash) : 0;
   }
   void Merge(const Aggregate& o, bool with_users) {
@@ -79,8 +86,10 @@ enum class Metric : uint8_t {
   kFraudClicks,
   kFraudConversions,
   kFraudSpend,
+  kUnattributedConversions,  // valid conversions no click was found for (Attribution)
+  kCpa,                      // cost per conversion: spend / conversions
 };
-inline constexpr int kMetricCount = 13;
+inline constexpr int kMetricCount = 15;
 
 std::optional<Metric> ParseMetric(std::string_view name);
 std::string_view MetricName(Metric m);

@@ -11,10 +11,14 @@ namespace {
 // Format 1: u8 1, eight counters as u64/i64 little-endian, users (kFixed32). Read, no longer
 // written. Format 2: u8 2, u8 mask of the nonzero counters, each of those as a varint (money
 // zigzag, up to 128 bits: a sum below 2^63 is the same bytes as before), users (kDeltaVarint).
+// Format 3: as 2 with nine counters (the ninth, unattributed conversions) and a u16 mask, little
+// endian; written only when the ninth is nonzero, so that other aggregates keep format 2's bytes.
 // docs/formats/state.md.
 constexpr uint8_t kFormat1 = 1;
 constexpr uint8_t kFormat2 = 2;
-constexpr int kCounterCount = 8;
+constexpr uint8_t kFormat3 = 3;
+constexpr int kCounterCount = 9;
+constexpr int kFormat2Counters = 8;
 // Counters 3 and 7 are money (signed, 128-bit sums).
 constexpr bool IsMoney(int i) { return i == 3 || i == 7; }
 
@@ -38,6 +42,7 @@ void ToArray(const Counters& c, MoneySum out[kCounterCount]) {
   out[5] = c.fraud_clicks;
   out[6] = c.fraud_conversions;
   out[7] = c.fraud_spend_micros;
+  out[8] = c.unattributed_conversions;
 }
 void FromArray(const MoneySum in[kCounterCount], Counters& c) {
   c.impressions = static_cast<uint64_t>(in[0]);
@@ -48,16 +53,24 @@ void FromArray(const MoneySum in[kCounterCount], Counters& c) {
   c.fraud_clicks = static_cast<uint64_t>(in[5]);
   c.fraud_conversions = static_cast<uint64_t>(in[6]);
   c.fraud_spend_micros = in[7];
+  c.unattributed_conversions = static_cast<uint64_t>(in[8]);
 }
 
 void PutCounters(std::string& out, const MoneySum v[kCounterCount]) {
-  out.push_back(static_cast<char>(kFormat2));
-  uint8_t mask = 0;
-  for (int i = 0; i < kCounterCount; ++i) {
-    if (v[i] != 0) mask |= static_cast<uint8_t>(1u << i);
+  int count = v[8] != 0 ? kCounterCount : kFormat2Counters;
+  uint16_t mask = 0;
+  for (int i = 0; i < count; ++i) {
+    if (v[i] != 0) mask |= static_cast<uint16_t>(1u << i);
   }
-  out.push_back(static_cast<char>(mask));
-  for (int i = 0; i < kCounterCount; ++i) {
+  if (count == kFormat2Counters) {
+    out.push_back(static_cast<char>(kFormat2));
+    out.push_back(static_cast<char>(mask));
+  } else {
+    out.push_back(static_cast<char>(kFormat3));
+    out.push_back(static_cast<char>(mask & 0xff));
+    out.push_back(static_cast<char>(mask >> 8));
+  }
+  for (int i = 0; i < count; ++i) {
     if (v[i] == 0) continue;
     if (IsMoney(i)) {
       PutVarint128(out, ZigZag128(v[i]));
@@ -72,14 +85,20 @@ void PutCounters(std::string& out, const MoneySum v[kCounterCount]) {
 bool GetCounters(std::string_view& in, MoneySum v[kCounterCount], HyperLogLog::Encoding* encoding) {
   ByteReader r(in);
   uint8_t format = r.Get<uint8_t>();
+  v[8] = 0;
   if (format == kFormat1) {
-    for (int i = 0; i < kCounterCount; ++i) {
+    for (int i = 0; i < kFormat2Counters; ++i) {
       v[i] = IsMoney(i) ? MoneySum{r.Get<int64_t>()} : MoneySum{r.Get<uint64_t>()};
     }
     *encoding = HyperLogLog::Encoding::kFixed32;
-  } else if (format == kFormat2) {
-    uint8_t mask = r.Get<uint8_t>();
-    for (int i = 0; i < kCounterCount; ++i) {
+  } else if (format == kFormat2 || format == kFormat3) {
+    uint32_t mask = r.Get<uint8_t>();
+    int count = kFormat2Counters;
+    if (format == kFormat3) {
+      mask |= static_cast<uint32_t>(r.Get<uint8_t>()) << 8;
+      count = kCounterCount;
+    }
+    for (int i = 0; i < count; ++i) {
       if ((mask & (1u << i)) == 0) {
         v[i] = 0;
         continue;

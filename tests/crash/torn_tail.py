@@ -24,9 +24,10 @@ from common import Daemon, Tally, compare, encode, make_events, post, query_by_c
 
 HEADER = 16
 RECORD_HEADER = 8
-# version, type, fraud flags, then in version 2: score, signals; timestamp, bid micros, and in
-# version 2: latitude, longitude
-PAYLOAD_ID_OFFSET = {1: 1 + 1 + 1 + 8 + 8, 2: 1 + 1 + 1 + 2 + 4 + 8 + 8 + 4 + 4}
+# version, type, fraud flags, then in version 3: attribution; in versions 2 and 3: score,
+# signals; timestamp, bid micros, and in versions 2 and 3: latitude, longitude (docs/formats/wal.md)
+PAYLOAD_ID_OFFSET = {1: 1 + 1 + 1 + 8 + 8, 2: 1 + 1 + 1 + 2 + 4 + 8 + 8 + 4 + 4,
+                     3: 1 + 1 + 1 + 1 + 2 + 4 + 8 + 8 + 4 + 4}
 
 
 def records(path):

@@ -127,9 +127,14 @@ def main():
         status, data = fetch(port, "/v1/top", dict(params, format="csv"))
         rows = as_csv(data) if status == 200 else []
         res.check(status == 200 and len(rows) == len(jrows) and all(
-            int(r["rank"]) == i + 1 and r["campaign_id"] == j["campaign_id"] and same_number(r["spend"], j["value"])
+            int(r["rank"]) == i + 1 and r["campaign_id"] == j["campaign_id"] and same_number(r["value"], j["value"])
+            and same_number(r["spend"], j["spend"])
             and int(r["impressions"]) == j["impressions"] and int(r["clicks"]) == j["clicks"]
             for i, (r, j) in enumerate(zip(rows, jrows))), f"/v1/top CSV equals its JSON: {rows[:2]} vs {jrows[:2]}")
+
+        header = data.decode().split("\r\n", 1)[0].split(",") if status == 200 else []
+        res.check(len(header) == len(set(header)) and header[:3] == ["rank", "campaign_id", "value"],
+                  f"/v1/top CSV names each column once, the ranked one `value`: {header}")
 
         # ---- /v1/funnel ----
         params = {"campaign_id": "gc-3", "start": start, "end": end}
@@ -138,8 +143,17 @@ def main():
         status, data = fetch(port, "/v1/funnel", dict(params, format="csv"))
         rows = as_csv(data) if status == 200 else []
         res.check(len(rows) == 1 and all(same_number(rows[0][k], j[k]) for k in
-                                         ("impressions", "clicks", "conversions", "ctr", "cvr", "spend")),
+                                         ("impressions", "clicks", "conversions", "unattributed_conversions",
+                                          "ctr", "cvr", "spend", "cpa")),
                   f"/v1/funnel CSV equals its JSON: {rows} vs {j}")
+        _, jdata = fetch(port, "/v1/funnel", dict(params, by="ad"))
+        ads = json.loads(jdata, parse_float=Decimal)["ads"]
+        status, data = fetch(port, "/v1/funnel", dict(params, by="ad", format="csv"))
+        rows = as_csv(data) if status == 200 else []
+        res.check(len(rows) == len(ads) > 1 and all(
+            r["campaign_id"] == "gc-3" and r["ad_id"] == a["ad_id"] and
+            all(same_number(r[k], a[k]) for k in ("impressions", "clicks", "conversions", "spend", "cpa"))
+            for r, a in zip(rows, ads)), f"/v1/funnel by=ad CSV: a row per ad, equal to its JSON: {rows[:2]} vs {ads[:2]}")
 
         # ---- /v1/billing: rows per campaign, currency and day; their sums are the JSON totals ----
         params = {"advertiser_id": "adv-1", "start": start, "end": end}

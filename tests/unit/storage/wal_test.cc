@@ -67,9 +67,10 @@ TEST_CASE("an event record round-trips every field", "[wal]") {
   e.lon_e4 = 1512093;
   e.fraud_score_milli = 913;
   e.fraud_signals = 0x80000401u;
+  e.attribution = Attribution::kOutsideWindow;
   std::string payload;
   EncodeEventRecord(e, payload);
-  CHECK(payload[0] == kWalEventRecordV2);
+  CHECK(payload[0] == kWalEventRecordV3);
   Event d;
   REQUIRE(DecodeEventRecord(payload, d));
   CHECK(d.event_id == e.event_id);
@@ -86,8 +87,29 @@ TEST_CASE("an event record round-trips every field", "[wal]") {
   CHECK(d.dims == e.dims);
   CHECK(d.user_agent == e.user_agent);
   CHECK(d.click_id == e.click_id);
+  CHECK(d.attribution == Attribution::kOutsideWindow);
   CHECK_FALSE(DecodeEventRecord(payload.substr(0, payload.size() - 1), d));
   CHECK_FALSE(DecodeEventRecord(payload + "x", d));
+  std::string bad = payload;
+  bad[3] = static_cast<char>(kAttributionCount);  // no such attribution
+  CHECK_FALSE(DecodeEventRecord(bad, d));
+}
+
+TEST_CASE("a version 2 record (before attribution) decodes with no attribution", "[wal]") {
+  Event e;
+  e.event_id = "ev-2";
+  e.type = EventType::kConversion;
+  e.attribution = Attribution::kAttributed;
+  std::string v3;
+  EncodeEventRecord(e, v3);
+  // Version 2 is version 3 without the attribution byte.
+  std::string v2 = v3.substr(0, 3) + v3.substr(4);
+  v2[0] = static_cast<char>(kWalEventRecordV2);
+  Event d;
+  REQUIRE(DecodeEventRecord(v2, d));
+  CHECK(d.event_id == "ev-2");
+  CHECK(d.type == EventType::kConversion);
+  CHECK(d.attribution == Attribution::kNone);
 }
 
 TEST_CASE("a version 1 record (written before the fraud stage) still decodes", "[wal]") {

@@ -21,6 +21,7 @@ Sample Make(std::mt19937_64& rng, int users) {
   c.impressions = rng() % 3 == 0 ? 0 : rng() % 100'000;
   c.clicks = rng() % 100;
   c.conversions = rng() % 2;
+  c.unattributed_conversions = rng() % 3 == 0 ? rng() % 5 : 0;
   c.spend_micros = static_cast<int64_t>(rng() % 5'000'000'000ull) - 1'000'000;
   // Up to 2^56 (9-byte varints), small enough that a few of them add up without overflow.
   c.fraud_impressions = rng() % 4 == 0 ? rng() >> 8 : 0;
@@ -165,6 +166,7 @@ TEST_CASE("format 1 values still decode and merge with format 2 ones", "[codec]"
     for (int i = 0; i < n; ++i) {
       Sample s = Make(rng, sizes[rng() % 5]);
       if (rng() % 2) {
+        s.aggregate.counters.unattributed_conversions = 0;  // not in format 1
         values[i] = EncodeFormat1(s);
         Aggregate got;
         REQUIRE(DecodeAggregate(values[i], got));
@@ -183,6 +185,32 @@ TEST_CASE("format 1 values still decode and merge with format 2 ones", "[codec]"
   }
 }
 
+TEST_CASE("unattributed conversions take format 3, and only when there are some", "[codec]") {
+  Aggregate a;
+  a.counters.conversions = 5;
+  a.counters.spend_micros = 1'000'000;
+  std::string two;
+  EncodeAggregate(a, two);
+  CHECK(two[0] == 2);
+  a.counters.unattributed_conversions = 2;
+  std::string three;
+  EncodeAggregate(a, three);
+  CHECK(three[0] == 3);
+  CHECK(three.size() == two.size() + 2);  // the mask's second byte and the counter
+  Aggregate got;
+  REQUIRE(DecodeAggregate(three, got));
+  CHECK(got.counters == a.counters);
+  // A merge of format 2 and format 3 values keeps the ninth counter.
+  std::vector<std::string_view> views = {two, three, two};
+  std::string merged;
+  REQUIRE(MergeEncodedAggregates(views, merged));
+  Aggregate sum;
+  REQUIRE(DecodeAggregate(merged, sum));
+  CHECK(sum.counters.conversions == 15);
+  CHECK(sum.counters.unattributed_conversions == 2);
+  CHECK(sum.counters.spend_micros == 3'000'000);
+}
+
 TEST_CASE("malformed values are refused", "[codec]") {
   std::mt19937_64 rng(23);
   Sample s = Make(rng, 5);
@@ -191,7 +219,8 @@ TEST_CASE("malformed values are refused", "[codec]") {
   std::string v1 = EncodeFormat1(s);
   std::vector<std::string> bad = {
       "",
-      std::string("\x03\x00\x00", 3),              // unknown format
+      std::string("\x04\x00\x00", 3),              // unknown format
+      std::string("\x03\x00\x01\x00", 4),          // format 3 with a counter missing
       std::string("\x02\x01\x80", 3),              // a varint that never ends
       std::string("\x02\x00\x01\x01\x00", 5),      // one user whose prefix is 0
       std::string("\x02\x00\x01\x02\x05\x00", 6),  // two users, the second a 0 step
