@@ -3,15 +3,17 @@
 # them on (the default) and off (enrichment.enabled = false), alternating on the same machine,
 # fresh data dir each run, realistic events (adpulse-loadgen's default: 20 real browsers'
 # agents, a public address per user, every field, about 500 bytes), 4 connections, the
-# generator on the same two cores. Totals are verified after every run.
-#   benchmarks/e2e/fraud_cost.sh [build dir] [events] [rounds]
+# generator on the same two cores. Totals are verified after every run. With `attribution` as
+# the fourth argument, the same with attribution on and off (attribution.enabled = false).
+#   benchmarks/e2e/fraud_cost.sh [build dir] [events] [rounds] [enrichment|attribution]
 set -euo pipefail
 build=${1:-build}
 events=${2:-4000000}
 rounds=${3:-2}
+what=${4:-enrichment}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-printf '[enrichment]\nenabled = false\n' > "$work/off.toml"
+printf '[%s]\nenabled = false\n' "$what" > "$work/off.toml"
 run() {
   local name=$1 config=$2 port=$((20000 + RANDOM % 20000))
   rm -rf "$work/data"
@@ -31,6 +33,6 @@ run() {
   wait $pid || true
 }
 for r in $(seq "$rounds"); do
-  run "fraud on (defaults)" ""
-  run "fraud off" "$work/off.toml"
+  run "$what on (defaults)" ""
+  run "$what off" "$work/off.toml"
 done

@@ -22,6 +22,7 @@
 #include "http/server.h"
 #include "ingest/pipeline.h"
 #include "state/click_attribution.h"
+#include "storage/click_store.h"
 #include "storage/event_log_scan.h"
 #include "storage/file_system.h"
 #include "storage/mmdb_geo.h"
@@ -272,7 +273,14 @@ absl::Status RebuildRecentState(const Config& config, const PipelineOptions& pip
   return absl::OkStatus();
 }
 
-void AddAttributionMetrics(MetricsRegistry& metrics, ClickAttribution& attribution) {
+void AddAttributionMetrics(MetricsRegistry& metrics, ClickAttribution& attribution,
+                           ClickStore& clicks) {
+  metrics.AddGauge("adpulse_click_index_bytes",
+                   "Size of the attribution index of clicks (table files and memtables).",
+                   [&clicks] { return static_cast<double>(clicks.GetSizes().bytes); });
+  metrics.AddGauge("adpulse_click_index_clicks",
+                   "Clicks in the attribution index (RocksDB's estimate).",
+                   [&clicks] { return static_cast<double>(clicks.GetSizes().clicks); });
   metrics.AddCounterFn("adpulse_clicks_indexed_total",
                        "Clicks written to the attribution index (resent requests count again).",
                        [&attribution] { return attribution.clicks_indexed(); });
@@ -443,7 +451,6 @@ int RunApplication(int argc, char** argv) {
   store_options.minute_retention_ms = config.minute_retention_days * 86'400'000;
   store_options.hour_retention_ms = config.hour_retention_days * 86'400'000;
   store_options.day_retention_ms = config.day_retention_days * 86'400'000;
-  store_options.click_retention_ms = (config.attribution_window_s + 86'400) * 1000;
   auto store = StateStore::Open(store_options);
   if (!store.ok()) return fail(store.status());
   pipeline_options.store = store->get();
@@ -605,12 +612,6 @@ int RunApplication(int argc, char** argv) {
                    "Dedup ids in the state store (RocksDB's estimate), within the dedup horizon "
                    "plus what compaction has not dropped yet.",
                    [&store] { return static_cast<double>((*store)->DiskSizes().dedup_ids); });
-  metrics.AddGauge("adpulse_click_index_bytes",
-                   "Size of the attribution index of clicks in the state store (tables, memtable).",
-                   [&store] { return static_cast<double>((*store)->DiskSizes().click_bytes); });
-  metrics.AddGauge("adpulse_click_index_clicks",
-                   "Clicks in the attribution index (RocksDB's estimate).",
-                   [&store] { return static_cast<double>((*store)->DiskSizes().clicks); });
   metrics.AddGauge("adpulse_state_store_pending_compaction_bytes",
                    "Bytes RocksDB estimates its compactions still have to rewrite.", [&store] {
                      return static_cast<double>((*store)->DiskSizes().pending_compaction_bytes);
@@ -652,11 +653,16 @@ int RunApplication(int argc, char** argv) {
   AttributionOptions attribution_options;
   attribution_options.enabled = config.attribution_enabled;
   attribution_options.window_ms = config.attribution_window_s * 1000;
-  ClickAttribution attribution(**store, attribution_options);
+  ClickStoreOptions click_options;
+  click_options.path = (std::filesystem::path(config.data_dir) / "clicks").string();
+  click_options.retention_ms = (config.attribution_window_s + 86'400) * 1000;
+  auto clicks = ClickStore::Open(click_options);
+  if (!clicks.ok()) return fail(clicks.status());
+  ClickAttribution attribution(**clicks, attribution_options);
   api_options.attribution = config.attribution_enabled ? &attribution : nullptr;
   if (!config.attribution_enabled)
     LOG_WARN("attribution is off (attribution.enabled = false): conversions keep their own fields");
-  AddAttributionMetrics(metrics, attribution);
+  AddAttributionMetrics(metrics, attribution, **clicks);
   if (!config.enrichment_enabled)
     LOG_WARN("enrichment and fraud scoring are off (enrichment.enabled = false)");
   api_options.wal_dir = pipeline_options.wal_dir;

@@ -10,24 +10,61 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "storage/state_store.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "state/dedup_index.h"
+#include "storage/click_store.h"
 
 namespace adpulse {
 namespace {
 
-// How often the index's RocksDB log is synced (on the thread that writes when it is due).
-constexpr int64_t kSyncEveryMs = 1000;
+// How often the index's RocksDB log is synced.
+constexpr auto kSyncEvery = std::chrono::seconds(1);
 
-int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+// The store's key of a click: the 128-bit hash of its event_id that dedup uses too, big-endian.
+// Fixed and short, so the memtable compares keys in one step.
+std::string ClickKey(std::string_view click_id) {
+  absl::uint128 h = DedupIndex::Fingerprint(click_id);
+  std::string k(16, '\0');
+  uint64_t parts[2] = {absl::Uint128High64(h), absl::Uint128Low64(h)};
+  for (int p = 0; p < 2; ++p) {
+    for (int i = 0; i < 8; ++i) k[p * 8 + i] = static_cast<char>(parts[p] >> (56 - 8 * i));
+  }
+  return k;
 }
 
 }  // namespace
 
-ClickAttribution::ClickAttribution(StateStore& store, const AttributionOptions& options)
-    : store_(store), options_(options) {}
+ClickAttribution::ClickAttribution(ClickStore& store, const AttributionOptions& options)
+    : store_(store), options_(options) {
+  if (options_.enabled) syncer_ = std::thread([this] { SyncLoop(); });
+}
+
+ClickAttribution::~ClickAttribution() {
+  if (!syncer_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  syncer_.join();
+}
+
+void ClickAttribution::SyncLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    bool stopping = cv_.wait_for(lock, kSyncEvery, [this] { return stop_; });
+    if (dirty_.exchange(false)) {
+      lock.unlock();
+      absl::Status s = store_.Sync();
+      // Not fatal: the clicks are in RocksDB's log (a kill -9 loses none) and the startup
+      // re-indexes the last minutes from our own, synced log.
+      if (!s.ok()) LOG_WARN("attribution: syncing the click index: {}", Message(s));
+      lock.lock();
+    }
+    if (stopping) return;
+  }
+}
 
 std::string ClickAttribution::EncodeClick(const Event& click) {
   // i64 LE timestamp, then each dimension as u16 LE length and bytes.
@@ -62,28 +99,18 @@ bool ClickAttribution::DecodeClick(std::string_view value, int64_t* timestamp_ms
 }
 
 absl::Status ClickAttribution::Index(const Event* events, size_t n) {
-  std::vector<std::pair<std::string_view, std::string>> clicks;
+  std::vector<std::pair<std::string, std::string>> clicks;
   for (size_t i = 0; i < n; ++i) {
     const Event& e = events[i];
     if (e.type != EventType::kClick || e.event_id.empty()) continue;
-    clicks.emplace_back(e.event_id, EncodeClick(e));
+    clicks.emplace_back(ClickKey(e.event_id), EncodeClick(e));
   }
   if (clicks.empty()) return absl::OkStatus();
-  absl::Status s = store_.PutClicks(clicks);
+  absl::Status s = store_.Put(clicks);
   if (!s.ok()) return s;
+  dirty_.store(true, std::memory_order_relaxed);
   clicks_indexed_.fetch_add(clicks.size(), std::memory_order_relaxed);
-  return MaybeSync();
-}
-
-absl::Status ClickAttribution::MaybeSync() {
-  int64_t now = SteadyMs();
-  int64_t last = last_sync_ms_.load(std::memory_order_relaxed);
-  if (now - last < kSyncEveryMs) return absl::OkStatus();
-  // One thread syncs; the others go on.
-  if (!last_sync_ms_.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
-    return absl::OkStatus();
-  }
-  return store_.SyncClicks();
+  return absl::OkStatus();
 }
 
 absl::Status ClickAttribution::Observe(const Event* events, size_t n) {
@@ -127,7 +154,7 @@ absl::Status ClickAttribution::Process(Event* events, size_t n, StableArena& are
       dims = events[here->second].dims;
       found = true;
     } else {
-      auto got = store_.GetClick(e.click_id);
+      auto got = store_.Get(ClickKey(e.click_id));
       if (!got.ok()) return got.status();
       if (got->has_value()) {
         stored = std::move(**got);

@@ -6,18 +6,22 @@
 // the shard of its click's campaign, and the log record holds the attributed dimensions and the
 // outcome, so replay and reconciliation reproduce both without looking anything up again.
 //
-// Every click is indexed by its event_id in the state store (StateStore::PutClicks) before its
+// Every click is indexed by its event_id in the click store (storage/click_store.h) before its
 // request goes on, so a conversion sent after its click's request was acknowledged always finds
 // it, whichever decoder thread or shard handles either. The index is written through RocksDB's own
-// log, synced about once a second; at startup the clicks of the log's last minutes are indexed
-// again (Observe), which covers what a power cut could take from the unsynced tail. A click that
-// was indexed but whose request then failed stays indexed: its resend has the same event_id.
+// log, synced about once a second by a thread of its own; at startup the clicks of the log's last
+// minutes are indexed again (Observe), which covers what a power cut could take from the unsynced
+// tail. A click that was indexed but whose request then failed stays indexed: its resend has the
+// same event_id.
 #pragma once
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "adpulse/event.h"
@@ -25,7 +29,7 @@
 
 namespace adpulse {
 
-class StateStore;
+class ClickStore;
 
 struct AttributionOptions {
   bool enabled = true;
@@ -35,7 +39,8 @@ struct AttributionOptions {
 
 class ClickAttribution {
  public:
-  ClickAttribution(StateStore& store, const AttributionOptions& options);
+  ClickAttribution(ClickStore& store, const AttributionOptions& options);
+  ~ClickAttribution();  // syncs the index a last time
 
   // Indexes the clicks among events[0..n) and attributes the conversions, in order (a click may
   // be attributed to by a later conversion of the same request). Attributed dimensions are copied
@@ -61,11 +66,15 @@ class ClickAttribution {
 
  private:
   absl::Status Index(const Event* events, size_t n);
-  absl::Status MaybeSync();
+  void SyncLoop();
 
-  StateStore& store_;
+  ClickStore& store_;
   AttributionOptions options_;
-  std::atomic<int64_t> last_sync_ms_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::atomic<bool> dirty_{false};  // clicks written since the last sync
+  std::thread syncer_;
   std::atomic<uint64_t> outcomes_[kAttributionCount] = {};
   std::atomic<uint64_t> clicks_indexed_{0};
 };

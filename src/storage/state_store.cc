@@ -195,24 +195,6 @@ class RetentionFilter : public rocksdb::CompactionFilter {
   StateStoreOptions options_;
 };
 
-// The clicks column family's: a value starts with the wall-clock ms it was written at (i64 LE);
-// drops clicks written more than the retention ago.
-class ClickRetentionFilter : public rocksdb::CompactionFilter {
- public:
-  explicit ClickRetentionFilter(int64_t retention_ms) : retention_ms_(retention_ms) {}
-  bool Filter(int, const rocksdb::Slice&, const rocksdb::Slice& value, std::string*,
-              bool*) const override {
-    if (value.size() < 8) return false;
-    int64_t written;
-    std::memcpy(&written, value.data(), 8);
-    return written < WallMs() - retention_ms_;
-  }
-  const char* Name() const override { return "adpulse.ClickRetentionFilter.v1"; }
-
- private:
-  int64_t retention_ms_;
-};
-
 // The dedup column family's: drops ids past the horizon (never a run's checkpoint).
 class DedupRetentionFilter : public rocksdb::CompactionFilter {
  public:
@@ -238,10 +220,8 @@ struct StateStore::Impl {
   std::shared_ptr<rocksdb::Cache> cache;
   std::unique_ptr<RetentionFilter> filter;
   std::unique_ptr<DedupRetentionFilter> dedup_filter;
-  std::unique_ptr<ClickRetentionFilter> click_filter;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // [0] default, [1] dedup, [2] clicks
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // [0] default, [1] dedup
   rocksdb::ColumnFamilyHandle* dedup = nullptr;
-  rocksdb::ColumnFamilyHandle* clicks = nullptr;
   rocksdb::Options dedup_options;
 };
 
@@ -362,20 +342,8 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOpt
   dedup_cf.level0_slowdown_writes_trigger = 40;
   dedup_cf.level0_stop_writes_trigger = 60;
   impl->dedup_options = rocksdb::Options(o, dedup_cf);
-  // The clicks: point lookups by click_id, a few percent of the events, most never looked up.
-  // Bloom filters answer "unknown click" without reading a block; whole values are small.
-  impl->click_filter = std::make_unique<ClickRetentionFilter>(options.click_retention_ms);
-  rocksdb::ColumnFamilyOptions clicks_cf;
-  rocksdb::BlockBasedTableOptions clicks_table = table;
-  clicks_cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(clicks_table));
-  clicks_cf.compaction_filter = impl->click_filter.get();
-  clicks_cf.write_buffer_size = 16 << 20;
-  clicks_cf.compression_per_level = o.compression_per_level;
-  clicks_cf.bottommost_compression = rocksdb::kLZ4Compression;
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
-      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(o)},
-      {"dedup", dedup_cf},
-      {"clicks", clicks_cf}};
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(o)}, {"dedup", dedup_cf}};
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(o, options.path, families, &impl->handles, &db);
   if (!s.ok()) {
@@ -384,7 +352,6 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOpt
   }
   impl->db.reset(db);
   impl->dedup = impl->handles[1];
-  impl->clicks = impl->handles[2];
   return std::unique_ptr<StateStore>(new StateStore(std::move(impl)));
 }
 
@@ -648,36 +615,6 @@ absl::Status StateStore::PutMeta(std::string_view name, std::string_view value) 
       "write meta");
 }
 
-absl::Status StateStore::PutClicks(
-    const std::vector<std::pair<std::string_view, std::string>>& clicks) {
-  if (clicks.empty()) return absl::OkStatus();
-  rocksdb::WriteBatch batch;
-  int64_t now = WallMs();
-  std::string value;
-  for (const auto& [id, v] : clicks) {
-    value.assign(reinterpret_cast<const char*>(&now), 8);
-    value.append(v);
-    rocksdb::Status s = batch.Put(impl_->clicks, rocksdb::Slice(id.data(), id.size()), value);
-    if (!s.ok()) return ToStatus(s, "index clicks");
-  }
-  // Through RocksDB's log, unlike the aggregates: no replay of ours rebuilds a click written
-  // before the last minutes (state/click_attribution.h).
-  rocksdb::WriteOptions w;
-  return ToStatus(impl_->db->Write(w, &batch), "index clicks");
-}
-
-absl::StatusOr<std::optional<std::string>> StateStore::GetClick(std::string_view click_id) {
-  std::string value;
-  rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), impl_->clicks,
-                                     rocksdb::Slice(click_id.data(), click_id.size()), &value);
-  if (s.IsNotFound()) return std::optional<std::string>();
-  if (!s.ok()) return ToStatus(s, "look up a click");
-  if (value.size() < 8) return absl::DataLossError("a stored click is shorter than its header");
-  return std::optional<std::string>(value.substr(8));
-}
-
-absl::Status StateStore::SyncClicks() { return ToStatus(impl_->db->SyncWAL(), "sync clicks"); }
-
 absl::Status StateStore::Sync() {
   rocksdb::FlushOptions f;
   f.wait = true;
@@ -706,12 +643,6 @@ StateStore::Sizes StateStore::DiskSizes() const {
     s.dedup_sst_bytes = prop(impl_->dedup, "rocksdb.total-sst-files-size");
     s.dedup_ids = prop(impl_->dedup, "rocksdb.estimate-num-keys");
     s.pending_compaction_bytes += prop(impl_->dedup, "rocksdb.estimate-pending-compaction-bytes");
-  }
-  if (impl_->clicks) {
-    s.click_bytes = prop(impl_->clicks, "rocksdb.total-sst-files-size") +
-                    prop(impl_->clicks, "rocksdb.cur-size-all-mem-tables");
-    s.clicks = prop(impl_->clicks, "rocksdb.estimate-num-keys");
-    s.pending_compaction_bytes += prop(impl_->clicks, "rocksdb.estimate-pending-compaction-bytes");
   }
   uint64_t running = 0;
   impl_->db->GetIntProperty("rocksdb.num-running-compactions", &running);

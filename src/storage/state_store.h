@@ -4,9 +4,7 @@
 // A shard's flush is one atomic write batch holding its aggregate deltas and its checkpoint: the
 // write-ahead-log position the batch covers. Dedup ids live in a column family of their own,
 // written as sorted runs (built table files, ingested) that each carry the shard's dedup
-// checkpoint. The clicks conversions are attributed to (state/click_attribution.h) live in a third
-// column family, written through RocksDB's own log. Compaction filters drop expired buckets,
-// dedup ids and clicks in the background. Thread-safe
+// checkpoint. Compaction filters drop expired buckets and dedup ids in the background. Thread-safe
 // (RocksDB is); the only code that includes RocksDB. Owned by the Application.
 #pragma once
 #include <cstdint>
@@ -42,8 +40,6 @@ struct StateStoreOptions {
   int64_t minute_retention_ms = 90ll * 86'400'000;
   int64_t hour_retention_ms = 730ll * 86'400'000;
   int64_t day_retention_ms = 730ll * 86'400'000;
-  // How long a click is kept after it was written, for conversions to be attributed to it.
-  int64_t click_retention_ms = 8ll * 86'400'000;
 };
 
 class StateStore {
@@ -113,12 +109,6 @@ class StateStore {
       const std::vector<std::pair<std::string, std::string>>& ranges, size_t prefix_bytes,
       const std::function<absl::Status(std::string_view, const std::vector<std::string_view>&)>& fn,
       const Snapshot* at = nullptr);
-  // Clicks for attribution: click_id -> what the caller keeps of it. Written through RocksDB's log
-  // without a sync (a kill -9 loses none; SyncClicks makes them survive a power cut too), kept
-  // click_retention_ms from when they were written. Any thread.
-  absl::Status PutClicks(const std::vector<std::pair<std::string_view, std::string>>& clicks);
-  absl::StatusOr<std::optional<std::string>> GetClick(std::string_view click_id);
-  absl::Status SyncClicks();
   // Small named settings of the data dir (such as its shard count), written durably.
   absl::StatusOr<std::optional<std::string>> GetMeta(std::string_view name);
   absl::Status PutMeta(std::string_view name, std::string_view value);
@@ -134,8 +124,6 @@ class StateStore {
     uint64_t aggregate_sst_bytes = 0;  // table files of the aggregates (and roll-up marks)
     uint64_t dedup_sst_bytes = 0;      // table files of the dedup ids
     uint64_t dedup_ids = 0;            // dedup ids stored (RocksDB's estimate of its keys)
-    uint64_t click_bytes = 0;          // the clicks kept for attribution: tables and memtable
-    uint64_t clicks = 0;               // clicks kept (RocksDB's estimate)
     uint64_t pending_compaction_bytes = 0;
     uint64_t running_compactions = 0;
   };

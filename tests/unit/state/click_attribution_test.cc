@@ -5,7 +5,7 @@
 #include <random>
 #include <vector>
 
-#include "storage/state_store.h"
+#include "storage/click_store.h"
 #include "window/aggregate.h"
 
 namespace adpulse {
@@ -17,12 +17,12 @@ struct TempStore {
   std::string dir = (std::filesystem::temp_directory_path() /
                      ("adpulse-attribution-test-" + std::to_string(std::random_device{}())))
                         .string();
-  std::unique_ptr<StateStore> store;
+  std::unique_ptr<ClickStore> store;
   TempStore() { Open(); }
   void Open() {
-    StateStoreOptions o;
+    ClickStoreOptions o;
     o.path = dir;
-    auto s = StateStore::Open(o);
+    auto s = ClickStore::Open(o);
     REQUIRE(s.ok());
     store = std::move(*s);
   }
@@ -75,7 +75,8 @@ TEST_CASE("conversions take their click's dimensions within the window", "[attri
   TempStore t;
   AttributionOptions o;
   o.window_ms = 24 * kHour;
-  ClickAttribution a(*t.store, o);
+  auto owned = std::make_unique<ClickAttribution>(*t.store, o);
+  ClickAttribution& a = *owned;
   const int64_t t0 = 1'764'000'000'000;
   StableArena arena;
   std::vector<Event> clicks = {Click("c1", t0, "camp-a", "US"), Click("c2", t0, "camp-b", "DE")};
@@ -116,6 +117,7 @@ TEST_CASE("conversions take their click's dimensions within the window", "[attri
   REQUIRE(a.Process(both.data(), both.size(), arena3).ok());
   CHECK(both[0].attribution == Attribution::kAttributed);
   CHECK(both[0].dim(Dim::kCampaignId) == "camp-c");
+  owned.reset();  // before its store
   t.store.reset();
   t.Open();
   ClickAttribution reopened(*t.store, o);
