@@ -11,9 +11,10 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
-#include <chrono>
 #include <cstring>
 #include <filesystem>
+
+#include "base/time_parse.h"
 
 namespace adpulse {
 namespace {
@@ -26,12 +27,6 @@ absl::Status ToStatus(const rocksdb::Status& s, std::string_view what) {
   return absl::UnavailableError(message);
 }
 
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // A stored value starts with the wall-clock ms it was written at (i64 LE); drops what was written
 // more than the retention ago.
 class RetentionFilter : public rocksdb::CompactionFilter {
@@ -42,7 +37,7 @@ class RetentionFilter : public rocksdb::CompactionFilter {
     if (value.size() < 8) return false;
     int64_t written;
     std::memcpy(&written, value.data(), 8);
-    return written < WallMs() - retention_ms_;
+    return written < NowMs() - retention_ms_;
   }
   const char* Name() const override { return "adpulse.ClickRetentionFilter.v1"; }
 
@@ -110,7 +105,7 @@ absl::StatusOr<std::unique_ptr<ClickStore>> ClickStore::Open(const ClickStoreOpt
 absl::Status ClickStore::Put(const std::vector<std::pair<std::string, std::string>>& clicks) {
   if (clicks.empty()) return absl::OkStatus();
   rocksdb::WriteBatch batch;
-  int64_t now = WallMs();
+  int64_t now = NowMs();
   std::string value;
   for (const auto& [key, v] : clicks) {
     value.assign(reinterpret_cast<const char*>(&now), 8);
