@@ -20,6 +20,8 @@ import json
 import os
 import random
 import shutil
+import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -100,6 +102,7 @@ def main():
     daemon = Daemon(os.path.abspath(args.binary), os.path.join(root, "data"), os.path.join(root, "daemon.log"),
                     extra_args=["--config", config, "--workers", "2"])
     truth = Truth()
+    attributed = []  # (conversion, its click)
     now = int(time.time() * 1000)
     seq = [0]
 
@@ -159,6 +162,7 @@ def main():
             conv = conversion_for(click, ts)
             truth.add(conv, dims_of(click))
             convs.append(conv)
+            attributed.append((conv, click))
         for click in clicks[300:360]:
             # Outside: more than the window after the click (only for clicks old enough), or before it.
             if now - click["timestamp"] > WINDOW_S * 1000 + 2 * MINUTE:
@@ -270,6 +274,20 @@ def main():
         want = {k[0]: (v["conversions"], v["unattributed_conversions"]) for k, v in per_campaign.items()}
         res.check(rows == want, "after another kill -9, the replayed log gives the same attributed conversions")
         res.check(daemon.stop() == 0, "clean shutdown")
+
+        # Where each event was logged: an attributed conversion is on its click's shard, and for many
+        # of them the campaign they named lives on the other shard.
+        shard_of = logged_shards(os.path.join(root, "data"), [e["event_id"] for e in pairs_flat(attributed)])
+        found = [(c, k) for c, k in attributed if c["event_id"] in shard_of and k["event_id"] in shard_of]
+        camp_shard = {}
+        for _, k in found:
+            camp_shard[k["campaign_id"]] = shard_of[k["event_id"]]
+        same = sum(shard_of[c["event_id"]] == shard_of[k["event_id"]] for c, k in found)
+        crossed = sum(camp_shard.get(c["campaign_id"], shard_of[k["event_id"]]) != shard_of[k["event_id"]]
+                      for c, k in found)
+        res.check(len(found) >= 0.9 * len(attributed) and same == len(found) and crossed > len(found) // 4,
+                  f"attributed conversions are logged on their click's shard ({same} of {len(found)} found in "
+                  f"the log), {crossed} of them naming a campaign of the other shard")
     except Exception as e:  # noqa: BLE001
         res.check(False, f"test aborted: {type(e).__name__}: {e}")
         daemon.kill9()
@@ -279,6 +297,36 @@ def main():
         else:
             shutil.rmtree(root, ignore_errors=True)
     return res.finish()
+
+
+def pairs_flat(pairs):
+    return [e for pair in pairs for e in pair]
+
+
+def logged_shards(data_dir, event_ids):
+    """{event_id: shard} for the ids found in the shards' log segments, live and archived (zstd, read
+    with Debian's zstd tool), as their records hold them: u16 length, bytes."""
+    wanted = {struct.pack("<H", len(i)) + i.encode(): i for i in event_ids}
+    blobs = {}
+    for folder, _, files in os.walk(data_dir):
+        shard = os.path.basename(folder)
+        if not shard.startswith("shard-"):
+            continue
+        for f in files:
+            path = os.path.join(folder, f)
+            if f.endswith(".wal"):
+                data = open(path, "rb").read()
+            elif f.endswith(".wal.zst"):
+                data = subprocess.run(["zstd", "-dc", path], check=True, capture_output=True).stdout
+            else:
+                continue
+            blobs[shard] = blobs.get(shard, b"") + data
+    out = {}
+    for shard, blob in blobs.items():
+        for needle, event_id in wanted.items():
+            if needle in blob:
+                out[event_id] = shard
+    return out
 
 
 def encode_exact(events):
