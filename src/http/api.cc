@@ -4,8 +4,11 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
+#include <memory>
 
 #include "absl/strings/ascii.h"
 #include "base/json_writer.h"
@@ -92,10 +95,11 @@ void Api::Impl::PostEvents(int producer, HttpRequest&& req, Responder respond) {
     IngestBatch& b = request->batch;
     opt.fraud->Process(producer, b.events.data(), b.events.size(), b.enriched);
   }
+  ClickAttribution::Clicks clicks;
   if (opt.attribution) {
     IngestBatch& b = request->batch;
     absl::Status attributed =
-        opt.attribution->Process(b.events.data(), b.events.size(), b.enriched);
+        opt.attribution->Attribute(b.events.data(), b.events.size(), b.enriched);
     if (!attributed.ok()) {
       // Nothing of the request went to the shards: resending it is safe.
       LOG_ERROR("attribution: {}", Message(attributed));
@@ -108,13 +112,30 @@ void Api::Impl::PostEvents(int producer, HttpRequest&& req, Responder respond) {
       respond(std::move(r));
       return;
     }
+    clicks = opt.attribution->PrepareClicks(b.events.data(), b.events.size());
   }
-  request->on_done = [this, request, started, respond = std::move(respond)]() {
+  // The request is answered when its shards have logged it and, if it has clicks, they are
+  // indexed for attribution: the two go on at once, whichever ends last answers.
+  struct Join {
+    std::atomic<int> left{1};
+    std::string index_failure;  // written before `left` drops
+    std::function<void()> answer;
+  };
+  auto join = std::make_shared<Join>();
+  if (!clicks.empty()) join->left.store(2, std::memory_order_relaxed);
+  request->on_done = [join] {
+    if (join->left.fetch_sub(1, std::memory_order_acq_rel) == 1) join->answer();
+  };
+  join->answer = [this, join_ptr = join.get(), request, started, respond = std::move(respond)]() {
     ingest_seconds.Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     std::unique_ptr<IngestRequest> owned(request);
     const IngestBatch& b = owned->batch;
     std::string failure = owned->Failure();
+    if (failure.empty() && !join_ptr->index_failure.empty()) {
+      failure = fmt::format("its clicks could not be indexed for attribution ({})",
+                            join_ptr->index_failure);
+    }
     if (!failure.empty()) {
       // Some events are not durable: the whole request is indeterminate and must be resent
       // (events that did make it are duplicates then).
@@ -153,7 +174,15 @@ void Api::Impl::PostEvents(int producer, HttpRequest&& req, Responder respond) {
     pipeline.Release();
     respond(JsonResponse(w.Take()));
   };
-  pipeline.SubmitIngest(producer, request);
+  pipeline.SubmitIngest(producer, request);  // may answer, and free the request, at once
+  if (!clicks.empty()) {
+    absl::Status indexed = opt.attribution->WriteClicks(clicks);
+    if (!indexed.ok()) {
+      LOG_ERROR("attribution: {}", Message(indexed));
+      join->index_failure = std::string(Message(indexed));
+    }
+    if (join->left.fetch_sub(1, std::memory_order_acq_rel) == 1) join->answer();
+  }
 }
 
 Api::Api(const ApiOptions& options, const CubeCatalog& catalog, Pipeline& pipeline,

@@ -98,13 +98,18 @@ bool ClickAttribution::DecodeClick(std::string_view value, int64_t* timestamp_ms
   return value.empty();
 }
 
-absl::Status ClickAttribution::Index(const Event* events, size_t n) {
-  std::vector<std::pair<std::string, std::string>> clicks;
+ClickAttribution::Clicks ClickAttribution::PrepareClicks(const Event* events, size_t n) const {
+  Clicks clicks;
+  if (!options_.enabled) return clicks;
   for (size_t i = 0; i < n; ++i) {
     const Event& e = events[i];
     if (e.type != EventType::kClick || e.event_id.empty()) continue;
     clicks.emplace_back(ClickKey(e.event_id), EncodeClick(e));
   }
+  return clicks;
+}
+
+absl::Status ClickAttribution::WriteClicks(const Clicks& clicks) {
   if (clicks.empty()) return absl::OkStatus();
   absl::Status s = store_.Put(clicks);
   if (!s.ok()) return s;
@@ -114,28 +119,28 @@ absl::Status ClickAttribution::Index(const Event* events, size_t n) {
 }
 
 absl::Status ClickAttribution::Observe(const Event* events, size_t n) {
-  if (!options_.enabled) return absl::OkStatus();
-  return Index(events, n);
+  return WriteClicks(PrepareClicks(events, n));
 }
 
 absl::Status ClickAttribution::Process(Event* events, size_t n, StableArena& arena) {
+  absl::Status s = Attribute(events, n, arena);
+  if (!s.ok()) return s;
+  return WriteClicks(PrepareClicks(events, n));
+}
+
+absl::Status ClickAttribution::Attribute(Event* events, size_t n, StableArena& arena) {
   if (!options_.enabled) return absl::OkStatus();
-  // Clicks first, so that a conversion finds a click of the same request too (taken from the
-  // request, not read back); the timestamps, not the order, decide the window.
+  // A conversion may name a click of the same request (taken from the request: it is not in the
+  // store yet); the timestamps, not the order, decide the window.
   absl::flat_hash_map<std::string_view, size_t> clicks_here;
   bool conversions = false;
   for (size_t i = 0; i < n; ++i) {
-    if (events[i].type == EventType::kClick) {
-      clicks_here.emplace(events[i].event_id, i);
-    } else if (events[i].type == EventType::kConversion) {
-      conversions = true;
-    }
-  }
-  if (!clicks_here.empty()) {
-    absl::Status s = Index(events, n);
-    if (!s.ok()) return s;
+    if (events[i].type == EventType::kConversion) conversions = true;
   }
   if (!conversions) return absl::OkStatus();
+  for (size_t i = 0; i < n; ++i) {
+    if (events[i].type == EventType::kClick) clicks_here.emplace(events[i].event_id, i);
+  }
   for (size_t i = 0; i < n; ++i) {
     Event& e = events[i];
     if (e.type != EventType::kConversion) continue;

@@ -7,12 +7,12 @@
 // outcome, so replay and reconciliation reproduce both without looking anything up again.
 //
 // Every click is indexed by its event_id in the click store (storage/click_store.h) before its
-// request goes on, so a conversion sent after its click's request was acknowledged always finds
-// it, whichever decoder thread or shard handles either. The index is written through RocksDB's own
-// log, synced about once a second by a thread of its own; at startup the clicks of the log's last
-// minutes are indexed again (Observe), which covers what a power cut could take from the unsynced
-// tail. A click that was indexed but whose request then failed stays indexed: its resend has the
-// same event_id.
+// request is acknowledged (written while the shards log it), so a conversion sent after its click's
+// request was acknowledged always finds it, whichever decoder thread or shard handles either. The
+// index is written through RocksDB's own log, synced about once a second by a thread of its own; at
+// startup the clicks of the log's last minutes are indexed again (Observe), which covers what a
+// power cut could take from the unsynced tail. A click that was indexed but whose request then
+// failed stays indexed: its resend has the same event_id.
 #pragma once
 #include <array>
 #include <atomic>
@@ -22,6 +22,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "adpulse/event.h"
@@ -42,10 +44,18 @@ class ClickAttribution {
   ClickAttribution(ClickStore& store, const AttributionOptions& options);
   ~ClickAttribution();  // syncs the index a last time
 
-  // Indexes the clicks among events[0..n) and attributes the conversions, in order (a click may
-  // be attributed to by a later conversion of the same request). Attributed dimensions are copied
-  // into `arena`. An error (the store failed) leaves the request to be refused and resent.
-  // Thread-safe.
+  // Attributes the conversions among events[0..n) (to clicks in the store or in the same
+  // request). Attributed dimensions are copied into `arena`. An error (the store failed) leaves
+  // the request to be refused and resent. Thread-safe.
+  absl::Status Attribute(Event* events, size_t n, StableArena& arena);
+  // The clicks among events[0..n) as the store keeps them (owning their bytes), and their
+  // write. The ingest path writes them while the shards log the request, and acknowledges it
+  // only when both are done; an error refuses the request (resent, its clicks are duplicates,
+  // and are indexed again).
+  using Clicks = std::vector<std::pair<std::string, std::string>>;
+  Clicks PrepareClicks(const Event* events, size_t n) const;
+  absl::Status WriteClicks(const Clicks& clicks);
+  // Attribute, then write the clicks.
   absl::Status Process(Event* events, size_t n, StableArena& arena);
   // Indexes clicks again, attributing nothing (startup: the last minutes of the log).
   absl::Status Observe(const Event* events, size_t n);
@@ -65,7 +75,6 @@ class ClickAttribution {
                           std::array<std::string_view, kDimCount>* dims);
 
  private:
-  absl::Status Index(const Event* events, size_t n);
   void SyncLoop();
 
   ClickStore& store_;
