@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DADPULSE_FUZZ=ON -DADPULSE_BUILD_BENCHMARKS=OFF -DBUILD_TESTING=OFF
-cmake --build build-fuzz -j2 --target event_decoder_fuzz wal_reader_fuzz
-for target in event_decoder wal_reader; do
+cmake --build build-fuzz -j2 --target event_decoder_fuzz wal_reader_fuzz api_fuzz
+for target in event_decoder wal_reader api; do
   mkdir -p "build-fuzz/corpus/$target"
   (cd build-fuzz && "./${target}_fuzz" -max_total_time="$seconds" -max_len=65536 \
      "corpus/$target" "../tests/fuzz/corpus/$target")
