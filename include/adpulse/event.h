@@ -51,11 +51,12 @@ enum class Attribution : uint8_t {
   kNoClickId = 2,      // it names no click
   kUnknownClick = 3,   // it names a click adpulse has not seen (or no longer keeps)
   kOutsideWindow = 4,  // its click is older than the attribution window, or after it
+  kInvalidClick = 5,   // its click was invalid traffic: no conversion is credited to one
 };
-inline constexpr int kAttributionCount = 5;
+inline constexpr int kAttributionCount = 6;
 inline bool Unattributed(Attribution a) {
   return a == Attribution::kNoClickId || a == Attribution::kUnknownClick ||
-         a == Attribution::kOutsideWindow;
+         a == Attribution::kOutsideWindow || a == Attribution::kInvalidClick;
 }
 
 // No coordinates (Event::lat_e4 / lon_e4): the event's IP is not in the geo database.

@@ -224,15 +224,11 @@ absl::StatusOr<std::unique_ptr<FraudStage>> BuildFraudStage(const Config& config
   return stage;
 }
 
-// Feeds the events of the last fraud.rebuild_window_s of every shard's log to the scorer (when
-// `stage`), so the signal state of an attack in progress survives a restart, and their clicks to
-// the attribution index (when `attribution`), which a power cut may have cut short.
-absl::Status RebuildRecentState(const Config& config, const PipelineOptions& pipeline_options,
-                                Archiver& archiver, FraudStage* stage,
-                                ClickAttribution* attribution) {
+// Feeds the events of the last fraud.rebuild_window_s of every shard's log to the scorer, so the
+// signal state of an attack in progress survives a restart.
+absl::Status RebuildFraudState(const Config& config, const PipelineOptions& pipeline_options,
+                               Archiver& archiver, FraudStage& stage) {
   auto started = std::chrono::steady_clock::now();
-  uint64_t clicks = 0;
-  absl::Status indexed = absl::OkStatus();
   int64_t from = NowMs() - config.fraud_rebuild_window_s * 1000;
   uint64_t events = 0;
   bool earlier = false;
@@ -247,16 +243,10 @@ absl::Status RebuildRecentState(const Config& config, const PipelineOptions& pip
     o.max_future_ms = pipeline_options.max_future_ms;
     o.saw_earlier = &earlier;
     absl::Status s = ScanLoggedEvents(o, [&](const Event& e) {
-      if (stage) stage->scorer().Observe(&e, 1);
-      if (attribution && e.type == EventType::kClick) {
-        indexed = attribution->Observe(&e, 1);
-        ++clicks;
-        if (!indexed.ok()) return false;
-      }
+      stage.scorer().Observe(&e, 1);
       ++events;
       return true;
     });
-    if (s.ok()) s = indexed;
     if (!s.ok()) {
       return absl::Status(
           s.code(), fmt::format("fraud: rebuilding the signal state from shard {}'s log: {}", shard,
@@ -264,12 +254,10 @@ absl::Status RebuildRecentState(const Config& config, const PipelineOptions& pip
     }
   }
   // With nothing logged before the window, the scorer has seen the whole history.
-  if (stage) stage->scorer().SetHistoryFrom(earlier ? from : INT64_MIN);
-  LOG_INFO(
-      "{} rebuilt from {} logged events of the last {} s in {:.2f} s ({} clicks indexed again)",
-      stage ? "fraud: signal state" : "attribution: click index", events,
-      config.fraud_rebuild_window_s,
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), clicks);
+  stage.scorer().SetHistoryFrom(earlier ? from : INT64_MIN);
+  LOG_INFO("fraud: signal state rebuilt from {} logged events of the last {} s in {:.2f} s", events,
+           config.fraud_rebuild_window_s,
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   return absl::OkStatus();
 }
 
@@ -288,9 +276,18 @@ void AddAttributionMetrics(MetricsRegistry& metrics, ClickAttribution& attributi
       "adpulse_conversions_attributed_total",
       "Conversions attributed to their click, as decoded (resent requests count again).",
       [&attribution] { return attribution.outcomes(Attribution::kAttributed); });
+  metrics.AddCounterFn(
+      "adpulse_click_index_write_failures_total",
+      "Writes of a request's clicks to the attribution index that failed (those clicks are not "
+      "indexed).",
+      [&attribution] { return attribution.write_failures(); });
+  metrics.AddCounterFn("adpulse_click_index_unreadable_total",
+                       "Stored clicks that could not be read (their conversions counted unknown).",
+                       [&attribution] { return attribution.unreadable(); });
   for (auto [reason, a] : {std::pair{"no_click_id", Attribution::kNoClickId},
                            std::pair{"unknown_click", Attribution::kUnknownClick},
-                           std::pair{"outside_window", Attribution::kOutsideWindow}}) {
+                           std::pair{"outside_window", Attribution::kOutsideWindow},
+                           std::pair{"invalid_click", Attribution::kInvalidClick}}) {
     metrics.AddCounterFn(
         "adpulse_conversions_unattributed_total",
         "Conversions not attributed to a click, by reason, as decoded (resent requests count "
@@ -653,16 +650,26 @@ int RunApplication(int argc, char** argv) {
   AttributionOptions attribution_options;
   attribution_options.enabled = config.attribution_enabled;
   attribution_options.window_ms = config.attribution_window_s * 1000;
-  ClickStoreOptions click_options;
-  click_options.path = (std::filesystem::path(config.data_dir) / "clicks").string();
-  click_options.retention_ms = (config.attribution_window_s + 86'400) * 1000;
-  auto clicks = ClickStore::Open(click_options);
-  if (!clicks.ok()) return fail(clicks.status());
-  ClickAttribution attribution(**clicks, attribution_options);
-  api_options.attribution = config.attribution_enabled ? &attribution : nullptr;
-  if (!config.attribution_enabled)
+  // Opened only when on: with it off, a damaged clicks/ cannot keep the daemon from starting.
+  std::unique_ptr<ClickStore> clicks;
+  std::unique_ptr<ClickAttribution> attribution;
+  if (config.attribution_enabled) {
+    ClickStoreOptions click_options;
+    click_options.path = (std::filesystem::path(config.data_dir) / "clicks").string();
+    // A conversion may arrive max_age_s after its own time, itself up to the window after its
+    // click's, which may have been written max_future_s before that time; a day of margin.
+    click_options.retention_ms =
+        (config.attribution_window_s + config.max_age_s + config.max_future_s + 86'400) * 1000;
+    click_options.sync = config.fsync;
+    auto opened = ClickStore::Open(click_options);
+    if (!opened.ok()) return fail(opened.status());
+    clicks = std::move(*opened);
+    attribution = std::make_unique<ClickAttribution>(*clicks, attribution_options);
+    AddAttributionMetrics(metrics, *attribution, *clicks);
+  } else {
     LOG_WARN("attribution is off (attribution.enabled = false): conversions keep their own fields");
-  AddAttributionMetrics(metrics, attribution, **clicks);
+  }
+  api_options.attribution = attribution.get();
   if (!config.enrichment_enabled)
     LOG_WARN("enrichment and fraud scoring are off (enrichment.enabled = false)");
   api_options.wal_dir = pipeline_options.wal_dir;
@@ -695,11 +702,8 @@ int RunApplication(int argc, char** argv) {
     archiver.Stop();
     return fail(recovered);
   }
-  bool scoring = config.fraud_enabled && config.enrichment_enabled;
-  if (scoring || config.attribution_enabled) {
-    absl::Status rebuilt =
-        RebuildRecentState(config, pipeline_options, archiver, scoring ? &stage : nullptr,
-                           config.attribution_enabled ? &attribution : nullptr);
+  if (config.fraud_enabled && config.enrichment_enabled) {
+    absl::Status rebuilt = RebuildFraudState(config, pipeline_options, archiver, stage);
     if (!rebuilt.ok()) {
       server.RequestStop();
       serving.join();
@@ -719,6 +723,8 @@ int RunApplication(int argc, char** argv) {
   archiver.Stop();
   absl::Status synced = (*store)->Sync();
   if (!synced.ok()) LOG_WARN("the state store could not be written out: {}", Message(synced));
+  attribution.reset();
+  clicks.reset();  // closed while the data dir is still ours
   ::close(*lock_fd);
   LOG_INFO("stopped cleanly");
   return 0;

@@ -115,10 +115,11 @@ void Api::Impl::PostEvents(int producer, HttpRequest&& req, Responder respond) {
     clicks = opt.attribution->PrepareClicks(b.events.data(), b.events.size());
   }
   // The request is answered when its shards have logged it and, if it has clicks, they are
-  // indexed for attribution: the two go on at once, whichever ends last answers.
+  // indexed for attribution: the two go on at once, whichever ends last answers. An index write
+  // that fails (a full disk) does not refuse the request: its events are counted as logged, and
+  // only those clicks go unindexed (counted and logged by ClickAttribution).
   struct Join {
     std::atomic<int> left{1};
-    std::string index_failure;  // written before `left` drops
     std::function<void()> answer;
   };
   auto join = std::make_shared<Join>();
@@ -126,16 +127,12 @@ void Api::Impl::PostEvents(int producer, HttpRequest&& req, Responder respond) {
   request->on_done = [join] {
     if (join->left.fetch_sub(1, std::memory_order_acq_rel) == 1) join->answer();
   };
-  join->answer = [this, join_ptr = join.get(), request, started, respond = std::move(respond)]() {
+  join->answer = [this, request, started, respond = std::move(respond)]() {
     ingest_seconds.Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     std::unique_ptr<IngestRequest> owned(request);
     const IngestBatch& b = owned->batch;
     std::string failure = owned->Failure();
-    if (failure.empty() && !join_ptr->index_failure.empty()) {
-      failure = fmt::format("its clicks could not be indexed for attribution ({})",
-                            join_ptr->index_failure);
-    }
     if (!failure.empty()) {
       // Some events are not durable: the whole request is indeterminate and must be resent
       // (events that did make it are duplicates then).
@@ -176,12 +173,9 @@ void Api::Impl::PostEvents(int producer, HttpRequest&& req, Responder respond) {
   };
   pipeline.SubmitIngest(producer, request);  // may answer, and free the request, at once
   if (!clicks.empty()) {
-    absl::Status indexed = opt.attribution->WriteClicks(clicks);
-    if (!indexed.ok()) {
-      LOG_ERROR("attribution: {}", Message(indexed));
-      join->index_failure = std::string(Message(indexed));
-    }
-    if (join->left.fetch_sub(1, std::memory_order_acq_rel) == 1) join->answer();
+    opt.attribution->WriteClicksAsync(std::move(clicks), [join](absl::Status) {
+      if (join->left.fetch_sub(1, std::memory_order_acq_rel) == 1) join->answer();
+    });
   }
 }
 

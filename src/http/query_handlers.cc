@@ -432,11 +432,15 @@ void Api::Impl::Funnel(int producer, const ParsedTarget& t, Responder respond) {
              Aggregate total;
              std::vector<const ResultRow*> rows = table.SortedRows();
              for (const ResultRow* row : rows) total.Merge(row->agg, false);
-             static constexpr Metric kFunnel[] = {
-                 Metric::kImpressions, Metric::kClicks,
-                 Metric::kConversions, Metric::kUnattributedConversions,
-                 Metric::kCtr,         Metric::kCvr,
-                 Metric::kSpend,       Metric::kCpa};
+             // Before attribution's two columns, the ones there were, in their order.
+             static constexpr Metric kFunnel[] = {Metric::kImpressions,
+                                                  Metric::kClicks,
+                                                  Metric::kConversions,
+                                                  Metric::kCtr,
+                                                  Metric::kCvr,
+                                                  Metric::kSpend,
+                                                  Metric::kUnattributedConversions,
+                                                  Metric::kCpa};
              if (csv) {
                CsvWriter c;
                c.Field("campaign_id");

@@ -308,7 +308,9 @@ void WriteExactCounters(JsonWriter& w, const Counters& c) {
       .Key("fraud_conversions")
       .Uint(c.fraud_conversions)
       .Key("fraud_spend")
-      .String(MicrosToDecimal(c.fraud_spend_micros, true));
+      .String(MicrosToDecimal(c.fraud_spend_micros, true))
+      .Key("unattributed_conversions")
+      .Uint(c.unattributed_conversions);
 }
 
 }  // namespace api_internal

@@ -184,7 +184,7 @@ absl::Status ShardState::StartSliceFlush(int s, const WalPosition& checkpoint) {
   absl::Status rolled = AdvanceRollUps(NowMs());
   if (!rolled.ok()) return rolled;
   auto start = std::chrono::steady_clock::now();
-  InFlight& f = in_flight_.emplace();
+  InFlight& f = in_flight_.emplace(InFlight{});  // clang refuses emplace(): InFlight is nested
   f.slice = s;
   f.checkpoint = checkpoint;
   // Every write of this shard before this one has finished: the snapshot is the store without it.

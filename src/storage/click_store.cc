@@ -7,6 +7,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/memtablerep.h>
+#include <rocksdb/merge_operator.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
@@ -39,10 +40,31 @@ class RetentionFilter : public rocksdb::CompactionFilter {
     std::memcpy(&written, value.data(), 8);
     return written < NowMs() - retention_ms_;
   }
+  // A click not yet merged into a value (written once, as an operand) expires the same way.
+  bool FilterMergeOperand(int level, const rocksdb::Slice& key,
+                          const rocksdb::Slice& operand) const override {
+    return Filter(level, key, operand, nullptr, nullptr);
+  }
   const char* Name() const override { return "adpulse.ClickRetentionFilter.v1"; }
 
  private:
   int64_t retention_ms_;
+};
+
+// Keeps the first value written under a key: the existing one, else the oldest operand.
+class KeepFirst : public rocksdb::MergeOperator {
+ public:
+  bool FullMergeV2(const MergeOperationInput& in, MergeOperationOutput* out) const override {
+    rocksdb::Slice first = in.existing_value ? *in.existing_value : in.operand_list.front();
+    out->new_value.assign(first.data(), first.size());
+    return true;
+  }
+  bool PartialMerge(const rocksdb::Slice&, const rocksdb::Slice& left, const rocksdb::Slice&,
+                    std::string* new_value, rocksdb::Logger*) const override {
+    new_value->assign(left.data(), left.size());
+    return true;
+  }
+  const char* Name() const override { return "adpulse.KeepFirst.v1"; }
 };
 
 }  // namespace
@@ -50,6 +72,7 @@ class RetentionFilter : public rocksdb::CompactionFilter {
 struct ClickStore::Impl {
   std::unique_ptr<RetentionFilter> filter;
   std::unique_ptr<rocksdb::DB> db;
+  bool sync = true;
 };
 
 ClickStore::ClickStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -67,8 +90,9 @@ absl::StatusOr<std::unique_ptr<ClickStore>> ClickStore::Open(const ClickStoreOpt
   }
   auto impl = std::make_unique<Impl>();
   impl->filter = std::make_unique<RetentionFilter>(options.retention_ms);
-  // Point lookups by a fixed 16-byte key, most of them never made: Bloom filters answer an
-  // unknown click without reading a block.
+  // Point lookups by a fixed 16-byte key: Bloom filters answer an unknown click without reading
+  // a block, while their filters are in the block cache (a week of clicks at full rate has more
+  // filters than 16 MiB holds; then a lookup may read one from disk).
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
@@ -77,6 +101,9 @@ absl::StatusOr<std::unique_ptr<ClickStore>> ClickStore::Open(const ClickStoreOpt
   rocksdb::Options o;
   o.create_if_missing = true;
   o.compaction_filter = impl->filter.get();
+  o.merge_operator = std::make_shared<KeepFirst>();
+  // The filter drops expired clicks only when a table is compacted: every table is, daily.
+  o.periodic_compaction_seconds = 86'400;
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   o.write_buffer_size = options.write_buffer_bytes;
   o.max_write_buffer_number = 2;
@@ -99,6 +126,7 @@ absl::StatusOr<std::unique_ptr<ClickStore>> ClickStore::Open(const ClickStoreOpt
         fmt::format("cannot open the click store {}: {}", options.path, s.ToString()));
   }
   impl->db.reset(db);
+  impl->sync = options.sync;
   return std::unique_ptr<ClickStore>(new ClickStore(std::move(impl)));
 }
 
@@ -110,10 +138,22 @@ absl::Status ClickStore::Put(const std::vector<std::pair<std::string, std::strin
   for (const auto& [key, v] : clicks) {
     value.assign(reinterpret_cast<const char*>(&now), 8);
     value.append(v);
-    rocksdb::Status s = batch.Put(key, value);
+    rocksdb::Status s = batch.Merge(key, value);
     if (!s.ok()) return ToStatus(s, "write clicks");
   }
-  return ToStatus(impl_->db->Write(rocksdb::WriteOptions(), &batch), "write clicks");
+  rocksdb::WriteOptions w;
+  // Synced as the shards' log is, and at the same time (the ingest path writes both at once).
+  w.sync = impl_->sync;
+  rocksdb::Status s = impl_->db->Write(w, &batch);
+  if (!s.ok()) {
+    // After a failed write (a full disk) RocksDB refuses writes until it recovers: by itself
+    // (Resume answers Busy meanwhile) or when resumed. The clicks of a failed write were refused
+    // with their requests, to be resent, so nothing acknowledged is lost by resuming. Once there
+    // is room again, the first write after it works.
+    rocksdb::Status r = impl_->db->Resume();
+    if (r.ok()) s = impl_->db->Write(w, &batch);
+  }
+  return ToStatus(s, "write clicks");
 }
 
 absl::StatusOr<std::optional<std::string>> ClickStore::Get(std::string_view key) {
@@ -126,8 +166,6 @@ absl::StatusOr<std::optional<std::string>> ClickStore::Get(std::string_view key)
     return absl::DataLossError("click store: a click is shorter than its header");
   return std::optional<std::string>(value.substr(8));
 }
-
-absl::Status ClickStore::Sync() { return ToStatus(impl_->db->SyncWAL(), "sync"); }
 
 ClickStore::Sizes ClickStore::GetSizes() const {
   Sizes s;

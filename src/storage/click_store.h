@@ -1,9 +1,12 @@
 // The clicks conversions are attributed to (state/click_attribution.h), in a RocksDB database of
 // their own under <data-dir>/clicks/. Its own, so that a decoder writing a request's clicks never
 // queues behind a shard's flush of aggregates in the state store's write path (sharing it cost a
-// quarter of the ingest rate: docs/benchmarks.md). Written through RocksDB's own log without a sync
-// (a kill -9 loses nothing; Sync makes the clicks survive a power cut too); each click is kept for
-// `retention_ms` after it was written, then dropped by a compaction filter. Thread-safe.
+// quarter of the ingest rate: docs/benchmarks.md). Written through RocksDB's own log, synced with
+// each write when `sync` (storage.durability = "fsync"), so a click acknowledged survives kill -9
+// and power cuts. The first value written under a key is kept (a merge operator drops later ones,
+// with no read before the write). Each click is kept for `retention_ms` after it was written, then
+// dropped by a compaction filter; every table is compacted at least daily so that it is.
+// Thread-safe.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -23,6 +26,7 @@ struct ClickStoreOptions {
   int64_t retention_ms = 8ll * 86'400'000;
   size_t block_cache_bytes = 16ull << 20;
   size_t write_buffer_bytes = 16ull << 20;
+  bool sync = true;
 };
 
 class ClickStore {
@@ -30,11 +34,11 @@ class ClickStore {
   static absl::StatusOr<std::unique_ptr<ClickStore>> Open(const ClickStoreOptions& options);
   ~ClickStore();
 
-  // key -> value pairs: a key the caller derives from the click's id, and what it keeps of it.
+  // key -> value pairs: a key the caller derives from the click's id, and what it keeps of it. A
+  // key already there keeps its first value. After a failed write (a full disk) RocksDB refuses
+  // writes until it recovers; a write that fails resumes it and tries once more.
   absl::Status Put(const std::vector<std::pair<std::string, std::string>>& clicks);
   absl::StatusOr<std::optional<std::string>> Get(std::string_view key);
-  // Makes every Put so far survive a power cut (RocksDB's log, synced).
-  absl::Status Sync();
 
   struct Sizes {
     uint64_t bytes = 0;   // table files and memtables

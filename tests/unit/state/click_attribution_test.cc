@@ -60,15 +60,19 @@ Event Conversion(std::string_view id, int64_t ts, std::string_view click_id) {
 
 TEST_CASE("a stored click round-trips; a damaged one is refused", "[attribution]") {
   Event c = Click("k1", 1'764'000'000'000, "camp", "US");
+  c.fraud_flags = kFraudInvalid;
   std::string v = ClickAttribution::EncodeClick(c);
-  int64_t ts = 0;
-  std::array<std::string_view, kDimCount> dims{};
-  REQUIRE(ClickAttribution::DecodeClick(v, &ts, &dims));
-  CHECK(ts == c.timestamp_ms);
-  CHECK(dims == c.dims);
-  CHECK_FALSE(ClickAttribution::DecodeClick(v.substr(0, v.size() - 1), &ts, &dims));
-  CHECK_FALSE(ClickAttribution::DecodeClick(v + "x", &ts, &dims));
-  CHECK_FALSE(ClickAttribution::DecodeClick("short", &ts, &dims));
+  ClickAttribution::StoredClick got;
+  REQUIRE(ClickAttribution::DecodeClick(v, &got));
+  CHECK(got.timestamp_ms == c.timestamp_ms);
+  CHECK(got.invalid);
+  CHECK(got.dims == c.dims);
+  CHECK_FALSE(ClickAttribution::DecodeClick(v.substr(0, v.size() - 1), &got));
+  CHECK_FALSE(ClickAttribution::DecodeClick(v + "x", &got));
+  CHECK_FALSE(ClickAttribution::DecodeClick("short", &got));
+  std::string other_version = v;
+  other_version[0] = 2;
+  CHECK_FALSE(ClickAttribution::DecodeClick(other_version, &got));
 }
 
 TEST_CASE("conversions take their click's dimensions within the window", "[attribution]") {
@@ -91,7 +95,7 @@ TEST_CASE("conversions take their click's dimensions within the window", "[attri
       Conversion("v5", t0 + kHour, "nope"),         // unknown
       Conversion("v6", t0 + kHour, ""),             // none named
   };
-  convs[0].dim(Dim::kCurrency) = "USD";  // its own currency stays
+  convs[0].dim(Dim::kCurrency) = "USD";  // its own currency stays (the validator fills USD)
   StableArena arena2;
   REQUIRE(a.Process(convs.data(), convs.size(), arena2).ok());
   CHECK(convs[0].attribution == Attribution::kAttributed);
@@ -101,7 +105,7 @@ TEST_CASE("conversions take their click's dimensions within the window", "[attri
   CHECK(convs[0].dim(Dim::kCurrency) == "USD");
   CHECK(convs[1].attribution == Attribution::kAttributed);
   CHECK(convs[1].dim(Dim::kCampaignId) == "camp-b");
-  CHECK(convs[1].dim(Dim::kCurrency) == "EUR");  // none of its own: its click's
+  CHECK(convs[1].dim(Dim::kCurrency).empty());  // never its click's: money keeps its currency
   for (int i : {2, 3}) {
     CHECK(convs[i].attribution == Attribution::kOutsideWindow);
     CHECK(convs[i].dim(Dim::kCampaignId) == "conv-campaign");
@@ -110,6 +114,31 @@ TEST_CASE("conversions take their click's dimensions within the window", "[attri
   CHECK(convs[5].attribution == Attribution::kNoClickId);
   CHECK(a.outcomes(Attribution::kAttributed) == 2);
   CHECK(a.outcomes(Attribution::kOutsideWindow) == 2);
+
+  // A reused click id keeps its first click, in the store and within a request alike.
+  std::vector<Event> reused = {Click("c1", t0, "camp-other", "JP"),
+                               Conversion("v9", t0 + kHour, "c1")};
+  StableArena arena5;
+  REQUIRE(a.Process(reused.data(), reused.size(), arena5).ok());
+  std::vector<Event> after_reuse = {Conversion("v10", t0 + kHour, "c1")};
+  REQUIRE(a.Process(after_reuse.data(), after_reuse.size(), arena5).ok());
+  CHECK(after_reuse[0].dim(Dim::kCampaignId) == "camp-a");
+  std::vector<Event> twice = {Click("c4", t0, "first", "US"), Click("c4", t0, "second", "US"),
+                              Conversion("v11", t0 + 5, "c4")};
+  REQUIRE(a.Process(twice.data(), twice.size(), arena5).ok());
+  CHECK(twice[2].dim(Dim::kCampaignId) == "first");
+  std::vector<Event> later_c4 = {Conversion("v12", t0 + 6, "c4")};
+  REQUIRE(a.Process(later_c4.data(), later_c4.size(), arena5).ok());
+  CHECK(later_c4[0].dim(Dim::kCampaignId) == "first");
+
+  // No conversion is credited to an invalid click.
+  std::vector<Event> bad = {Click("c5", t0, "camp-bot", "US")};
+  bad[0].fraud_flags = kFraudInvalid;
+  REQUIRE(a.Process(bad.data(), bad.size(), arena5).ok());
+  std::vector<Event> after_bad = {Conversion("v13", t0 + kHour, "c5")};
+  REQUIRE(a.Process(after_bad.data(), after_bad.size(), arena5).ok());
+  CHECK(after_bad[0].attribution == Attribution::kInvalidClick);
+  CHECK(after_bad[0].dim(Dim::kCampaignId) == "conv-campaign");
 
   // A click and its conversion in one request; and the index survives reopening the store.
   std::vector<Event> both = {Conversion("v7", t0 + 5, "c3"), Click("c3", t0, "camp-c", "FR")};
