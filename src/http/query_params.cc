@@ -104,6 +104,10 @@ absl::Status SetRange(QueryRequest& q, int64_t start_ms, int64_t end_ms, int64_t
     case Granularity::kHour:
       unit = kHourMs;
       break;
+    case Granularity::kDay:
+      // Days too: a range of millennia by day was minutes of work (found by tests/fuzz/api_fuzz).
+      unit = kDayMs;
+      break;
     default:
       break;
   }
