@@ -6,7 +6,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libboost-dev libboost-system-dev libboost-program-options-dev
   librocksdb-dev libsimdjson-dev libabsl-dev libxxhash-dev libfmt-dev libtomlplusplus-dev
-  libzstd-dev zlib1g-dev zstd
+  libzstd-dev zlib1g-dev zstd libssl-dev
   catch2 libbenchmark-dev
   libre2-dev libmaxminddb-dev libyaml-cpp-dev uap-core
   python3 curl redis-server redis-tools

@@ -11,7 +11,7 @@
 namespace adpulse {
 
 absl::StatusOr<HttpReply> HttpPost(const std::string& host, uint16_t port,
-                                   const std::string& target) {
+                                   const std::string& target, const std::string& bearer) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
@@ -27,9 +27,10 @@ absl::StatusOr<HttpReply> HttpPost(const std::string& host, uint16_t port,
         fmt::format("cannot connect to adpulse at {}:{}: {}", host, port, std::strerror(err)));
   }
   freeaddrinfo(res);
+  std::string auth = bearer.empty() ? "" : fmt::format("Authorization: Bearer {}\r\n", bearer);
   std::string request = fmt::format(
-      "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", target,
-      host, port);
+      "POST {} HTTP/1.1\r\nHost: {}:{}\r\n{}Content-Length: 0\r\nConnection: close\r\n\r\n", target,
+      host, port, auth);
   size_t sent = 0;
   while (sent < request.size()) {
     ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);

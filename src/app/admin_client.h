@@ -12,7 +12,8 @@ struct HttpReply {
   std::string body;
 };
 
+// `bearer`, when not empty, is sent as Authorization: Bearer.
 absl::StatusOr<HttpReply> HttpPost(const std::string& host, uint16_t port,
-                                   const std::string& target);
+                                   const std::string& target, const std::string& bearer = "");
 
 }  // namespace adpulse

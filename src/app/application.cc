@@ -4,7 +4,10 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <boost/asio/ip/address.hpp>
+#include <cctype>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -19,6 +22,7 @@
 #include "base/time_parse.h"
 #include "fraud/fraud_stage.h"
 #include "http/api.h"
+#include "http/auth.h"
 #include "http/server.h"
 #include "ingest/pipeline.h"
 #include "state/click_attribution.h"
@@ -36,7 +40,9 @@ constexpr const char* kUsage = R"(adpulse: a single-binary stream engine for ad 
 
 Usage:
   adpulse [serve] [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--log-level LEVEL]
+                 [--insecure]
   adpulse reconcile --from TIME --to TIME [--rebuild] [--config FILE] [--listen HOST:PORT]
+  adpulse token --name NAME --scope SCOPE [--scope SCOPE...]
   adpulse --help | --version
 
 Takes impression, click and conversion events over HTTP (POST /v1/events) and answers
@@ -48,13 +54,19 @@ Options:
   --data-dir DIR       where data is kept (default ./data)
   --log-level LEVEL    debug, info, warn or error (default info)
   --workers N          worker threads (shards); 0 = one per core
+  --insecure           allow a non-loopback --listen address with no [[auth.tokens]]
   -h, --help           show this help
   --version            print the version
 
 reconcile asks the running daemon at --listen (or the config's address) to recompute the
 aggregates of [--from, --to) from the raw-event archive and the live log and prints every
 difference from the stored aggregates; --rebuild replaces the differing ones. TIME is epoch
-milliseconds or RFC 3339. Exit code 0: no difference; 1: differences; 2: error.
+milliseconds or RFC 3339. Exit code 0: no difference; 1: differences; 2: error. With tokens
+configured it sends the admin token in the environment variable ADPULSE_TOKEN.
+
+token prints a new random API token and the [[auth.tokens]] lines to paste into the config
+(which keeps only its SHA-256). SCOPE: ingest (POST /v1/events), read (every query), admin
+(/v1/admin/*, /metrics) or advertiser:ID (every query, answered for that advertiser only).
 
 Flags override the config file; the config file overrides the embedded defaults.
 SIGTERM or SIGINT stops accepting, drains in-flight requests and exits 0.
@@ -69,6 +81,10 @@ struct Flags {
   std::optional<std::string> from;
   std::optional<std::string> to;
   bool reconcile = false;
+  bool token = false;
+  bool insecure = false;
+  std::optional<std::string> name;
+  std::vector<std::string> scopes;
   bool rebuild = false;
   bool help = false;
   bool version = false;
@@ -80,6 +96,9 @@ std::string ParseFlags(int argc, char** argv, Flags& flags) {
   if (i < argc && std::strcmp(argv[i], "serve") == 0) ++i;
   if (i < argc && std::strcmp(argv[i], "reconcile") == 0) {
     flags.reconcile = true;
+    ++i;
+  } else if (i < argc && std::strcmp(argv[i], "token") == 0) {
+    flags.token = true;
     ++i;
   }
   for (; i < argc; ++i) {
@@ -94,6 +113,10 @@ std::string ParseFlags(int argc, char** argv, Flags& flags) {
     }
     if (arg == "--rebuild") {
       flags.rebuild = true;
+      continue;
+    }
+    if (arg == "--insecure") {
+      flags.insecure = true;
       continue;
     }
     std::string name = arg;
@@ -111,12 +134,18 @@ std::string ParseFlags(int argc, char** argv, Flags& flags) {
     if (name == "--workers") target = &flags.workers;
     if (name == "--from") target = &flags.from;
     if (name == "--to") target = &flags.to;
-    if (!target) return "unknown argument '" + arg + "' (see adpulse --help)";
+    if (name == "--name") target = &flags.name;
+    bool scope = name == "--scope";
+    if (!target && !scope) return "unknown argument '" + arg + "' (see adpulse --help)";
     if (!value) {
       if (i + 1 >= argc) return name + " needs a value (see adpulse --help)";
       value = argv[++i];
     }
-    *target = *value;
+    if (scope) {
+      flags.scopes.push_back(*value);
+    } else {
+      *target = *value;
+    }
   }
   return {};
 }
@@ -348,6 +377,53 @@ void AddFraudMetrics(MetricsRegistry& metrics, FraudStage& stage) {
 
 }  // namespace
 
+bool IsLoopback(const std::string& host) {
+  if (host == "localhost" || host == "::1") return true;
+  boost::system::error_code ec;
+  auto address = boost::asio::ip::make_address(host, ec);
+  return !ec && address.is_loopback();
+}
+
+// `adpulse token`: a new token, and the lines of config that accept it.
+int PrintNewToken(const Flags& flags) {
+  TokenSpec spec;
+  if (!flags.name || flags.name->empty()) {
+    fmt::print(stderr, "adpulse: token needs --name NAME (shown in logs and metrics)\n");
+    return 2;
+  }
+  if (flags.scopes.empty()) {
+    fmt::print(stderr, "adpulse: token needs --scope SCOPE (ingest, read, admin, advertiser:ID)\n");
+    return 2;
+  }
+  for (const std::string& s : flags.scopes) {
+    absl::Status added = AddScope(s, spec);
+    if (!added.ok()) {
+      fmt::print(stderr, "adpulse: {}\n", Message(added));
+      return 2;
+    }
+  }
+  // The name goes into a TOML string and a Prometheus label: the config's own rule.
+  for (char c : *flags.name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+      fmt::print(stderr, "adpulse: --name '{}' must be letters, digits, '-', '_' or '.'\n",
+                 *flags.name);
+      return 2;
+    }
+  }
+  std::string token = NewToken();
+  std::array<uint8_t, 32> digest = Sha256(token);
+  std::string scopes;
+  for (const std::string& s : flags.scopes) {
+    scopes += fmt::format("{}\"{}\"", scopes.empty() ? "" : ", ", s);
+  }
+  fmt::print(
+      "{}\n\n# The token above is shown once: give it to the client (Authorization: Bearer "
+      "<token>).\n# adpulse keeps only its SHA-256; paste these lines into the config:\n"
+      "[[auth.tokens]]\nname = \"{}\"\nsha256 = \"{}\"\nscopes = [{}]\n",
+      token, *flags.name, HexOf(digest.data(), digest.size()), scopes);
+  return 0;
+}
+
 int RunApplication(int argc, char** argv) {
   Flags flags;
   std::string error = ParseFlags(argc, argv, flags);
@@ -367,6 +443,7 @@ int RunApplication(int argc, char** argv) {
     fmt::print(stderr, "adpulse: {}\n", Message(s));
     return 1;
   };
+  if (flags.token) return PrintNewToken(flags);
   auto loaded = LoadConfig(flags.config);
   if (!loaded.ok()) return fail(loaded.status());
   Config config = std::move(*loaded);
@@ -397,9 +474,11 @@ int RunApplication(int argc, char** argv) {
       return 2;
     }
     std::string host = config.server.host == "0.0.0.0" ? "127.0.0.1" : config.server.host;
+    const char* token = std::getenv("ADPULSE_TOKEN");
     auto reply = HttpPost(host, config.server.port,
                           fmt::format("/v1/admin/reconcile?start={}&end={}{}", *from, *to,
-                                      flags.rebuild ? "&rebuild=true" : ""));
+                                      flags.rebuild ? "&rebuild=true" : ""),
+                          token ? token : "");
     if (!reply.ok()) {
       fail(reply.status());
       return 2;
@@ -412,6 +491,13 @@ int RunApplication(int argc, char** argv) {
   if (!level.ok()) return fail(level.status());
   SetLogLevel(*level);
 
+  if (config.tokens.empty() && !IsLoopback(config.server.host) && !flags.insecure) {
+    return fail(absl::FailedPreconditionError(fmt::format(
+        "listening on {}:{} with no API tokens would let anyone who reaches it read every "
+        "advertiser's data and run admin actions; add [[auth.tokens]] (adpulse token makes "
+        "one) or pass --insecure",
+        config.server.host, config.server.port)));
+  }
   auto lock_fd = PrepareDataDir(config.data_dir);
   if (!lock_fd.ok()) return fail(lock_fd.status());
 
@@ -680,6 +766,24 @@ int RunApplication(int argc, char** argv) {
   api_options.validation.max_age_ms = config.max_age_s * 1000;
   api_options.validation.max_bid_micros = config.max_bid_price * 1'000'000;
   api_options.max_query_buckets = config.max_query_buckets;
+  Authenticator::Options auth_options;
+  auth_options.tokens = config.tokens;
+  auth_options.max_failures_per_minute = static_cast<int>(config.auth_max_failures_per_minute);
+  Authenticator auth(std::move(auth_options));
+  api_options.auth = &auth;
+  if (auth.open()) {
+    LOG_WARN(
+        "access: no API tokens configured: anyone who can reach {}:{} may ingest, read every "
+        "advertiser's data and run admin actions{}",
+        config.server.host, config.server.port,
+        IsLoopback(config.server.host) ? " (loopback only)" : " (--insecure)");
+  } else {
+    std::string names;
+    for (const TokenSpec& t : config.tokens)
+      names += fmt::format("{}{}", names.empty() ? "" : ", ", t.name);
+    LOG_INFO("access: {} API tokens ({}); requests without one get 401", config.tokens.size(),
+             names);
+  }
   Api api(api_options, *catalog, pipeline, metrics);
 
   HttpServer server(config.server, api, pipeline, metrics);

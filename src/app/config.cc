@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -155,9 +156,9 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
   }
   RETURN_IF_ERROR(CheckKeys(root, "", source,
                             {"server", "storage", "log", "ingest", "dedup", "query", "retention",
-                             "cubes", "enrichment", "fraud", "attribution"}));
+                             "cubes", "enrichment", "fraud", "attribution", "auth"}));
   for (std::string_view name : {"server", "storage", "log", "ingest", "dedup", "query", "retention",
-                                "enrichment", "fraud", "attribution"}) {
+                                "enrichment", "fraud", "attribution", "auth"}) {
     const toml::node* node = root.get(name);
     if (node && !node->is_table()) {
       return absl::InvalidArgumentError(
@@ -293,6 +294,77 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
                             config.user_agent_cache_entries));
     RETURN_IF_ERROR(ReadInt(*t, "enrichment", "geo_cache_entries", source, 16, 1 << 26,
                             config.geo_cache_entries));
+  }
+  if (const toml::table* t = Section(root, "auth")) {
+    RETURN_IF_ERROR(CheckKeys(*t, "auth", source, {"tokens", "max_failures_per_minute"}));
+    RETURN_IF_ERROR(ReadInt(*t, "auth", "max_failures_per_minute", source, 1, 1'000'000,
+                            config.auth_max_failures_per_minute));
+    if (const toml::node* tokens_node = t->get("tokens")) {
+      const toml::array* tokens = tokens_node->as_array();
+      if (!tokens) {
+        return absl::InvalidArgumentError(
+            fmt::format("{}: auth.tokens must be an array of tables ([[auth.tokens]])",
+                        Where(source, *tokens_node)));
+      }
+      std::vector<TokenSpec> specs;
+      for (const toml::node& entry : *tokens) {
+        const toml::table* e = entry.as_table();
+        if (!e) {
+          return absl::InvalidArgumentError(
+              fmt::format("{}: each [[auth.tokens]] entry must be a table", Where(source, entry)));
+        }
+        RETURN_IF_ERROR(CheckKeys(*e, "auth.tokens", source, {"name", "sha256", "scopes"}));
+        TokenSpec spec;
+        std::string hex;
+        RETURN_IF_ERROR(ReadString(*e, "auth.tokens", "name", source, spec.name));
+        RETURN_IF_ERROR(ReadString(*e, "auth.tokens", "sha256", source, hex));
+        std::string where = Where(source, entry);
+        bool name_ok = !spec.name.empty() && spec.name.size() <= 64;
+        for (char c : spec.name) {
+          name_ok &=
+              std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+        }
+        if (!name_ok) {
+          return absl::InvalidArgumentError(fmt::format(
+              "{}: auth.tokens name '{}' must be 1 to 64 letters, digits, '-', '_' or '.'", where,
+              spec.name));
+        }
+        auto digest = ParseSha256Hex(hex);
+        if (!digest.ok()) {
+          return absl::InvalidArgumentError(
+              fmt::format("{}: token '{}': {} (adpulse token prints it)", where, spec.name,
+                          Message(digest.status())));
+        }
+        spec.sha256 = *digest;
+        const toml::array* scopes = e->get_as<toml::array>("scopes");
+        if (!scopes || scopes->empty()) {
+          return absl::InvalidArgumentError(fmt::format(
+              "{}: token '{}' needs scopes = [...] (ingest, read, admin, advertiser:<id>)", where,
+              spec.name));
+        }
+        for (const toml::node& sc : *scopes) {
+          auto text = sc.value<std::string>();
+          absl::Status st =
+              text ? AddScope(*text, spec) : absl::InvalidArgumentError("scopes must be strings");
+          if (!st.ok()) {
+            return absl::InvalidArgumentError(
+                fmt::format("{}: token '{}': {}", Where(source, sc), spec.name, Message(st)));
+          }
+        }
+        for (const TokenSpec& other : specs) {
+          if (other.name == spec.name) {
+            return absl::InvalidArgumentError(
+                fmt::format("{}: two tokens are named '{}'", where, spec.name));
+          }
+          if (other.sha256 == spec.sha256) {
+            return absl::InvalidArgumentError(fmt::format(
+                "{}: tokens '{}' and '{}' have the same sha256", where, other.name, spec.name));
+          }
+        }
+        specs.push_back(std::move(spec));
+      }
+      config.tokens = std::move(specs);
+    }
   }
   if (const toml::table* t = Section(root, "attribution")) {
     RETURN_IF_ERROR(CheckKeys(*t, "attribution", source, {"enabled", "window_s"}));

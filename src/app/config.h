@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "adpulse/event.h"
 #include "fraud/scorer.h"
+#include "http/auth.h"
 #include "http/server.h"
 #include "state/shard_writer.h"
 #include "window/cube_catalog.h"
@@ -60,6 +61,10 @@ struct Config {
   // [attribution]
   bool attribution_enabled = true;
   int64_t attribution_window_s = 7 * 86400;
+  // [auth]: API tokens ([[auth.tokens]]); none: the daemon is open (and loopback only unless
+  // --insecure).
+  std::vector<TokenSpec> tokens;
+  int64_t auth_max_failures_per_minute = 10;
 };
 
 // The scorer's options with its memory: fraud.memory_mb, or a quarter of the memory budget.

@@ -17,6 +17,7 @@ namespace adpulse {
 class FraudStage;
 class ClickAttribution;
 class Archiver;
+class Authenticator;
 
 struct ApiOptions {
   size_t max_body_bytes = 16 << 20;
@@ -32,6 +33,8 @@ struct ApiOptions {
   std::string wal_dir;
   Archiver* archiver = nullptr;
   int64_t fraud_max_range_ms = 86'400'000;
+  // Who may call what (API.md, "Access"); null or without tokens: the daemon is open.
+  Authenticator* auth = nullptr;
 };
 
 class Api {

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,11 +15,24 @@
 #include "base/histogram.h"
 #include "base/json_writer.h"
 #include "http/api.h"
+#include "http/auth.h"
 #include "storage/event_log_scan.h"
 #include "window/query.h"
 
 namespace adpulse {
 namespace api_internal {
+
+// What a route needs of its caller.
+enum class Access {
+  kOpen,     // anyone: health, readiness, the dashboard's files (no data)
+  kIngest,   // scope ingest
+  kQuery,    // scope read, or advertiser:<id> (answered for that advertiser only)
+  kMonitor,  // scope read or admin: /metrics
+  kAdmin,    // scope admin
+};
+
+// 403 for a status of PermissionDenied (a scope that does not reach), 400 for any other.
+HttpResponse StatusResponse(const absl::Status& s);
 
 HttpResponse JsonResponse(std::string body);
 std::string Lower(std::string_view s);
@@ -67,7 +81,15 @@ std::string TimeText(int64_t ms, const absl::TimeZone& tz);
 // Reads `format` (json or csv) into q.csv.
 absl::Status ReadFormat(std::string_view value, QueryRequest& q);
 absl::Status SetRange(QueryRequest& q, int64_t start_ms, int64_t end_ms, int64_t max_buckets);
-absl::Status SelectCube(const CubeCatalog& catalog, QueryRequest& q);
+// Forces the caller's advertisers on q (the filter advertiser_id, intersected with any it asks
+// for: PermissionDenied when it asks only for others), then chooses the cube.
+absl::Status SelectCube(const CubeCatalog& catalog, const Caller& caller, QueryRequest& q);
+// The same, but when the caller named no metrics and reads only some advertisers, the defaults
+// go without unique_users if no cube with advertiser_id keeps them (the default cubes do not).
+absl::Status SelectCubeForDefaults(const CubeCatalog& catalog, const Caller& caller,
+                                   bool metrics_defaulted, QueryRequest& q);
+// Whether `spec` reads only advertisers `caller` may see (RunQuery refuses any other).
+bool ScopedTo(const Caller& caller, const QuerySpec& spec);
 // Repeats are ignored: "campaign_id,campaign_id" groups once.
 void AddGroupBy(QueryRequest& q, Dim d);
 void AddMetric(QueryRequest& q, Metric m);
@@ -98,6 +120,11 @@ struct Api::Impl {
   MetricsRegistry::Counter& queries;
   Histogram& ingest_seconds;
   Histogram& query_seconds;
+  MetricsRegistry::Counter& auth_missing;
+  MetricsRegistry::Counter& auth_unknown;
+  MetricsRegistry::Counter& auth_forbidden;
+  MetricsRegistry::Counter& auth_rate_limited;
+  std::map<std::string, MetricsRegistry::Counter*, std::less<>> requests_by_token;
 
   Impl(Api& a, const CubeCatalog& c, Pipeline& p, MetricsRegistry& m)
       : api(a),
@@ -122,7 +149,16 @@ struct Api::Impl {
         query_seconds(m.GetHistogram(
             "adpulse_query_duration_seconds",
             "Aggregate queries (every /v1 query endpoint and /grafana) from their start on the "
-            "shards to the merged answer.")) {
+            "shards to the merged answer.")),
+        auth_missing(m.GetCounter("adpulse_auth_failures_total",
+                                  "Requests refused by access control, by reason: no bearer "
+                                  "token, an unknown token, a token without the scope needed, "
+                                  "or too many failures from the client's address.",
+                                  "reason=\"missing_token\"")),
+        auth_unknown(m.GetCounter("adpulse_auth_failures_total", "", "reason=\"unknown_token\"")),
+        auth_forbidden(m.GetCounter("adpulse_auth_failures_total", "", "reason=\"missing_scope\"")),
+        auth_rate_limited(
+            m.GetCounter("adpulse_auth_failures_total", "", "reason=\"rate_limited\"")) {
     for (std::string_view reason : kRejectReasons) {
       events_rejected.push_back(&m.GetCounter(
           "adpulse_events_rejected_total",
@@ -132,30 +168,38 @@ struct Api::Impl {
     }
   }
 
+  // ---- access (api.cc) ----
+  // Answers the request itself (and returns false) when its caller may not call `access`.
+  bool Authorize(api_internal::Access access, const HttpRequest& req, std::string_view path,
+                 Caller& caller, Responder& respond);
+  // GET /v1/admin/routes: every route and the scope it needs.
+  void Routes(Responder respond);
+
   // ---- ingestion ----
   void PostEvents(int producer, HttpRequest&& req, Responder respond);
 
   // ---- queries ----
   // Runs the query on every shard and calls `finish` with the merged table (on a worker thread).
-  void RunQuery(int producer, QuerySpec spec, Responder respond_error,
+  void RunQuery(int producer, const Caller& caller, QuerySpec spec, Responder respond_error,
                 std::function<void(ResultTable&&, const QuerySpec&)> finish);
-  void Metrics(int producer, const QueryRequest& q, Responder respond);
-  absl::Status ReadMetricsParams(const ParsedTarget& t, QueryRequest& q);
-  absl::Status ReadQueryBody(std::string_view body, QueryRequest& q);
-  void Realtime(int producer, const ParsedTarget& t, Responder respond);
-  void Top(int producer, const ParsedTarget& t, Responder respond);
-  void Funnel(int producer, const ParsedTarget& t, Responder respond);
-  void Billing(int producer, const ParsedTarget& t, Responder respond);
+  void Metrics(int producer, const Caller& caller, const QueryRequest& q, Responder respond);
+  absl::Status ReadMetricsParams(const Caller& caller, const ParsedTarget& t, QueryRequest& q);
+  absl::Status ReadQueryBody(const Caller& caller, std::string_view body, QueryRequest& q);
+  void Realtime(int producer, const Caller& caller, const ParsedTarget& t, Responder respond);
+  void Top(int producer, const Caller& caller, const ParsedTarget& t, Responder respond);
+  void Funnel(int producer, const Caller& caller, const ParsedTarget& t, Responder respond);
+  void Billing(int producer, const Caller& caller, const ParsedTarget& t, Responder respond);
 
   // ---- fraud (fraud_handlers.cc) ----
-  void FraudReport(const ParsedTarget& t, Responder respond);
-  void FraudEvents(const ParsedTarget& t, Responder respond);
+  void FraudReport(const Caller& caller, const ParsedTarget& t, Responder respond);
+  void FraudEvents(const Caller& caller, const ParsedTarget& t, Responder respond);
   // False (and answered 503) when as many log scans as allowed already run.
   bool StartScan(Responder& respond);
   EventLogScanOptions ScanOptionsFor(int shard, int64_t from, int64_t to) const;
 
   // ---- Grafana's JSON datasource (grafana_handlers.cc): `sub` is the path after /grafana ----
-  void Grafana(int producer, std::string_view sub, HttpRequest&& req, Responder respond);
+  void Grafana(int producer, const Caller& caller, std::string_view sub, HttpRequest&& req,
+               Responder respond);
 
   // ---- admin ----
   void Reconcile(int producer, const ParsedTarget& t, Responder respond);

@@ -2,6 +2,7 @@
 // src/http/dashboard/ and uPlot (dashboard_assets.cc.in).
 #pragma once
 #include <string_view>
+#include <vector>
 
 namespace adpulse {
 
@@ -13,5 +14,7 @@ struct DashboardAsset {
 
 // The file served at `path` ("/" is the page), or null.
 const DashboardAsset* FindDashboardAsset(std::string_view path);
+// The paths of every file ("/", "/dashboard/dashboard.js", ...).
+std::vector<std::string_view> DashboardPaths();
 
 }  // namespace adpulse

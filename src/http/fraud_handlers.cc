@@ -150,7 +150,7 @@ EventLogScanOptions Api::Impl::ScanOptionsFor(int shard, int64_t from, int64_t t
   return o;
 }
 
-void Api::Impl::FraudReport(const ParsedTarget& t, Responder respond) {
+void Api::Impl::FraudReport(const Caller& caller, const ParsedTarget& t, Responder respond) {
   const ApiOptions& opt = api.options_;
   auto range = ReadRange(t, opt.fraud_max_range_ms);
   auto limit = ReadLimit(t, 10, 1000);
@@ -162,14 +162,20 @@ void Api::Impl::FraudReport(const ParsedTarget& t, Responder respond) {
     respond(ErrorResponse(404, "fraud reports need the log (this daemon keeps none)"));
     return;
   }
+  if (!caller.Reads()) {
+    respond(ErrorResponse(403, "fraud reports need scope read or advertiser:<id>"));
+    return;
+  }
   if (!StartScan(respond)) return;
-  std::thread([this, r = *range, limit = *limit, respond = std::move(respond)]() mutable {
+  // An advertiser's token sees the report of its own events only.
+  std::thread([this, caller, r = *range, limit = *limit, respond = std::move(respond)]() mutable {
     TallyMap ips, users, publishers, campaigns;
     uint64_t events = 0, invalid = 0;
     uint64_t by_signal[kSignalCount] = {};
     absl::Status status;
     for (int shard = 0; shard < pipeline.shard_count() && status.ok(); ++shard) {
       status = ScanLoggedEvents(ScanOptionsFor(shard, r.start_ms, r.end_ms), [&](const Event& e) {
+        if (!caller.Allows(e.dim(Dim::kAdvertiserId))) return true;
         ++events;
         publishers[std::string(e.dim(Dim::kPublisherId))].Add(e);
         campaigns[std::string(e.dim(Dim::kCampaignId))].Add(e);
@@ -220,7 +226,7 @@ void Api::Impl::FraudReport(const ParsedTarget& t, Responder respond) {
   }).detach();
 }
 
-void Api::Impl::FraudEvents(const ParsedTarget& t, Responder respond) {
+void Api::Impl::FraudEvents(const Caller& caller, const ParsedTarget& t, Responder respond) {
   const ApiOptions& opt = api.options_;
   const std::string* campaign = t.Get("campaign_id");
   if (!campaign || campaign->empty()) {
@@ -255,8 +261,12 @@ void Api::Impl::FraudEvents(const ParsedTarget& t, Responder respond) {
     respond(ErrorResponse(404, "fraud reports need the log (this daemon keeps none)"));
     return;
   }
+  if (!caller.Reads()) {
+    respond(ErrorResponse(403, "fraud reports need scope read or advertiser:<id>"));
+    return;
+  }
   if (!StartScan(respond)) return;
-  std::thread([this, r = *range, limit = *limit, campaign = *campaign, wanted_signals,
+  std::thread([this, caller, r = *range, limit = *limit, campaign = *campaign, wanted_signals,
                event_id = event_id ? *event_id : std::string(), include_valid,
                respond = std::move(respond)]() mutable {
     JsonWriter w;
@@ -275,6 +285,7 @@ void Api::Impl::FraudEvents(const ParsedTarget& t, Responder respond) {
     absl::Status status =
         ScanLoggedEvents(ScanOptionsFor(shard, r.start_ms, r.end_ms), [&](const Event& e) {
           if (e.dim(Dim::kCampaignId) != campaign) return true;
+          if (!caller.Allows(e.dim(Dim::kAdvertiserId))) return true;
           if (!event_id.empty() && e.event_id != event_id) return true;
           if (!include_valid && !e.invalid()) return true;
           if (wanted_signals && !(e.fraud_signals & wanted_signals)) return true;

@@ -69,7 +69,8 @@ std::pair<Granularity, int64_t> BaseGranularity(int64_t step_ms) {
 }
 
 // Puts `filters` and the payload's grouping into t.q and chooses its cube.
-absl::Status PlanQuery(const CubeCatalog& catalog, const Filters& filters, TargetPlan& t) {
+absl::Status PlanQuery(const CubeCatalog& catalog, const Caller& caller, const Filters& filters,
+                       TargetPlan& t) {
   QueryRequest& q = t.q;
   q.metrics = {t.annotation ? Metric::kImpressions : t.metric};
   for (Dim d : t.payload.group_by) AddGroupBy(q, d);
@@ -84,7 +85,7 @@ absl::Status PlanQuery(const CubeCatalog& catalog, const Filters& filters, Targe
         std::find(q.spec.group_by.begin(), q.spec.group_by.end(), g.dim) - q.spec.group_by.begin();
     t.group_filters.push_back({pos, g});
   }
-  return SelectCube(catalog, q);
+  return SelectCube(catalog, caller, q);
 }
 
 // A series' or table row's label: "clicks campaign_id=c1 country=US".
@@ -330,16 +331,16 @@ Responder WithMessage(Responder respond) {
 // Lists the values of `dim` with events in [from, to) (filtered), sorted, up to kMaxListedValues.
 // (A template: Api::Impl is private to Api, named only where it is a member.)
 template <typename Impl>
-void GrafanaValues(Impl& impl, int producer, Dim dim, const Filters& filters, int64_t from,
-                   int64_t to, Responder respond,
+void GrafanaValues(Impl& impl, int producer, const Caller& caller, Dim dim, const Filters& filters,
+                   int64_t from, int64_t to, Responder respond,
                    std::function<void(std::vector<std::string>)> done) {
   TargetPlan t;
   t.payload.group_by = {dim};
   t.q.spec.granularity = Granularity::kAll;
   absl::Status s = SetRange(t.q, from, to, impl.api.options().max_query_buckets);
-  if (s.ok()) s = PlanQuery(impl.catalog, filters, t);
+  if (s.ok()) s = PlanQuery(impl.catalog, caller, filters, t);
   if (!s.ok()) {
-    respond(GrafanaError(400, Message(s)));
+    respond(GrafanaStatus(s));
     return;
   }
   if (t.matches_nothing) {
@@ -347,7 +348,7 @@ void GrafanaValues(Impl& impl, int producer, Dim dim, const Filters& filters, in
     return;
   }
   t.q.spec.need_users = false;
-  impl.RunQuery(producer, t.q.spec, WithMessage(respond),
+  impl.RunQuery(producer, caller, t.q.spec, WithMessage(respond),
                 [t, done = std::move(done)](ResultTable&& table, const QuerySpec&) {
                   Grouped groups = GroupRows(t, table, 0, 0);
                   std::vector<std::string> values;
@@ -360,9 +361,9 @@ void GrafanaValues(Impl& impl, int producer, Dim dim, const Filters& filters, in
 }
 
 template <typename Impl>
-void GrafanaQuery(Impl& impl, int producer, bool legacy_annotations, element root,
-                  Responder respond) {
-  auto fail = [&](const absl::Status& s) { respond(GrafanaError(400, Message(s))); };
+void GrafanaQuery(Impl& impl, int producer, const Caller& caller, bool legacy_annotations,
+                  element root, Responder respond) {
+  auto fail = [&](const absl::Status& s) { respond(GrafanaStatus(s)); };
   element range;
   if (root["range"].get(range) || !range.is_object()) {
     return fail(absl::InvalidArgumentError("range is required ({\"from\": .., \"to\": ..})"));
@@ -468,7 +469,8 @@ void GrafanaQuery(Impl& impl, int producer, bool legacy_annotations, element roo
                  !s.ok()) {
         return fail(s);
       }
-      if (absl::Status s = PlanQuery(impl.catalog, target_filters, t); !s.ok()) return fail(s);
+      if (absl::Status s = PlanQuery(impl.catalog, caller, target_filters, t); !s.ok())
+        return fail(s);
       if (t.annotation) t.q.spec.need_users = false;
       if (t.no_buckets) t.matches_nothing = true;
       plans.push_back(std::move(t));
@@ -484,7 +486,7 @@ void GrafanaQuery(Impl& impl, int producer, bool legacy_annotations, element roo
     }
     absl::Status s = SetRange(t.q, CeilTo(*from, unit), CeilTo(*to, kMinuteMs),
                               impl.api.options().max_query_buckets);
-    if (s.ok()) s = PlanQuery(impl.catalog, filters, t);
+    if (s.ok()) s = PlanQuery(impl.catalog, caller, filters, t);
     if (!s.ok()) return fail(s);
     t.q.spec.need_users = false;
     t.step_ms = step;
@@ -542,7 +544,7 @@ void GrafanaQuery(Impl& impl, int producer, bool legacy_annotations, element roo
       finish(ResultTable(), plan->q.spec);
       continue;
     }
-    impl.RunQuery(producer, plan->q.spec,
+    impl.RunQuery(producer, caller, plan->q.spec,
                   WithMessage([fan_in](HttpResponse r) { fan_in->Fail(std::move(r)); }),
                   std::move(finish));
   }
@@ -550,7 +552,8 @@ void GrafanaQuery(Impl& impl, int producer, bool legacy_annotations, element roo
 
 }  // namespace
 
-void Api::Impl::Grafana(int producer, std::string_view sub, HttpRequest&& req, Responder respond) {
+void Api::Impl::Grafana(int producer, const Caller& caller, std::string_view sub, HttpRequest&& req,
+                        Responder respond) {
   // A datasource URL ending in '/' makes the plugin ask for /grafana//query.
   while (sub.size() >= 2 && sub[0] == '/' && sub[1] == '/') sub.remove_prefix(1);
   if (sub.empty() || sub == "/") {
@@ -578,7 +581,7 @@ void Api::Impl::Grafana(int producer, std::string_view sub, HttpRequest&& req, R
     return;
   }
   element root = *parsed;
-  auto fail = [&](const absl::Status& s) { respond(GrafanaError(400, Message(s))); };
+  auto fail = [&](const absl::Status& s) { respond(GrafanaStatus(s)); };
   auto range = OptionalRange(root);
   if (!range.ok()) return fail(range.status());
   int64_t now = NowMs();
@@ -660,7 +663,7 @@ void Api::Impl::Grafana(int producer, std::string_view sub, HttpRequest&& req, R
     auto dim = DimParam("name", n);
     if (!dim.ok()) return fail(dim.status());
     Filters filters;
-    GrafanaValues(*this, producer, *dim, filters, from, to, respond,
+    GrafanaValues(*this, producer, caller, *dim, filters, from, to, respond,
                   [respond](std::vector<std::string> values) {
                     JsonWriter w;
                     w.BeginArray();
@@ -690,7 +693,7 @@ void Api::Impl::Grafana(int producer, std::string_view sub, HttpRequest&& req, R
     auto dim = DimParam("key", Str(key));
     if (!dim.ok()) return fail(dim.status());
     Filters filters;
-    GrafanaValues(*this, producer, *dim, filters, from, to, respond,
+    GrafanaValues(*this, producer, caller, *dim, filters, from, to, respond,
                   [respond](std::vector<std::string> values) {
                     JsonWriter w;
                     w.BeginArray();
@@ -756,11 +759,11 @@ void Api::Impl::Grafana(int producer, std::string_view sub, HttpRequest&& req, R
       return fail(absl::InvalidArgumentError(
           fmt::format("target '{}' is not a dimension, 'metrics' or 'dimensions'", target)));
     }
-    GrafanaValues(*this, producer, *dim, filters, from, to, respond, answer);
+    GrafanaValues(*this, producer, caller, *dim, filters, from, to, respond, answer);
     return;
   }
   if (sub == "/query" || sub == "/annotations") {
-    GrafanaQuery(*this, producer, sub == "/annotations", root, respond);
+    GrafanaQuery(*this, producer, caller, sub == "/annotations", root, respond);
     return;
   }
   respond(GrafanaError(404, fmt::format("no Grafana endpoint {} /grafana{}", req.method, sub)));

@@ -27,6 +27,10 @@ HttpResponse GrafanaError(unsigned status, std::string_view message) {
   return r;
 }
 
+HttpResponse GrafanaStatus(const absl::Status& s) {
+  return GrafanaError(s.code() == absl::StatusCode::kPermissionDenied ? 403 : 400, Message(s));
+}
+
 namespace {
 // Grafana's "regex" formatting, which the plugin applies to every builder value: a variable's
 // value has its regex metacharacters escaped (summer\.sale), and a multi-value variable becomes

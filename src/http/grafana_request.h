@@ -82,6 +82,8 @@ struct Payload {
 
 // An error as the plugin shows it: {"message": ..} (and {"error": ..}, as the rest of the API).
 HttpResponse GrafanaError(unsigned status, std::string_view message);
+// The same for a status: 403 for PermissionDenied (a token's advertisers), 400 for any other.
+HttpResponse GrafanaStatus(const absl::Status& s);
 // A payload value as strings: "a", "a,b", "(a|b)" or "{a,b}" (a multi-value variable, regex-
 // escaped as the plugin sends it, or as older ones do), or ["a", "b"].
 absl::Status StringValues(element e, std::string_view name, std::vector<std::string>& out);

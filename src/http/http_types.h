@@ -14,6 +14,8 @@ struct HttpRequest {
   std::string target;  // path and query string
   std::string content_type;
   std::string content_encoding;
+  std::string authorization;   // the Authorization header's value
+  std::string client_address;  // the peer's IP address, for per-client limits
   std::string body;  // with capacity for kBodyPaddingBytes more, when its length was announced
 };
 

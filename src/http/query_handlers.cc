@@ -21,8 +21,18 @@ namespace adpulse {
 using namespace api_internal;
 
 // Runs the query on every shard and calls `finish` with the merged table (on a worker thread).
-void Api::Impl::RunQuery(int producer, QuerySpec spec, Responder respond_error,
+void Api::Impl::RunQuery(int producer, const Caller& caller, QuerySpec spec,
+                         Responder respond_error,
                          std::function<void(ResultTable&&, const QuerySpec&)> finish) {
+  if (!ScopedTo(caller, spec)) {
+    // Every handler scopes its query in SelectCube; one that did not is a bug, and must not
+    // answer with other advertisers' rows.
+    LOG_ERROR("a query of token '{}' was not limited to its advertisers; refused", caller.name);
+    respond_error(ErrorResponse(500,
+                                "internal error: the query was not limited to the token's "
+                                "advertisers; refused"));
+    return;
+  }
   queries.fetch_add(1, std::memory_order_relaxed);
   struct Job {
     QuerySpec spec;
@@ -64,13 +74,14 @@ void Api::Impl::RunQuery(int producer, QuerySpec spec, Responder respond_error,
   pipeline.QueryShards(job->fan_out.get(), wanted);
 }
 
-void Api::Impl::Metrics(int producer, const QueryRequest& q, Responder respond) {
+void Api::Impl::Metrics(int producer, const Caller& caller, const QueryRequest& q,
+                        Responder respond) {
   std::vector<Metric> metrics = q.metrics;
   std::string tz = q.tz_name;
   bool csv = q.csv;
   Responder on_error = respond;  // copied first: the lambda below takes `respond`
   RunQuery(
-      producer, q.spec, std::move(on_error),
+      producer, caller, q.spec, std::move(on_error),
       [metrics, tz, csv, respond = std::move(respond)](ResultTable&& table, const QuerySpec& spec) {
         bool timed = spec.granularity != Granularity::kAll;
         if (csv) {
@@ -106,7 +117,8 @@ void Api::Impl::Metrics(int producer, const QueryRequest& q, Responder respond) 
       });
 }
 
-absl::Status Api::Impl::ReadMetricsParams(const ParsedTarget& t, QueryRequest& q) {
+absl::Status Api::Impl::ReadMetricsParams(const Caller& caller, const ParsedTarget& t,
+                                          QueryRequest& q) {
   if (const std::string* dims = t.Get("dimensions")) {
     for (const std::string& name : SplitComma(*dims)) {
       ASSIGN_OR_RETURN(Dim d, DimParam("dimensions", name));
@@ -119,12 +131,14 @@ absl::Status Api::Impl::ReadMetricsParams(const ParsedTarget& t, QueryRequest& q
       AddMetric(q, m);
     }
   }
-  if (q.metrics.empty()) q.metrics = kDefaultMetrics;
+  bool defaulted = q.metrics.empty();
+  if (defaulted) q.metrics = kDefaultMetrics;
   RETURN_IF_ERROR(ReadCommonParams(t, q, api.options_.max_query_buckets, Granularity::kAll));
-  return SelectCube(catalog, q);
+  return SelectCubeForDefaults(catalog, caller, defaulted, q);
 }
 
-absl::Status Api::Impl::ReadQueryBody(std::string_view body, QueryRequest& q) {
+absl::Status Api::Impl::ReadQueryBody(const Caller& caller, std::string_view body,
+                                      QueryRequest& q) {
   simdjson::dom::parser parser;
   simdjson::dom::element root;
   if (auto err = parser.parse(body.data(), body.size()).get(root)) {
@@ -216,12 +230,14 @@ absl::Status Api::Impl::ReadQueryBody(std::string_view body, QueryRequest& q) {
   }
   if (!start) return absl::InvalidArgumentError("start is required (epoch ms or RFC 3339)");
   if (!end) return absl::InvalidArgumentError("end is required (epoch ms or RFC 3339)");
-  if (q.metrics.empty()) q.metrics = kDefaultMetrics;
+  bool defaulted = q.metrics.empty();
+  if (defaulted) q.metrics = kDefaultMetrics;
   RETURN_IF_ERROR(SetRange(q, *start, *end, api.options_.max_query_buckets));
-  return SelectCube(catalog, q);
+  return SelectCubeForDefaults(catalog, caller, defaulted, q);
 }
 
-void Api::Impl::Realtime(int producer, const ParsedTarget& t, Responder respond) {
+void Api::Impl::Realtime(int producer, const Caller& caller, const ParsedTarget& t,
+                         Responder respond) {
   const std::string* campaign = t.Get("campaign_id");
   if (!campaign || campaign->empty()) {
     respond(ErrorResponse(400, "campaign_id is required"));
@@ -245,18 +261,33 @@ void Api::Impl::Realtime(int producer, const ParsedTarget& t, Responder respond)
   // Whole minutes: up to the end of the current minute, back far enough to cover the window.
   int64_t to = CeilTo(NowMs() + 1, kMinuteMs);
   int64_t from = to - CeilTo(window_s * 1000, kMinuteMs);
-  absl::Status s = SetRange(q, from, to, api.options_.max_query_buckets);
-  if (s.ok()) s = SelectCube(catalog, q);
+  absl::Status range = SetRange(q, from, to, api.options_.max_query_buckets);
+  QueryRequest scoped = q;
+  absl::Status s = range.ok() ? SelectCube(catalog, caller, q) : range;
+  bool users = true;
+  if (range.ok() && !s.ok() && !caller.ReadsAll() &&
+      s.code() != absl::StatusCode::kPermissionDenied) {
+    // An advertiser's token reads cubes with advertiser_id: the default ones (billing) have no
+    // unique users, which the answer then leaves out rather than failing.
+    scoped.metrics.erase(
+        std::remove(scoped.metrics.begin(), scoped.metrics.end(), Metric::kUniqueUsers),
+        scoped.metrics.end());
+    if (SelectCube(catalog, caller, scoped).ok()) {
+      q = std::move(scoped);
+      users = false;
+      s = absl::OkStatus();
+    }
+  }
   if (!s.ok()) {
-    respond(ErrorResponse(400, Message(s)));
+    respond(StatusResponse(s));
     return;
   }
   std::string campaign_id = *campaign;
   Responder on_error = respond;  // copied first: the lambda below takes `respond`
   RunQuery(
-      producer, q.spec, std::move(on_error),
-      [campaign_id, window_s, respond = std::move(respond)](ResultTable&& table,
-                                                            const QuerySpec& spec) {
+      producer, caller, q.spec, std::move(on_error),
+      [campaign_id, window_s, users, respond = std::move(respond)](ResultTable&& table,
+                                                                   const QuerySpec& spec) {
         Aggregate total;
         for (const ResultRow* row : table.SortedRows()) total.Merge(row->agg, true);
         JsonWriter w;
@@ -272,6 +303,7 @@ void Api::Impl::Realtime(int producer, const ParsedTarget& t, Responder respond)
         for (Metric m : {Metric::kImpressions, Metric::kClicks, Metric::kConversions,
                          Metric::kSpend, Metric::kCtr, Metric::kCvr, Metric::kUniqueUsers,
                          Metric::kFraudImpressions, Metric::kFraudClicks, Metric::kFraudSpend}) {
+          if (m == Metric::kUniqueUsers && !users) continue;
           WriteMetric(w, m, total);
         }
         w.EndObject();
@@ -279,9 +311,9 @@ void Api::Impl::Realtime(int producer, const ParsedTarget& t, Responder respond)
       });
 }
 
-void Api::Impl::Top(int producer, const ParsedTarget& t, Responder respond) {
+void Api::Impl::Top(int producer, const Caller& caller, const ParsedTarget& t, Responder respond) {
   QueryRequest q;
-  auto fail = [&](const absl::Status& s) { respond(ErrorResponse(400, Message(s))); };
+  auto fail = [&](const absl::Status& s) { respond(StatusResponse(s)); };
   const std::string* metric_name = t.Get("metric");
   const std::string* dim_name = t.Get("dimension");
   if (!metric_name) return fail(absl::InvalidArgumentError("metric is required, e.g. metric=ctr"));
@@ -317,13 +349,13 @@ void Api::Impl::Top(int producer, const ParsedTarget& t, Responder respond) {
   if (s.ok() && q.spec.granularity != Granularity::kAll) {
     s = absl::InvalidArgumentError("granularity: /v1/top ranks over the whole range; omit it");
   }
-  if (s.ok()) s = SelectCube(catalog, q);
+  if (s.ok()) s = SelectCube(catalog, caller, q);
   if (!s.ok()) return fail(s);
   Metric m = *metric;
   Dim d = *dim;
   bool csv = q.csv;
   Responder on_error = respond;  // copied first: the lambda below takes `respond`
-  RunQuery(producer, q.spec, std::move(on_error),
+  RunQuery(producer, caller, q.spec, std::move(on_error),
            [m, d, limit, min_impressions, csv, respond = std::move(respond)](
                ResultTable&& table, const QuerySpec& spec) {
              struct Ranked {
@@ -392,7 +424,8 @@ void Api::Impl::Top(int producer, const ParsedTarget& t, Responder respond) {
            });
 }
 
-void Api::Impl::Funnel(int producer, const ParsedTarget& t, Responder respond) {
+void Api::Impl::Funnel(int producer, const Caller& caller, const ParsedTarget& t,
+                       Responder respond) {
   const std::string* campaign = t.Get("campaign_id");
   if (!campaign || campaign->empty()) {
     respond(ErrorResponse(400, "campaign_id is required"));
@@ -416,9 +449,9 @@ void Api::Impl::Funnel(int producer, const ParsedTarget& t, Responder respond) {
                        ? absl::InvalidArgumentError(
                              "granularity: /v1/funnel counts over the whole range; omit it")
                        : ReadCommonParams(t, q, api.options_.max_query_buckets, Granularity::kAll);
-  if (s.ok()) s = SelectCube(catalog, q);
+  if (s.ok()) s = SelectCube(catalog, caller, q);
   if (!s.ok()) {
-    respond(ErrorResponse(400, Message(s)));
+    respond(StatusResponse(s));
     return;
   }
   q.spec.granularity = Granularity::kAll;
@@ -426,7 +459,7 @@ void Api::Impl::Funnel(int producer, const ParsedTarget& t, Responder respond) {
   std::string campaign_id = *campaign;
   bool csv = q.csv;
   Responder on_error = respond;  // copied first: the lambda below takes `respond`
-  RunQuery(producer, q.spec, std::move(on_error),
+  RunQuery(producer, caller, q.spec, std::move(on_error),
            [campaign_id, csv, by_ad, respond = std::move(respond)](ResultTable&& table,
                                                                    const QuerySpec& spec) {
              Aggregate total;
@@ -486,7 +519,8 @@ void Api::Impl::Funnel(int producer, const ParsedTarget& t, Responder respond) {
            });
 }
 
-void Api::Impl::Billing(int producer, const ParsedTarget& t, Responder respond) {
+void Api::Impl::Billing(int producer, const Caller& caller, const ParsedTarget& t,
+                        Responder respond) {
   const std::string* advertiser = t.Get("advertiser_id");
   if (!advertiser || advertiser->empty()) {
     respond(ErrorResponse(400, "advertiser_id is required"));
@@ -497,9 +531,9 @@ void Api::Impl::Billing(int producer, const ParsedTarget& t, Responder respond) 
   q.spec.group_by = {Dim::kCampaignId, Dim::kCurrency};
   q.spec.filters.push_back({Dim::kAdvertiserId, {*advertiser}});
   absl::Status s = ReadCommonParams(t, q, api.options_.max_query_buckets, Granularity::kDay);
-  if (s.ok()) s = SelectCube(catalog, q);
+  if (s.ok()) s = SelectCube(catalog, caller, q);
   if (!s.ok()) {
-    respond(ErrorResponse(400, Message(s)));
+    respond(StatusResponse(s));
     return;
   }
   q.spec.need_users = false;
@@ -507,7 +541,7 @@ void Api::Impl::Billing(int producer, const ParsedTarget& t, Responder respond) 
   std::string tz = q.tz_name;
   bool csv = q.csv;
   Responder on_error = respond;  // copied first: the lambda below takes `respond`
-  RunQuery(producer, q.spec, std::move(on_error),
+  RunQuery(producer, caller, q.spec, std::move(on_error),
            [advertiser_id, tz, csv, respond = std::move(respond)](ResultTable&& table,
                                                                   const QuerySpec& spec) {
              bool timed = spec.granularity != Granularity::kAll;

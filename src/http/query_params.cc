@@ -121,12 +121,91 @@ absl::Status SetRange(QueryRequest& q, int64_t start_ms, int64_t end_ms, int64_t
   return absl::OkStatus();
 }
 
-absl::Status SelectCube(const CubeCatalog& catalog, QueryRequest& q) {
+HttpResponse StatusResponse(const absl::Status& s) {
+  return ErrorResponse(s.code() == absl::StatusCode::kPermissionDenied ? 403 : 400, Message(s));
+}
+
+namespace {
+
+std::string AdvertiserList(const Caller& caller) {
+  std::string out;
+  for (const std::string& a : caller.advertisers) {
+    out += fmt::format("{}'{}'", out.empty() ? "" : ", ", a);
+  }
+  return out;
+}
+
+// Forces the caller's advertisers on the query's filters.
+absl::Status ScopeQuery(const Caller& caller, QueryRequest& q) {
+  if (caller.ReadsAll()) return absl::OkStatus();
+  if (!caller.Has(Scope::kAdvertiser) || caller.advertisers.empty()) {
+    return absl::PermissionDeniedError(
+        fmt::format("token '{}' has no scope read or advertiser:<id>", caller.name));
+  }
+  for (auto& [dim, values] : q.spec.filters) {
+    if (dim != Dim::kAdvertiserId) continue;
+    std::vector<std::string> kept;
+    for (std::string& v : values) {
+      if (caller.Allows(v) && std::find(kept.begin(), kept.end(), v) == kept.end()) {
+        kept.push_back(std::move(v));
+      }
+    }
+    if (kept.empty()) {
+      return absl::PermissionDeniedError(
+          fmt::format("token '{}' reads advertiser {} only", caller.name, AdvertiserList(caller)));
+    }
+    values = std::move(kept);
+    return absl::OkStatus();
+  }
+  q.spec.filters.push_back({Dim::kAdvertiserId, caller.advertisers});
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool ScopedTo(const Caller& caller, const QuerySpec& spec) {
+  if (caller.ReadsAll()) return true;
+  for (const auto& [dim, values] : spec.filters) {
+    if (dim != Dim::kAdvertiserId || values.empty()) continue;
+    for (const std::string& v : values) {
+      if (!caller.Allows(v)) return false;
+    }
+    return true;
+  }
+  return false;
+}
+
+absl::Status SelectCube(const CubeCatalog& catalog, const Caller& caller, QueryRequest& q) {
+  RETURN_IF_ERROR(ScopeQuery(caller, q));
   std::vector<Dim> needed = q.spec.group_by;
   for (const auto& [dim, values] : q.spec.filters) needed.push_back(dim);
   q.spec.need_users =
       std::find(q.metrics.begin(), q.metrics.end(), Metric::kUniqueUsers) != q.metrics.end();
-  ASSIGN_OR_RETURN(q.spec.cube, catalog.Select(needed, q.spec.need_users));
+  auto cube = catalog.Select(needed, q.spec.need_users);
+  if (!cube.ok() && !caller.ReadsAll()) {
+    // The forced filter is what the caller did not write: say so.
+    return absl::InvalidArgumentError(
+        fmt::format("token '{}' reads advertiser {} only, so its queries are answered from cubes "
+                    "with advertiser_id: {}",
+                    caller.name, AdvertiserList(caller), Message(cube.status())));
+  }
+  if (!cube.ok()) return cube.status();
+  q.spec.cube = *cube;
+  return absl::OkStatus();
+}
+
+absl::Status SelectCubeForDefaults(const CubeCatalog& catalog, const Caller& caller,
+                                   bool metrics_defaulted, QueryRequest& q) {
+  QueryRequest without_users = q;
+  absl::Status s = SelectCube(catalog, caller, q);
+  if (s.ok() || !metrics_defaulted || caller.ReadsAll() ||
+      s.code() == absl::StatusCode::kPermissionDenied) {
+    return s;
+  }
+  auto& m = without_users.metrics;
+  m.erase(std::remove(m.begin(), m.end(), Metric::kUniqueUsers), m.end());
+  if (!SelectCube(catalog, caller, without_users).ok()) return s;
+  q = std::move(without_users);
   return absl::OkStatus();
 }
 

@@ -136,6 +136,9 @@ struct HttpServer::Impl {
     Session(Socket&& socket, Impl& server)
         : stream_(std::move(socket)), buffer_(kReadBufferLimit), server_(server) {
       server_.open_connections.fetch_add(1);
+      beast::error_code ec;
+      auto peer = stream_.socket().remote_endpoint(ec);
+      if (!ec) client_address_ = peer.address().to_string();
     }
     ~Session() { server_.open_connections.fetch_sub(1); }
 
@@ -264,6 +267,8 @@ struct HttpServer::Impl {
       request.target = target_;
       request.content_type = std::string(req[http::field::content_type]);
       request.content_encoding = std::string(req[http::field::content_encoding]);
+      request.authorization = std::string(req[http::field::authorization]);
+      request.client_address = client_address_;
       request.body = std::move(req.body());
       keep_alive_ = req.keep_alive();
       version_ = req.version();
@@ -333,6 +338,7 @@ struct HttpServer::Impl {
     Impl& server_;
     std::optional<http::request_parser<http::string_body>> parser_;
     std::string target_;
+    std::string client_address_;
     bool keep_alive_ = true;
     bool head_ = false;
     unsigned version_ = 11;

@@ -12,12 +12,41 @@ const FRAUD = ["fraud_impressions", "fraud_clicks", "fraud_conversions"];
 let chart = null;
 let lastAccepted = null; // {value, at} of adpulse_events_accepted_total
 
+// With tokens configured, the data calls need one: from the page's address (#token=...), kept in
+// this tab's sessionStorage, or typed into the form the page shows after a 401.
+const hashToken = new URLSearchParams(location.hash.slice(1)).get("token");
+if (hashToken) {
+  sessionStorage.setItem("adpulse-token", hashToken);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+function authHeaders() {
+  const token = sessionStorage.getItem("adpulse-token");
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+class Unauthorized extends Error {}
+
 async function getJson(url) {
-  const r = await fetch(url, { cache: "no-store" });
+  const r = await fetch(url, { cache: "no-store", headers: authHeaders() });
   const body = await r.json().catch(() => ({}));
+  if (r.status === 401) throw new Unauthorized(body.error || "a token is needed");
   if (!r.ok) throw new Error(`${url.split("?")[0]}: ${body.error || r.status}`);
   return body;
 }
+
+// /metrics needs scope read or admin: an advertiser's token sees the page without the ingest rate
+// and lag.
+async function getMetricsText() {
+  const r = await fetch("/metrics", { cache: "no-store", headers: authHeaders() });
+  return r.ok ? r.text() : "";
+}
+
+document.getElementById("token-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  sessionStorage.setItem("adpulse-token", document.getElementById("token-input").value.trim());
+  document.getElementById("token-form").hidden = true;
+});
 
 // Prometheus text: {name: [[labels, value], ...]}.
 function parseMetrics(text) {
@@ -81,7 +110,7 @@ async function refresh() {
     getJson(`/v1/metrics?granularity=minute&metrics=${metrics}&${range}`),
     getJson(`/v1/metrics?metrics=${metrics}&${range}`),
     getJson(`/v1/top?metric=impressions&dimension=campaign_id&limit=10&${range}`),
-    fetch("/metrics", { cache: "no-store" }).then((r) => r.text()),
+    getMetricsText(),
   ]);
 
   const t = totals.rows[0] || {};
@@ -154,6 +183,7 @@ async function loop() {
     const status = document.getElementById("status");
     status.className = "status error";
     status.textContent = `cannot read adpulse: ${e.message}`;
+    if (e instanceof Unauthorized) document.getElementById("token-form").hidden = false;
   }
   setTimeout(loop, REFRESH_MS);
 }
