@@ -202,6 +202,135 @@ std::string_view TrimRight(std::string_view s) {
   return s;
 }
 
+// Deepest nesting an unknown field's value may have (the known fields are scalars).
+constexpr int kMaxUnknownDepth = 32;
+
+// Where the JSON value starting at text[0] ('{' or '[') ends, scanning brackets outside strings;
+// npos when it does not end within `text`.
+size_t EndOfValue(std::string_view text) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      if (--depth == 0) return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
+// An unquoted NaN or Infinity (what JavaScript's JSON.stringify never writes, but other encoders
+// do) outside strings.
+bool HasNonFinite(std::string_view text) {
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (text.compare(i, 3, "NaN") == 0 || text.compare(i, 8, "Infinity") == 0 ||
+               text.compare(i, 3, "nan") == 0 || text.compare(i, 3, "inf") == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// What a JSON syntax error in `text` is, in words a client's developer can act on (simdjson's own
+// message for the rarer cases).
+std::string JsonProblem(simdjson::error_code err, std::string_view text) {
+  switch (err) {
+    case simdjson::UTF8_ERROR:
+      return "a string is not valid UTF-8";
+    case simdjson::STRING_ERROR:
+      if (!simdjson::validate_utf8(text.data(), text.size())) return "a string is not valid UTF-8";
+      return "a string has an invalid escape (such as a lone \\ud800 surrogate) or an unescaped "
+             "control character";
+    case simdjson::NUMBER_ERROR:
+      if (HasNonFinite(text)) break;
+      return "a number is malformed";
+    case simdjson::NUMBER_OUT_OF_RANGE:
+      return "a number is out of range";
+    case simdjson::DEPTH_ERROR:
+      return "the JSON is nested too deeply";
+    case simdjson::EMPTY:
+      return "Empty: no JSON found";
+    default:
+      break;
+  }
+  if (HasNonFinite(text)) {
+    return "NaN and Infinity are not JSON numbers (send a number, or leave the field out)";
+  }
+  size_t start = text.find_first_not_of(" \t\r\n");
+  if (start != std::string_view::npos && (text[start] == '{' || text[start] == '[')) {
+    size_t end = EndOfValue(text.substr(start));
+    if (end != std::string_view::npos) {
+      std::string_view rest = text.substr(start + end);
+      size_t extra = rest.find_first_not_of(" \t\r\n");
+      if (extra != std::string_view::npos) {
+        std::string shown;
+        for (char c : rest.substr(extra, 40)) {
+          shown.push_back(static_cast<unsigned char>(c) >= 0x20 && c != 0x7f ? c : '?');
+        }
+        return fmt::format("data after the JSON {}: '{}{}'",
+                           text[start] == '{' ? "object" : "array", shown,
+                           rest.size() - extra > 40 ? "..." : "");
+      }
+    }
+  }
+  if (err == simdjson::T_ATOM_ERROR || err == simdjson::F_ATOM_ERROR ||
+      err == simdjson::N_ATOM_ERROR) {
+    return "a word that is not true, false or null (strings need quotes)";
+  }
+  return simdjson::error_message(err);
+}
+
+// Walks an unknown field's value to bound its nesting: false when deeper than kMaxUnknownDepth.
+simdjson::error_code CheckDepth(od::value value, int depth, bool& too_deep) {
+  od::json_type type;
+  if (auto err = value.type().get(type)) return err;
+  if (type != od::json_type::object && type != od::json_type::array) return simdjson::SUCCESS;
+  if (depth >= kMaxUnknownDepth) {
+    too_deep = true;
+    return simdjson::SUCCESS;
+  }
+  if (type == od::json_type::array) {
+    od::array array;
+    if (auto err = value.get_array().get(array)) return err;
+    for (auto element : array) {
+      od::value v;
+      if (auto err = std::move(element).get(v)) return err;
+      if (auto err = CheckDepth(v, depth + 1, too_deep)) return err;
+      if (too_deep) return simdjson::SUCCESS;
+    }
+    return simdjson::SUCCESS;
+  }
+  od::object object;
+  if (auto err = value.get_object().get(object)) return err;
+  for (auto field_result : object) {
+    od::field field;
+    if (auto err = std::move(field_result).get(field)) return err;
+    if (auto err = CheckDepth(field.value(), depth + 1, too_deep)) return err;
+    if (too_deep) return simdjson::SUCCESS;
+  }
+  return simdjson::SUCCESS;
+}
+
 }  // namespace
 
 struct EventDecoder::Impl {
@@ -221,6 +350,7 @@ struct EventDecoder::Impl {
   std::string ReadEvent(od::object object, IngestBatch& batch, Event& event, EventFields& seen,
                         simdjson::error_code& syntax_error) {
     std::string problem;
+    uint64_t fields_seen = 0;  // a bit per known field, dimensions from bit 16
     for (auto field_result : object) {
       od::field field;
       if (auto err = std::move(field_result).get(field)) {
@@ -233,7 +363,26 @@ struct EventDecoder::Impl {
         return "invalid JSON";
       }
       FieldInfo info = Classify(key);
-      if (info.field == Field::kUnknown) continue;  // unknown fields are ignored
+      if (info.field == Field::kUnknown) {
+        // Unknown fields are ignored, but not without bounds: their nesting is checked.
+        bool too_deep = false;
+        if (auto err = CheckDepth(field.value(), 1, too_deep)) {
+          syntax_error = err;
+          return "invalid JSON";
+        }
+        if (too_deep && problem.empty()) {
+          problem =
+              fmt::format("field '{}' is nested deeper than {} levels", key, kMaxUnknownDepth);
+        }
+        continue;
+      }
+      uint64_t bit = info.field == Field::kDimension
+                         ? uint64_t{1} << (16 + static_cast<int>(info.dim))
+                         : uint64_t{1} << static_cast<int>(info.field);
+      if ((fields_seen & bit) && problem.empty()) {
+        problem = fmt::format("field '{}' appears twice in the event", FieldName(info));
+      }
+      fields_seen |= bit;
       od::value value = field.value();
       od::json_type type;
       if (auto err = value.type().get(type)) {
@@ -381,7 +530,7 @@ struct EventDecoder::Impl {
     od::document doc;
     auto fail = [&](simdjson::error_code err) {
       return absl::InvalidArgumentError(
-          fmt::format("body is not valid JSON: {}", simdjson::error_message(err)));
+          fmt::format("body is not valid JSON: {}", JsonProblem(err, body)));
     };
     if (auto err =
             parser.iterate(body.data(), body.size(), body.size() + simdjson::SIMDJSON_PADDING)
@@ -450,8 +599,7 @@ struct EventDecoder::Impl {
       if (!err && !AtEnd(doc)) err = simdjson::TRAILING_CONTENT;
       if (err) {
         ++broken;
-        std::string message =
-            fmt::format("line is not valid JSON: {}", simdjson::error_message(err));
+        std::string message = fmt::format("line is not valid JSON: {}", JsonProblem(err, text));
         if (first_error.empty()) first_error = message;
         // Drop whatever this line may have added before the syntax error was found.
         if (!batch.positions.empty() && batch.positions.back() == index) {

@@ -255,4 +255,43 @@ TEST_CASE("at most 100 errors are listed but all are counted", "[decoder]") {
   CHECK(d.batch.errors.size() == kMaxReportedErrors);
 }
 
+TEST_CASE("hostile JSON gets a clear error that names what is wrong", "[decoder]") {
+  auto line_error = [](const std::string& line) {
+    auto d = Decode(BodyFormat::kNdjson, Ev("ok") + "\n" + line + "\n");
+    REQUIRE(d.status.ok());
+    REQUIRE(d.batch.events.size() == 1);  // the good line still counts
+    REQUIRE(d.batch.errors.size() == 1);
+    return d.batch.errors[0].message;
+  };
+  // Duplicate keys: the event is rejected, whichever value would have won.
+  CHECK(line_error(Ev("d", R"(,"campaign_id":"c2")")) ==
+        "field 'campaign_id' appears twice in the event");
+  CHECK(line_error(Ev("d", R"(,"event_id":"x")")) == "field 'event_id' appears twice in the event");
+  // Repeated unknown fields are still ignored.
+  auto d = Decode(BodyFormat::kNdjson, Ev("u", R"(,"ext":1,"ext":2)"));
+  CHECK(d.batch.events.size() == 1);
+  // Nesting in an unknown field is bounded.
+  std::string deep(40, '[');
+  deep += std::string(40, ']');
+  CHECK(line_error(Ev("n", ",\"ext\":" + deep)) == "field 'ext' is nested deeper than 32 levels");
+  std::string ok_deep(10, '[');
+  ok_deep += std::string(10, ']');
+  CHECK(Decode(BodyFormat::kNdjson, Ev("n2", ",\"ext\":{\"a\":" + ok_deep + "}"))
+            .batch.events.size() == 1);
+  // NaN, Infinity, invalid UTF-8, a lone surrogate, a second request after the object.
+  CHECK(line_error(Ev("f", R"(,"bid_price":NaN)")).find("NaN and Infinity are not JSON numbers") !=
+        std::string::npos);
+  CHECK(line_error(Ev("f", R"(,"bid_price":-Infinity)")) ==
+        "bid_price -Infinity is not a JSON number (write it like 0.5 or 12)");
+  CHECK(line_error(Ev("u8", ",\"city\":\"a\xff\xfe\"")) ==
+        "line is not valid JSON: a string is not valid UTF-8");
+  CHECK(line_error(Ev("s", R"(,"city":"\ud800")")).find("invalid escape") != std::string::npos);
+  CHECK(line_error(Ev("t") + "POST /v1/events HTTP/1.1") ==
+        "line is not valid JSON: data after the JSON object: 'POST /v1/events HTTP/1.1'");
+  auto body = Decode(BodyFormat::kJson, "[" + Ev("a") + "]\r\nPOST /x HTTP/1.1\r\nHost: h\r\n");
+  CHECK(body.status.message().find("data after") != std::string_view::npos);
+  auto bad = Decode(BodyFormat::kJson, "[" + Ev("a") + ",{\"x\":}]");
+  CHECK(std::string(bad.status.message()).find("body is not valid JSON") == 0);
+}
+
 }  // namespace adpulse
