@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <boost/asio/ip/address.hpp>
@@ -786,6 +787,22 @@ int RunApplication(int argc, char** argv) {
   }
   Api api(api_options, *catalog, pipeline, metrics);
 
+  // Each connection is a file descriptor: the soft limit (often 1024) goes up to the hard one.
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0) {
+    if (files.rlim_cur < files.rlim_max) {
+      files.rlim_cur = files.rlim_max;
+      ::setrlimit(RLIMIT_NOFILE, &files);
+      ::getrlimit(RLIMIT_NOFILE, &files);
+    }
+    // Log segments, RocksDB's files and the archive need some too.
+    if (files.rlim_cur != RLIM_INFINITY && files.rlim_cur < config.server.max_connections + 1024) {
+      LOG_WARN(
+          "the open-file limit is {}: fewer than server.max_connections ({}) and the files "
+          "adpulse keeps open; raise it (ulimit -n, LimitNOFILE=) or lower max_connections",
+          files.rlim_cur, config.server.max_connections);
+    }
+  }
   HttpServer server(config.server, api, pipeline, metrics);
   absl::Status listening = server.Listen();
   if (!listening.ok()) return fail(listening);

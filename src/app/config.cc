@@ -166,9 +166,11 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     }
   }
   if (const toml::table* t = Section(root, "server")) {
-    RETURN_IF_ERROR(CheckKeys(*t, "server", source,
-                              {"listen", "http_threads", "max_body_bytes", "max_decoded_body_bytes",
-                               "idle_timeout_s", "request_timeout_s", "drain_timeout_s"}));
+    RETURN_IF_ERROR(
+        CheckKeys(*t, "server", source,
+                  {"listen", "http_threads", "max_body_bytes", "max_decoded_body_bytes",
+                   "idle_timeout_s", "request_timeout_s", "drain_timeout_s", "max_header_bytes",
+                   "max_header_fields", "max_connections", "max_connections_per_client"}));
     std::string listen;
     RETURN_IF_ERROR(ReadString(*t, "server", "listen", source, listen));
     if (!listen.empty()) {
@@ -191,6 +193,18 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     v = config.server.drain_timeout_s;
     RETURN_IF_ERROR(ReadInt(*t, "server", "drain_timeout_s", source, 0, 3600, v));
     config.server.drain_timeout_s = static_cast<int>(v);
+    v = static_cast<int64_t>(config.server.max_header_bytes);
+    RETURN_IF_ERROR(ReadInt(*t, "server", "max_header_bytes", source, 1024, 1 << 24, v));
+    config.server.max_header_bytes = static_cast<size_t>(v);
+    v = static_cast<int64_t>(config.server.max_header_fields);
+    RETURN_IF_ERROR(ReadInt(*t, "server", "max_header_fields", source, 8, 10'000, v));
+    config.server.max_header_fields = static_cast<size_t>(v);
+    v = static_cast<int64_t>(config.server.max_connections);
+    RETURN_IF_ERROR(ReadInt(*t, "server", "max_connections", source, 1, 1'000'000, v));
+    config.server.max_connections = static_cast<size_t>(v);
+    v = static_cast<int64_t>(config.server.max_connections_per_client);
+    RETURN_IF_ERROR(ReadInt(*t, "server", "max_connections_per_client", source, 1, 1'000'000, v));
+    config.server.max_connections_per_client = static_cast<size_t>(v);
   }
   if (const toml::table* t = Section(root, "storage")) {
     RETURN_IF_ERROR(

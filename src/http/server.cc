@@ -13,10 +13,12 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <mutex>
 #include <thread>
 #include <utility>  // before Asio: DEPENDENCIES.md trap 1
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "base/log.h"
@@ -31,6 +33,7 @@ using tcp = asio::ip::tcp;
 namespace {
 thread_local int t_producer = -1;
 constexpr size_t kReadBufferLimit = 1 << 20;
+constexpr size_t kMaxChunkExtensionBytes = 256;
 // Beast reads into the read buffer's free capacity, at least 512 bytes and at most 64 KiB a call
 // (beast::read_size): a body is read in calls of this size, not of the few hundred bytes an
 // empty buffer starts with (which cost one system call and one Asio operation per 512 bytes).
@@ -84,7 +87,11 @@ struct HttpServer::Impl {
   std::atomic<size_t> next_decoder{0};
   MetricsRegistry::Counter& connections_total;
   MetricsRegistry::Counter& framing_refused;
+  MetricsRegistry::Counter& refused_total;
+  MetricsRegistry::Counter& refused_per_client;
   MetricsRegistry& metrics;
+  std::mutex clients_mu;
+  absl::flat_hash_map<std::string, size_t> clients;  // open connections by client address
 
   Impl(const ServerOptions& o, Api& a, Pipeline& p, MetricsRegistry& m)
       : options(o),
@@ -97,6 +104,13 @@ struct HttpServer::Impl {
         framing_refused(m.GetCounter(
             "adpulse_http_framing_refused_total",
             "Requests refused for ambiguous or unsupported framing (400/501, connection closed).")),
+        refused_total(m.GetCounter("adpulse_http_connections_refused_total",
+                                   "Connections answered 503 and closed at once: the server held "
+                                   "server.max_connections, or their client address "
+                                   "server.max_connections_per_client.",
+                                   "reason=\"max_connections\"")),
+        refused_per_client(m.GetCounter("adpulse_http_connections_refused_total", "",
+                                        "reason=\"max_connections_per_client\"")),
         metrics(m) {
     m.AddGauge("adpulse_http_open_connections", "Open HTTP connections.",
                [this] { return static_cast<double>(open_connections.load()); });
@@ -133,14 +147,13 @@ struct HttpServer::Impl {
 
   class Session : public std::enable_shared_from_this<Session> {
    public:
-    Session(Socket&& socket, Impl& server)
-        : stream_(std::move(socket)), buffer_(kReadBufferLimit), server_(server) {
-      server_.open_connections.fetch_add(1);
-      beast::error_code ec;
-      auto peer = stream_.socket().remote_endpoint(ec);
-      if (!ec) client_address_ = peer.address().to_string();
-    }
-    ~Session() { server_.open_connections.fetch_sub(1); }
+    // `client` was admitted by Impl::Admit; the session releases it.
+    Session(Socket&& socket, Impl& server, std::string client)
+        : stream_(std::move(socket)),
+          buffer_(kReadBufferLimit),
+          server_(server),
+          client_address_(std::move(client)) {}
+    ~Session() { server_.Release(client_address_); }
 
     void Start() {
       asio::dispatch(stream_.get_executor(),
@@ -154,6 +167,8 @@ struct HttpServer::Impl {
       buffer_.shrink_to_fit();
       parser_.emplace();
       parser_->body_limit(server_.options.max_body_bytes);
+      // Chunk extensions mean nothing to adpulse: a few bytes are tolerated, not a megabyte.
+      parser_->on_chunk_header(chunk_header_);
       parser_->header_limit(static_cast<uint32_t>(server_.options.max_header_bytes));
       stream_.expires_after(std::chrono::seconds(server_.options.idle_timeout_s));
       http::async_read_header(stream_, buffer_, *parser_,
@@ -182,6 +197,11 @@ struct HttpServer::Impl {
       if (ec) return OnReadError(ec);
       auto& req = parser_->get();
       target_ = OriginForm(req.target());
+      size_t fields = static_cast<size_t>(std::distance(req.begin(), req.end()));
+      if (fields > server_.options.max_header_fields) {
+        return SendError(431, fmt::format("the request has {} header fields (limit {})", fields,
+                                          server_.options.max_header_fields));
+      }
       if (req.version() >= 11 && req.find(http::field::host) == req.end()) {
         return SendError(400, "HTTP/1.1 requests need a Host header (RFC 9112, section 3.2)");
       }
@@ -242,6 +262,10 @@ struct HttpServer::Impl {
       }
       if (ec == http::error::header_limit) {
         return SendError(431, "request headers are too large");
+      }
+      if (ec == http::error::bad_chunk_extension) {
+        return SendError(400, fmt::format("a chunk extension is malformed or longer than {} bytes",
+                                          kMaxChunkExtensionBytes));
       }
       if (ec == http::error::buffer_overflow) {
         return SendError(400, "request framing is too large (chunk header or line)");
@@ -336,9 +360,13 @@ struct HttpServer::Impl {
     Stream stream_;
     beast::flat_buffer buffer_;
     Impl& server_;
+    std::string client_address_;
+    std::function<void(uint64_t, beast::string_view, beast::error_code&)> chunk_header_ =
+        [](uint64_t, beast::string_view extensions, beast::error_code& ec) {
+          if (extensions.size() > kMaxChunkExtensionBytes) ec = http::error::bad_chunk_extension;
+        };
     std::optional<http::request_parser<http::string_body>> parser_;
     std::string target_;
-    std::string client_address_;
     bool keep_alive_ = true;
     bool head_ = false;
     unsigned version_ = 11;
@@ -352,10 +380,58 @@ struct HttpServer::Impl {
         LOG_WARN("accept failed: {}", ec.message());
       } else {
         connections_total.fetch_add(1, std::memory_order_relaxed);
-        std::make_shared<Session>(std::move(socket), *this)->Start();
+        beast::error_code peer_ec;
+        auto peer = socket.remote_endpoint(peer_ec);
+        std::string client = peer_ec ? std::string() : peer.address().to_string();
+        std::string refusal = Admit(client);
+        if (refusal.empty()) {
+          std::make_shared<Session>(std::move(socket), *this, std::move(client))->Start();
+        } else {
+          // A fresh socket's send buffer takes the short answer without blocking.
+          std::string body = fmt::format("{{\"error\":\"{}\"}}\n", refusal);
+          std::string answer = fmt::format(
+              "HTTP/1.1 503 Service Unavailable\r\nServer: adpulse\r\nContent-Type: "
+              "application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: "
+              "{}\r\n\r\n{}",
+              body.size(), body);
+          beast::error_code ignored;
+          socket.non_blocking(true, ignored);
+          socket.send(asio::buffer(answer), 0, ignored);
+          socket.shutdown(asio::socket_base::shutdown_send, ignored);
+          socket.close(ignored);
+        }
       }
       Accept();
     });
+  }
+
+  // Counts a new connection from `client`; a refusal's reason (and nothing counted) when a limit
+  // is reached.
+  std::string Admit(const std::string& client) {
+    std::lock_guard<std::mutex> lock(clients_mu);
+    if (static_cast<size_t>(open_connections.load()) >= options.max_connections) {
+      refused_total.fetch_add(1, std::memory_order_relaxed);
+      return fmt::format("the server holds {} connections, its limit (server.max_connections)",
+                         options.max_connections);
+    }
+    size_t& mine = clients[client];
+    if (mine >= options.max_connections_per_client) {
+      refused_per_client.fetch_add(1, std::memory_order_relaxed);
+      return fmt::format(
+          "{} already holds {} connections, the limit per client address "
+          "(server.max_connections_per_client)",
+          client, mine);
+    }
+    ++mine;
+    open_connections.fetch_add(1);
+    return {};
+  }
+
+  void Release(const std::string& client) {
+    std::lock_guard<std::mutex> lock(clients_mu);
+    auto it = clients.find(client);
+    if (it != clients.end() && --it->second == 0) clients.erase(it);
+    open_connections.fetch_sub(1);
   }
 
   void BeginShutdown() {

@@ -21,6 +21,11 @@ struct ServerOptions {
   int threads = 1;
   size_t max_body_bytes = 16 << 20;
   size_t max_header_bytes = 64 << 10;
+  size_t max_header_fields = 100;
+  // Open connections at most, in all and from one client address; past either, a new connection
+  // is answered 503 and closed.
+  size_t max_connections = 10'000;
+  size_t max_connections_per_client = 256;
   int idle_timeout_s = 60;     // keep-alive connection with no request
   int request_timeout_s = 60;  // to receive one whole request
   int drain_timeout_s = 30;    // on shutdown, for in-flight requests
