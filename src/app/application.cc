@@ -499,6 +499,8 @@ int RunApplication(int argc, char** argv) {
         "one) or pass --insecure",
         config.server.host, config.server.port)));
   }
+  // Before anything is opened: a bad certificate fails startup with its one line.
+  if (absl::Status tls = CheckTlsFiles(config.server); !tls.ok()) return fail(tls);
   auto lock_fd = PrepareDataDir(config.data_dir);
   if (!lock_fd.ok()) return fail(lock_fd.status());
 
@@ -809,10 +811,13 @@ int RunApplication(int argc, char** argv) {
 
   // Serve /healthz and /readyz (503 until recovery ends) while the shards replay their logs.
   std::thread serving([&server] { server.Run(); });
-  LOG_INFO(
-      "adpulse {} listening on http://{}:{} (data dir {}, {} workers, {} cubes, durability {})",
-      kVersion, config.server.host, server.port(), config.data_dir, pipeline_options.workers,
-      catalog->cubes().size(), config.fsync ? "fsync" : "os");
+  const char* scheme = config.server.tls_cert_file.empty() ? "http" : "https";
+  LOG_INFO("adpulse {} listening on {}://{}:{} (data dir {}, {} workers, {} cubes, durability {})",
+           kVersion, scheme, config.server.host, server.port(), config.data_dir,
+           pipeline_options.workers, catalog->cubes().size(), config.fsync ? "fsync" : "os");
+  if (!config.server.tls_cert_file.empty()) {
+    LOG_INFO("tls: certificate {} (reloaded on SIGHUP)", config.server.tls_cert_file);
+  }
   auto recovery_started = std::chrono::steady_clock::now();
   pipeline.Start();
   absl::Status recovered = pipeline.WaitRecovered();
@@ -835,10 +840,10 @@ int RunApplication(int argc, char** argv) {
   }
   api.SetReady(true);
   LOG_INFO(
-      "ready: recovery took {:.2f} s; dashboard at http://{}:{}/, Grafana datasource at "
-      "http://{}:{}/grafana",
+      "ready: recovery took {:.2f} s; dashboard at {}://{}:{}/, Grafana datasource at "
+      "{}://{}:{}/grafana",
       std::chrono::duration<double>(std::chrono::steady_clock::now() - recovery_started).count(),
-      config.server.host, server.port(), config.server.host, server.port());
+      scheme, config.server.host, server.port(), scheme, config.server.host, server.port());
   serving.join();
   pipeline.Stop();  // each shard flushes its memory into the store with a final checkpoint
   archiver.Stop();

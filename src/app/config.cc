@@ -166,11 +166,11 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     }
   }
   if (const toml::table* t = Section(root, "server")) {
-    RETURN_IF_ERROR(
-        CheckKeys(*t, "server", source,
-                  {"listen", "http_threads", "max_body_bytes", "max_decoded_body_bytes",
-                   "idle_timeout_s", "request_timeout_s", "drain_timeout_s", "max_header_bytes",
-                   "max_header_fields", "max_connections", "max_connections_per_client"}));
+    RETURN_IF_ERROR(CheckKeys(
+        *t, "server", source,
+        {"listen", "http_threads", "max_body_bytes", "max_decoded_body_bytes", "idle_timeout_s",
+         "request_timeout_s", "drain_timeout_s", "max_header_bytes", "max_header_fields",
+         "max_connections", "max_connections_per_client", "tls_cert_file", "tls_key_file"}));
     std::string listen;
     RETURN_IF_ERROR(ReadString(*t, "server", "listen", source, listen));
     if (!listen.empty()) {
@@ -205,6 +205,13 @@ absl::Status ApplyToml(std::string_view toml_text, std::string_view source, Conf
     v = static_cast<int64_t>(config.server.max_connections_per_client);
     RETURN_IF_ERROR(ReadInt(*t, "server", "max_connections_per_client", source, 1, 1'000'000, v));
     config.server.max_connections_per_client = static_cast<size_t>(v);
+    RETURN_IF_ERROR(ReadString(*t, "server", "tls_cert_file", source, config.server.tls_cert_file));
+    RETURN_IF_ERROR(ReadString(*t, "server", "tls_key_file", source, config.server.tls_key_file));
+    if (config.server.tls_cert_file.empty() != config.server.tls_key_file.empty()) {
+      return absl::InvalidArgumentError(fmt::format(
+          "{}: server.tls_cert_file and server.tls_key_file go together (both, or neither)",
+          source));
+    }
   }
   if (const toml::table* t = Section(root, "storage")) {
     RETURN_IF_ERROR(

@@ -9,9 +9,11 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <mutex>
 #include <thread>
@@ -22,12 +24,14 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "base/log.h"
+#include "base/status_macros.h"
 
 namespace adpulse {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 namespace {
@@ -38,6 +42,32 @@ constexpr size_t kMaxChunkExtensionBytes = 256;
 // (beast::read_size): a body is read in calls of this size, not of the few hundred bytes an
 // empty buffer starts with (which cost one system call and one Asio operation per 512 bytes).
 constexpr size_t kBodyReadBytes = 64 << 10;
+
+// A TLS server context from PEM files: the certificate chain and its private key.
+absl::StatusOr<std::shared_ptr<ssl::context>> LoadTls(const std::string& cert,
+                                                      const std::string& key) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                   ssl::context::single_dh_use);
+  beast::error_code ec;
+  ctx->use_certificate_chain_file(cert, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        fmt::format("server.tls_cert_file {}: {}", cert, ec.message()));
+  }
+  ctx->use_private_key_file(key, ssl::context::pem, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        fmt::format("server.tls_key_file {}: {} (it must be the PEM private key of {})", key,
+                    ec.message(), cert));
+  }
+  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+    return absl::InvalidArgumentError(fmt::format(
+        "server.tls_key_file {} is not the private key of the certificate {}", key, cert));
+  }
+  return ctx;
+}
 
 std::string Trimmed(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -57,6 +87,16 @@ struct HttpServer::Impl {
   using Executor = asio::io_context::executor_type;
   using Socket = asio::basic_stream_socket<tcp, Executor>;
   using Stream = beast::basic_stream<tcp, Executor>;
+  using TlsStream = beast::ssl_stream<Stream>;
+  // The TLS context new connections use (server.tls_cert_file); replaced on SIGHUP, while the
+  // connections made with the old one keep it.
+  std::mutex tls_mu;
+  std::shared_ptr<ssl::context> tls;
+  std::shared_ptr<ssl::context> CurrentTls() {
+    std::lock_guard<std::mutex> lock(tls_mu);
+    return tls;
+  }
+  bool tls_enabled() const { return !options.tls_cert_file.empty(); }
   std::vector<std::unique_ptr<asio::io_context>> iocs;
   std::vector<asio::executor_work_guard<Executor>> io_guards;  // keep the others running
   size_t next_io = 0;
@@ -68,6 +108,16 @@ struct HttpServer::Impl {
     hangups.async_wait([this](beast::error_code ec, int) {
       if (ec || stopping.load()) return;
       LOG_INFO("received SIGHUP: reloading");
+      if (tls_enabled()) {
+        auto loaded = LoadTls(options.tls_cert_file, options.tls_key_file);
+        if (loaded.ok()) {
+          std::lock_guard<std::mutex> lock(tls_mu);
+          tls = std::move(*loaded);
+          LOG_INFO("tls: certificate {} reloaded; new connections use it", options.tls_cert_file);
+        } else {
+          LOG_ERROR("tls: {}; the previous certificate stays", Message(loaded.status()));
+        }
+      }
       if (options.on_sighup) options.on_sighup();
       WaitHangup();
     });
@@ -89,6 +139,7 @@ struct HttpServer::Impl {
   MetricsRegistry::Counter& framing_refused;
   MetricsRegistry::Counter& refused_total;
   MetricsRegistry::Counter& refused_per_client;
+  MetricsRegistry::Counter& tls_handshake_failures;
   MetricsRegistry& metrics;
   std::mutex clients_mu;
   absl::flat_hash_map<std::string, size_t> clients;  // open connections by client address
@@ -111,6 +162,10 @@ struct HttpServer::Impl {
                                    "reason=\"max_connections\"")),
         refused_per_client(m.GetCounter("adpulse_http_connections_refused_total", "",
                                         "reason=\"max_connections_per_client\"")),
+        tls_handshake_failures(m.GetCounter(
+            "adpulse_tls_handshake_failures_total",
+            "TLS handshakes that failed (plain HTTP to the HTTPS port, an old protocol, a client "
+            "that does not trust the certificate, a timeout).")),
         metrics(m) {
     m.AddGauge("adpulse_http_open_connections", "Open HTTP connections.",
                [this] { return static_cast<double>(open_connections.load()); });
@@ -145,11 +200,16 @@ struct HttpServer::Impl {
         .fetch_add(1, std::memory_order_relaxed);
   }
 
-  class Session : public std::enable_shared_from_this<Session> {
+  // One connection; S is Stream (plain HTTP) or TlsStream (HTTPS).
+  template <class S>
+  class Session : public std::enable_shared_from_this<Session<S>> {
+    static constexpr bool kTls = std::is_same_v<S, TlsStream>;
+
    public:
-    // `client` was admitted by Impl::Admit; the session releases it.
-    Session(Socket&& socket, Impl& server, std::string client)
-        : stream_(std::move(socket)),
+    // `client` was admitted by Impl::Admit; the session releases it. `tls` is null for plain HTTP.
+    Session(Socket&& socket, std::shared_ptr<ssl::context> tls, Impl& server, std::string client)
+        : tls_(std::move(tls)),
+          stream_(MakeStream(std::move(socket), tls_.get())),
           buffer_(kReadBufferLimit),
           server_(server),
           client_address_(std::move(client)) {}
@@ -157,10 +217,36 @@ struct HttpServer::Impl {
 
     void Start() {
       asio::dispatch(stream_.get_executor(),
-                     beast::bind_front_handler(&Session::ReadHeader, shared_from_this()));
+                     beast::bind_front_handler(&Session::Begin, this->Self()));
     }
 
    private:
+    static S MakeStream(Socket&& socket, ssl::context* tls) {
+      if constexpr (kTls) {
+        return S(std::move(socket), *tls);
+      } else {
+        return S(std::move(socket));
+      }
+    }
+
+    auto& Lowest() { return beast::get_lowest_layer(stream_); }
+    std::shared_ptr<Session> Self() { return this->shared_from_this(); }
+
+    void Begin() {
+      if constexpr (kTls) {
+        Lowest().expires_after(std::chrono::seconds(server_.options.request_timeout_s));
+        stream_.async_handshake(ssl::stream_base::server, [self = Self()](beast::error_code ec) {
+          if (ec) {
+            self->server_.tls_handshake_failures.fetch_add(1, std::memory_order_relaxed);
+            return self->Close();
+          }
+          self->ReadHeader();
+        });
+      } else {
+        ReadHeader();
+      }
+    }
+
     void ReadHeader() {
       if (server_.stopping.load()) return Close();
       // An idle keep-alive connection holds no more than the bytes it has been sent.
@@ -170,9 +256,9 @@ struct HttpServer::Impl {
       // Chunk extensions mean nothing to adpulse: a few bytes are tolerated, not a megabyte.
       parser_->on_chunk_header(chunk_header_);
       parser_->header_limit(static_cast<uint32_t>(server_.options.max_header_bytes));
-      stream_.expires_after(std::chrono::seconds(server_.options.idle_timeout_s));
+      Lowest().expires_after(std::chrono::seconds(server_.options.idle_timeout_s));
       http::async_read_header(stream_, buffer_, *parser_,
-                              beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+                              beast::bind_front_handler(&Session::OnHeader, Self()));
     }
 
     // An absolute-form target ("http://host:8080/v1/events?x", RFC 9112 section 3.2.2, as
@@ -233,27 +319,26 @@ struct HttpServer::Impl {
       if (expect != req.end() && Trimmed(expect->value()) == "100-continue") {
         auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
                                                                        req.version());
-        stream_.expires_after(std::chrono::seconds(server_.options.request_timeout_s));
-        http::async_write(stream_, *cont,
-                          [self = shared_from_this(), cont](beast::error_code wec, size_t) {
-                            if (wec) return self->Close();
-                            self->ReadBody();
-                          });
+        Lowest().expires_after(std::chrono::seconds(server_.options.request_timeout_s));
+        http::async_write(stream_, *cont, [self = Self(), cont](beast::error_code wec, size_t) {
+          if (wec) return self->Close();
+          self->ReadBody();
+        });
         return;
       }
       ReadBody();
     }
 
     void ReadBody() {
-      stream_.expires_after(std::chrono::seconds(server_.options.request_timeout_s));
+      Lowest().expires_after(std::chrono::seconds(server_.options.request_timeout_s));
       http::async_read(stream_, buffer_, *parser_,
-                       beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+                       beast::bind_front_handler(&Session::OnBody, Self()));
     }
 
     void OnReadError(beast::error_code ec) {
       if (ec == http::error::end_of_stream || ec == asio::error::eof ||
-          ec == beast::error::timeout || ec == asio::error::connection_reset ||
-          ec == asio::error::operation_aborted) {
+          ec == ssl::error::stream_truncated || ec == beast::error::timeout ||
+          ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
         return Close();
       }
       if (ec == http::error::body_limit) {
@@ -297,9 +382,9 @@ struct HttpServer::Impl {
       keep_alive_ = req.keep_alive();
       version_ = req.version();
       head_ = req.method() == http::verb::head;
-      stream_.expires_never();
+      Lowest().expires_never();
       server_.active_requests.fetch_add(1);
-      Responder respond = [self = shared_from_this()](HttpResponse response) {
+      Responder respond = [self = Self()](HttpResponse response) {
         asio::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
           self->Send(std::move(response), false, true);
         });
@@ -341,23 +426,23 @@ struct HttpServer::Impl {
       res->prepare_payload();
       if (head_) res->body().clear();
       res->keep_alive(keep);
-      stream_.expires_after(std::chrono::seconds(server_.options.request_timeout_s));
-      http::async_write(
-          stream_, *res,
-          [self = shared_from_this(), res, keep, counted](beast::error_code ec, size_t) {
-            if (counted) self->server_.active_requests.fetch_sub(1);
-            if (ec || !keep) return self->Close();
-            self->ReadHeader();
-          });
+      Lowest().expires_after(std::chrono::seconds(server_.options.request_timeout_s));
+      http::async_write(stream_, *res,
+                        [self = Self(), res, keep, counted](beast::error_code ec, size_t) {
+                          if (counted) self->server_.active_requests.fetch_sub(1);
+                          if (ec || !keep) return self->Close();
+                          self->ReadHeader();
+                        });
     }
 
     void Close() {
       beast::error_code ignored;
-      stream_.socket().shutdown(asio::socket_base::shutdown_send, ignored);
-      stream_.socket().close(ignored);
+      Lowest().socket().shutdown(asio::socket_base::shutdown_send, ignored);
+      Lowest().socket().close(ignored);
     }
 
-    Stream stream_;
+    std::shared_ptr<ssl::context> tls_;  // before stream_: it must outlive it
+    S stream_;
     beast::flat_buffer buffer_;
     Impl& server_;
     std::string client_address_;
@@ -384,8 +469,13 @@ struct HttpServer::Impl {
         auto peer = socket.remote_endpoint(peer_ec);
         std::string client = peer_ec ? std::string() : peer.address().to_string();
         std::string refusal = Admit(client);
-        if (refusal.empty()) {
-          std::make_shared<Session>(std::move(socket), *this, std::move(client))->Start();
+        if (refusal.empty() && tls_enabled()) {
+          std::make_shared<Session<TlsStream>>(std::move(socket), CurrentTls(), *this,
+                                               std::move(client))
+              ->Start();
+        } else if (refusal.empty()) {
+          std::make_shared<Session<Stream>>(std::move(socket), nullptr, *this, std::move(client))
+              ->Start();
         } else {
           // A fresh socket's send buffer takes the short answer without blocking.
           std::string body = fmt::format("{{\"error\":\"{}\"}}\n", refusal);
@@ -471,6 +561,11 @@ HttpServer::HttpServer(const ServerOptions& options, Api& api, Pipeline& pipelin
 HttpServer::~HttpServer() = default;
 
 absl::Status HttpServer::Listen() {
+  if (impl_->tls_enabled()) {
+    auto loaded = LoadTls(impl_->options.tls_cert_file, impl_->options.tls_key_file);
+    if (!loaded.ok()) return loaded.status();
+    impl_->tls = std::move(*loaded);
+  }
   beast::error_code ec;
   auto address = asio::ip::make_address(impl_->options.host, ec);
   if (ec) {
@@ -488,6 +583,11 @@ absl::Status HttpServer::Listen() {
                                               impl_->options.port, ec.message()));
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckTlsFiles(const ServerOptions& options) {
+  if (options.tls_cert_file.empty()) return absl::OkStatus();
+  return LoadTls(options.tls_cert_file, options.tls_key_file).status();
 }
 
 uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }

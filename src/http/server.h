@@ -26,12 +26,19 @@ struct ServerOptions {
   // is answered 503 and closed.
   size_t max_connections = 10'000;
   size_t max_connections_per_client = 256;
+  // HTTPS with this certificate chain and private key (PEM files), reloaded on SIGHUP; empty:
+  // plain HTTP.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   int idle_timeout_s = 60;     // keep-alive connection with no request
   int request_timeout_s = 60;  // to receive one whole request
   int drain_timeout_s = 30;    // on shutdown, for in-flight requests
   // Called on the I/O thread at each SIGHUP (reloads what can be reloaded); null: SIGHUP ignored.
   std::function<void()> on_sighup;
 };
+
+// Whether the TLS files of `options` (if any) load: the certificate chain and its private key.
+absl::Status CheckTlsFiles(const ServerOptions& options);
 
 class HttpServer {
  public:
