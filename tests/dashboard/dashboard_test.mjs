@@ -3,12 +3,14 @@
 // data dir, sends events whose totals the test knows, and checks that the page shows them; sends more,
 // and checks that the page changes to the new totals within 10 s of the acknowledgement; the top
 // campaigns table, the invalid-traffic share after a burst of bot traffic, the ingest rate and lag.
-// The page must load nothing from outside the daemon.
+// The page must load nothing from outside the daemon. Then, on a daemon with tokens: the page asks
+// for one, and with an advertiser's token (typed in, or in the address as #token=) shows that
+// advertiser's totals only.
 //
 //   node tests/dashboard/dashboard_test.mjs --binary build/adpulse [--deps deps] [--screenshot docs/dashboard.png]
 //
 // The last line printed is `N passed, M failed`; the exit code is 0 only if M == 0.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -238,5 +240,78 @@ async function main() {
   }
 }
 
+// A daemon with tokens: an ingest token for the events, an advertiser's token for the page.
+async function tokenScenario() {
+  const require = createRequire(path.join(deps, "package.json"));
+  const { chromium } = require("playwright-core");
+  const make = (name, scope) => {
+    const out = spawnSync(binary, ["token", "--name", name, "--scope", scope], { encoding: "utf8" }).stdout;
+    return { token: out.split("\n")[0].trim(), toml: out.slice(out.indexOf("[[auth.tokens]]")) };
+  };
+  const ingest = make("collector", "ingest");
+  const portal = make("portal-a", "advertiser:adv-a");
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "adpulse-dashboard-auth-"));
+  fs.writeFileSync(path.join(root, "adpulse.toml"), ingest.toml + "\n" + portal.toml);
+  const port = await freePort();
+  const log = fs.openSync(path.join(root, "daemon.log"), "a");
+  const daemon = spawn(binary, ["serve", "--config", path.join(root, "adpulse.toml"), "--listen", `127.0.0.1:${port}`,
+    "--data-dir", path.join(root, "data")], { stdio: ["ignore", log, log] });
+  const base = `http://127.0.0.1:${port}`;
+  let browser = null;
+  try {
+    const deadline = Date.now() + 30000;
+    while (true) {
+      const r = await fetch(`${base}/readyz`).catch(() => null);
+      if (r && r.status === 200) break;
+      if (Date.now() > deadline || daemon.exitCode !== null) throw new Error("daemon not ready; see its log");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const now = Date.now();
+    const a = makeEvents("ta", 200, now, 5).map((e) => ({ ...e, advertiser_id: "adv-a" }));
+    const b = makeEvents("tb", 300, now, 9).map((e) => ({ ...e, advertiser_id: "adv-b", campaign_id: `b-${e.campaign_id}` }));
+    const r = await fetch(`${base}/v1/events`, { method: "POST", body: ndjson([...a, ...b]),
+      headers: { "Content-Type": "application/x-ndjson", Authorization: `Bearer ${ingest.token}` } });
+    check(r.status === 200, `ingest with the collector's token: ${r.status}`);
+    browser = await chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox"] });
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${base}/`);
+    await page.waitForSelector("#token-form:not([hidden])", { timeout: 10000 }).catch(() => null);
+    check(await page.isVisible("#token-form"), "without a token the page asks for one");
+    check((await page.textContent("#status")).includes("needs a token"), `and says why: ${await page.textContent("#status")}`);
+    await page.fill("#token-input", portal.token);
+    await page.click("#token-form button");
+    const ta = truth(a);
+    const want = String(ta.impressions);
+    const seen = async (p) => {
+      const start = Date.now();
+      while (Date.now() - start < 10000) {
+        if ((await p.getAttribute("#total-impressions", "data-value").catch(() => null)) === want) return true;
+        await p.waitForTimeout(100);
+      }
+      return false;
+    };
+    check(await seen(page), `with adv-a's token the page shows adv-a's ${want} impressions (of ${ta.impressions + truth(b).impressions}); ` +
+      `it shows ${await page.getAttribute("#total-impressions", "data-value")}`);
+    const campaigns = await page.$$eval("#top-campaigns tr", (trs) => trs.map((tr) => tr.dataset.campaign));
+    check(campaigns.length > 0 && campaigns.every((c) => !c.startsWith("b-")), `top campaigns are adv-a's only: ${campaigns}`);
+    check(!(await page.textContent("#status")).startsWith("cannot"), `no error once the token is given: ${await page.textContent("#status")}`);
+    const page2 = await browser.newPage();
+    await page2.goto(`${base}/#token=${portal.token}`);
+    check(await seen(page2), "a token in the address (#token=) works too");
+    check(!page2.url().includes("token="), `and is taken out of the address: ${page2.url()}`);
+    check(errors.length === 0, `no script errors: ${errors}`);
+  } catch (e) {
+    check(false, `token scenario aborted: ${e.stack || e}`);
+  } finally {
+    if (browser) await browser.close();
+    daemon.kill("SIGTERM");
+    await new Promise((r) => daemon.exitCode !== null ? r() : daemon.on("exit", r));
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
 await main();
+await tokenScenario();
 finish();
